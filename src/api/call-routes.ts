@@ -1,0 +1,152 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import rangeParser from 'range-parser';
+import type { AttachmentState } from '../calls/call-state.ts';
+import { planRetry } from '../calls/fetch-plan.ts';
+import { findCall, listCalls, resetFailedAttachment } from '../db/calls-repository.ts';
+import { listCallEvents } from '../db/events-repository.ts';
+import { findFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
+import type { AppDeps } from '../http/app-deps.ts';
+import { secretsMatch } from '../http/secrets.ts';
+import { presentCall, presentEvent } from './call-view.ts';
+
+const ATTACHMENT_STATES: AttachmentState[] = ['pending', 'attached', 'failed', 'empty', 'disabled', 'none'];
+
+interface CallParams {
+  id: string;
+}
+
+interface ListQuery {
+  state?: AttachmentState;
+  limit: number;
+  cursor?: string;
+}
+
+/** The read API: everything under /api needs `Authorization: Bearer <API_TOKEN>`. */
+export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
+  void app.register(
+    async (api) => {
+      api.addHook('onRequest', async (request, reply) => {
+        const match = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '');
+        if (!secretsMatch(match?.[1]?.trim(), deps.apiToken)) {
+          return reply
+            .code(401)
+            .header('www-authenticate', 'Bearer')
+            .send({ error: 'missing or wrong API token: send Authorization: Bearer <API_TOKEN>' });
+        }
+      });
+
+      api.get<{ Querystring: ListQuery }>(
+        '/calls',
+        {
+          schema: {
+            querystring: {
+              type: 'object',
+              properties: {
+                state: { type: 'string', enum: ATTACHMENT_STATES },
+                limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 },
+                cursor: { type: 'string', maxLength: 512 },
+              },
+              additionalProperties: false,
+            },
+          },
+        },
+        async (request, reply) => {
+          const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor);
+          if (after === null) return reply.code(400).send({ error: 'cursor is not one this API returned', field: 'cursor' });
+          const page = await listCalls(deps.db, { state: request.query.state, limit: request.query.limit, after });
+          const last = page.calls.at(-1);
+          return {
+            calls: page.calls.map((call) => presentCall(call)),
+            next_cursor: page.hasMore && last ? encodeCursor(last.firstSeenAt, last.callId) : null,
+          };
+        },
+      );
+
+      api.get<{ Params: CallParams }>('/calls/:id', async (request, reply) => {
+        const call = await findCall(deps.db, request.params.id);
+        if (call === null) return sendUnknownCall(reply, request.params.id);
+        const [job, events] = await Promise.all([findFetchJob(deps.db, call.callId), listCallEvents(deps.db, call.callId)]);
+        return { ...presentCall(call, job), events: events.map(presentEvent) };
+      });
+
+      api.get<{ Params: CallParams }>('/calls/:id/recording', async (request, reply) => {
+        const call = await findCall(deps.db, request.params.id);
+        if (call === null) return sendUnknownCall(reply, request.params.id);
+        const stat = call.recording ? await deps.store.stat(call.recording.key) : null;
+        if (call.recording === null || stat === null) {
+          return reply.code(404).send({ error: `call ${call.callId} has no recording (attachment is ${call.attachment.state})` });
+        }
+        return sendRecording(request, reply, deps, call.recording.key, call.recording.contentType, call.recording.sha256, stat.size);
+      });
+
+      api.post<{ Params: CallParams }>('/calls/:id/retry', async (request, reply) => {
+        const callId = request.params.id;
+        const now = deps.clock.now();
+        const outcome = await deps.db.transaction().execute(async (trx) => {
+          const call = await findCall(trx, callId);
+          if (call === null) return 'unknown' as const;
+          if (!(await resetFailedAttachment(trx, callId))) return call.attachment.state;
+          const plan = planRetry(now, deps.config);
+          if (plan.action === 'fetch-now') await scheduleFetchJob(trx, callId, plan.runAt, plan.deadlineAt);
+          return 'retrying' as const;
+        });
+        if (outcome === 'unknown') return sendUnknownCall(reply, callId);
+        if (outcome !== 'retrying') {
+          return reply.code(409).send({ error: `call ${callId} is ${outcome}; only a failed recording can be retried` });
+        }
+        deps.logger.info({ call_id: callId }, `[WaVoIP Recording Webhook] Retry requested for call ${callId}`);
+        deps.scheduler.wake();
+        const call = await findCall(deps.db, callId);
+        return reply.code(202).send(call ? presentCall(call, await findFetchJob(deps.db, callId)) : {});
+      });
+    },
+    { prefix: '/api' },
+  );
+}
+
+function sendUnknownCall(reply: FastifyReply, callId: string) {
+  return reply.code(404).send({ error: `no call with whatsapp_call_id ${JSON.stringify(callId)}` });
+}
+
+function sendRecording(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  deps: AppDeps,
+  key: string,
+  contentType: string,
+  sha256: string,
+  size: number,
+) {
+  reply.header('accept-ranges', 'bytes').header('etag', `"${sha256}"`).type(contentType);
+  const ranges = request.headers.range === undefined ? undefined : rangeParser(size, request.headers.range, { combine: true });
+  if (ranges === -1) {
+    return reply.code(416).header('content-range', `bytes */${size}`).send({ error: `range not satisfiable: the recording has ${size} bytes` });
+  }
+  // Several ranges would need multipart/byteranges, which no audio player asks for: send it whole.
+  const range = Array.isArray(ranges) && ranges.type === 'bytes' && ranges.length === 1 ? ranges[0] : undefined;
+  if (range === undefined) {
+    reply.header('content-length', size);
+    return reply.send(deps.store.createReadStream(key));
+  }
+  reply
+    .code(206)
+    .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
+    .header('content-length', range.end - range.start + 1);
+  return reply.send(deps.store.createReadStream(key, range));
+}
+
+function encodeCursor(firstSeenAt: number, callId: string): string {
+  return Buffer.from(JSON.stringify([firstSeenAt, callId])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { firstSeenAt: number; callId: string } | null {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
+      return { firstSeenAt: value[0] as number, callId: value[1] };
+    }
+  } catch {
+    // falls through to the refusal below
+  }
+  return null;
+}

@@ -1,0 +1,157 @@
+import type { CallEvent, RecordEvent } from './webhook-event.ts';
+
+/**
+ * What is known about a call, merged from its events. Every field merges as a join
+ * (max by rank, min/max of times, OR of flags), so the same set of events gives the same
+ * call whatever their order and however often each arrives: state never moves backwards.
+ */
+export interface CallFacts {
+  callId: string;
+  direction: string | null;
+  caller: string | null;
+  receiver: string | null;
+  deviceId: string | null;
+  status: string | null;
+  wasConnected: boolean;
+  duration: number | null;
+  recordStatus: string | null;
+  recordUrl: string | null;
+  firstSeenAt: number;
+  lastSeenAt: number;
+  /** When the first event with a final call status arrived. */
+  endedAt: number | null;
+}
+
+export type AttachmentState = 'pending' | 'attached' | 'failed' | 'empty' | 'disabled' | 'none';
+
+export interface Attachment {
+  state: AttachmentState;
+  reason: string | null;
+}
+
+export interface CallRecord extends CallFacts {
+  attachment: Attachment;
+}
+
+/** Record statuses from least to most final; a status not listed ranks lowest. */
+const RECORD_STATUS_RANK: Record<string, number> = {
+  RECORDING: 1,
+  MIXING: 2,
+  DISABLED: 3,
+  EMPTY_RECORDING: 4,
+  // A file exists: wins over a conflicting "no file will come".
+  READY: 5,
+};
+
+export const FINAL_CALL_STATUSES = new Set(['ENDED', 'REJECTED', 'NOT_ANSWERED', 'FAILED', 'HANDLED_REMOTELY']);
+
+const CALL_STATUS_RANK: Record<string, number> = {
+  NONE: 1,
+  INCOMING_RING: 1,
+  OUTGOING_RING: 1,
+  OUTGOING_CALLING: 1,
+  CALLING: 1,
+  CONNECTING: 1,
+  REMOTE_CALL_IN_PROGRESS: 1,
+  ACTIVE: 2,
+  CONNECTION_LOST: 3,
+  ...Object.fromEntries([...FINAL_CALL_STATUSES].map((status) => [status, 4])),
+};
+
+/** Merges one CALL or RECORD event, received at `receivedAt`, into what is known of its call. */
+export function mergeCallEvent(facts: CallFacts | null, event: CallEvent | RecordEvent, receivedAt: number): CallFacts {
+  const status = event.type === 'CALL' ? event.status : null;
+  const incoming: CallFacts = {
+    callId: event.callId,
+    direction: event.type === 'CALL' ? event.direction : null,
+    caller: event.type === 'CALL' ? event.caller : null,
+    receiver: event.type === 'CALL' ? event.receiver : null,
+    deviceId: event.deviceId,
+    status,
+    wasConnected: status === 'ACTIVE',
+    duration: event.type === 'CALL' ? event.duration : null,
+    recordStatus: event.recordStatus,
+    recordUrl: event.recordUrl,
+    firstSeenAt: receivedAt,
+    lastSeenAt: receivedAt,
+    endedAt: status !== null && FINAL_CALL_STATUSES.has(status) ? receivedAt : null,
+  };
+  return facts === null ? incoming : joinFacts(facts, incoming);
+}
+
+function joinFacts(a: CallFacts, b: CallFacts): CallFacts {
+  return {
+    callId: a.callId,
+    direction: joinText(a.direction, b.direction),
+    caller: joinText(a.caller, b.caller),
+    receiver: joinText(a.receiver, b.receiver),
+    deviceId: joinText(a.deviceId, b.deviceId),
+    status: joinRanked(a.status, b.status, CALL_STATUS_RANK),
+    wasConnected: a.wasConnected || b.wasConnected,
+    duration: joinMax(a.duration, b.duration),
+    recordStatus: joinRanked(a.recordStatus, b.recordStatus, RECORD_STATUS_RANK),
+    recordUrl: joinText(a.recordUrl, b.recordUrl),
+    firstSeenAt: Math.min(a.firstSeenAt, b.firstSeenAt),
+    lastSeenAt: Math.max(a.lastSeenAt, b.lastSeenAt),
+    endedAt: a.endedAt === null ? b.endedAt : b.endedAt === null ? a.endedAt : Math.min(a.endedAt, b.endedAt),
+  };
+}
+
+/** Values that should never differ between events of one call; a deterministic pick if they do. */
+function joinText(a: string | null, b: string | null): string | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return a >= b ? a : b;
+}
+
+function joinMax(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Math.max(a, b);
+}
+
+function joinRanked(a: string | null, b: string | null, ranks: Record<string, number>): string | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  const rankA = ranks[a] ?? 0;
+  const rankB = ranks[b] ?? 0;
+  if (rankA !== rankB) return rankA > rankB ? a : b;
+  return a >= b ? a : b;
+}
+
+export function isCallEnded(facts: CallFacts): boolean {
+  return facts.endedAt !== null;
+}
+
+/** The attachment state the call's events alone imply, before any download outcome. */
+export function expectedAttachmentState(facts: CallFacts): 'pending' | 'empty' | 'disabled' | 'none' {
+  if (facts.recordStatus === 'EMPTY_RECORDING') return 'empty';
+  if (facts.recordStatus === 'DISABLED') return 'disabled';
+  if (facts.recordStatus !== null) return 'pending';
+  const neverConnected = !facts.wasConnected && (facts.duration ?? 0) === 0;
+  return isCallEnded(facts) && neverConnected ? 'none' : 'pending';
+}
+
+/**
+ * The attachment after an event. An attached recording is final. A failed one stays failed
+ * until something new can change the outcome: a first READY (download again) or a status
+ * saying no file will come.
+ */
+export function nextAttachment(previous: CallRecord | null, facts: CallFacts): Attachment {
+  if (previous?.attachment.state === 'attached') return previous.attachment;
+  const expected = expectedAttachmentState(facts);
+  if (previous?.attachment.state === 'failed' && expected === 'pending' && !becameReady(previous, facts)) {
+    return previous.attachment;
+  }
+  return { state: expected, reason: null };
+}
+
+export function becameReady(previous: CallFacts | null, facts: CallFacts): boolean {
+  return facts.recordStatus === 'READY' && previous?.recordStatus !== 'READY';
+}
+
+/** Applies a CALL or RECORD event to a call (or creates it). */
+export function applyCallEvent(previous: CallRecord | null, event: CallEvent | RecordEvent, receivedAt: number): CallRecord {
+  const facts = mergeCallEvent(previous, event, receivedAt);
+  return { ...facts, attachment: nextAttachment(previous, facts) };
+}

@@ -1,0 +1,128 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { loadConfig, type Config } from '../config/config.ts';
+import { AppError, coerceError } from '../errors.ts';
+import { createLogger } from '../log/logger.ts';
+import { startService } from '../service.ts';
+import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+export async function serveCommand(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(config);
+  const service = await startService(config, logger);
+  const shutDown = (signal: NodeJS.Signals) => {
+    logger.info(`Received ${signal}: finishing requests in flight and stopping`);
+    const forced = setTimeout(() => {
+      logger.error(`Shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000}s; exiting`);
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS).unref();
+    service
+      .stop()
+      .then(() => {
+        clearTimeout(forced);
+        logger.info('Stopped');
+        process.exit(0);
+      })
+      .catch((caught: unknown) => {
+        logger.error({ err: coerceError(caught) }, 'Shutdown failed');
+        process.exit(1);
+      });
+  };
+  process.once('SIGINT', shutDown);
+  process.once('SIGTERM', shutDown);
+}
+
+export async function sendTestEventCommand(options: { url?: string; callId: string; status: string }): Promise<void> {
+  const config = loadConfig();
+  const url = options.url ?? defaultWebhookUrl(config);
+  const body = { type: 'RECORD', whatsapp_call_id: options.callId, record_status: options.status };
+  const response = await fetchOrExplain(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  process.stdout.write(`POST ${url.replace(/token=[^&]*/, 'token=…')} ${JSON.stringify(body)}\n→ ${response.status} ${text}\n`);
+  if (!response.ok) throw new AppError(`the service answered ${response.status}`, { code: 'REQUEST_REFUSED' });
+}
+
+export async function listCallsCommand(options: { state?: string; limit: number; json?: boolean; url?: string }): Promise<void> {
+  const query = new URLSearchParams({ limit: String(options.limit) });
+  if (options.state) query.set('state', options.state);
+  const page = (await callApi(options.url, `/api/calls?${query}`)) as { calls: ApiCall[]; next_cursor: string | null };
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
+    return;
+  }
+  if (page.calls.length === 0) {
+    process.stdout.write(options.state ? `No calls with attachment ${options.state}.\n` : 'No calls yet.\n');
+    return;
+  }
+  const rows = page.calls.map((call) => [
+    call.first_seen_at ?? '',
+    call.whatsapp_call_id,
+    call.attachment.state,
+    call.record_status ?? '-',
+    call.attachment.reason ?? '',
+  ]);
+  const header = ['FIRST SEEN', 'CALL ID', 'ATTACHMENT', 'RECORD STATUS', 'REASON'];
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
+  for (const row of [header, ...rows]) {
+    process.stdout.write(`${row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()}\n`);
+  }
+}
+
+export async function retryCommand(callId: string, options: { url?: string }): Promise<void> {
+  const call = (await callApi(options.url, `/api/calls/${encodeURIComponent(callId)}/retry`, 'POST')) as ApiCall;
+  process.stdout.write(`Call ${call.whatsapp_call_id}: attachment is ${call.attachment.state}; fetching the recording again.\n`);
+}
+
+interface ApiCall {
+  whatsapp_call_id: string;
+  record_status: string | null;
+  first_seen_at: string | null;
+  attachment: { state: string; reason: string | null };
+}
+
+async function callApi(baseUrl: string | undefined, pathAndQuery: string, method = 'GET'): Promise<unknown> {
+  const config = loadConfig();
+  const token = config.apiToken ?? (await readStoredApiToken(config));
+  const response = await fetchOrExplain(`${baseUrl ?? defaultBaseUrl(config)}${pathAndQuery}`, {
+    method,
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const body = (await response.json().catch(() => ({}))) as { error?: string };
+  if (!response.ok) throw new AppError(body.error ?? `the service answered ${response.status}`, { code: 'REQUEST_REFUSED' });
+  return body;
+}
+
+async function readStoredApiToken(config: Config): Promise<string> {
+  const file = path.join(config.dataDir, 'api-token');
+  try {
+    return (await fs.readFile(file, 'utf8')).trim();
+  } catch {
+    throw new AppError(`no API token: set API_TOKEN, or run this where the service keeps ${file}`, { code: 'NO_API_TOKEN' });
+  }
+}
+
+async function fetchOrExplain(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, { ...init, signal: AbortSignal.timeout(15_000) });
+  } catch (caught) {
+    const reason = coerceError(caught);
+    const detail = reason.cause instanceof Error ? reason.cause.message : reason.message;
+    throw new AppError(`could not reach ${url.split('?')[0]}: ${detail} (is the service running?)`, { code: 'UNREACHABLE', cause: caught });
+  }
+}
+
+function defaultBaseUrl(config: Config): string {
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  return `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`;
+}
+
+function defaultWebhookUrl(config: Config): string {
+  const token = config.webhookToken === undefined ? '' : `?token=${encodeURIComponent(config.webhookToken)}`;
+  return `${defaultBaseUrl(config)}${WEBHOOK_PATH}${token}`;
+}

@@ -1,0 +1,141 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { AppError } from '../errors.ts';
+import { parseAllowlist, type AllowlistEntry } from '../download/url-guard.ts';
+import { parseDuration, parseSize } from './units.ts';
+
+/**
+ * The only reader of `process.env`. Every setting is listed, with its default, in the
+ * README's configuration table; keep the two in step.
+ */
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  database: { dialect: 'sqlite'; filename: string };
+  webhookToken: string | undefined;
+  apiToken: string | undefined;
+  recordingUrlAllowlist: AllowlistEntry[];
+  recordingMaxBytes: number;
+  recordingUrlTemplate: string;
+  pollInitialDelayMs: number;
+  pollMaxDelayMs: number;
+  pollMaxWaitMs: number;
+  downloadConcurrency: number;
+  jobLeaseMs: number;
+  logFormat: 'pretty' | 'json';
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+const CALL_ID_PLACEHOLDER = '{whatsapp_call_id}';
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined || ms <= 0) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 500ms, 30s, 5m or 4h` });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const positiveInteger = (fallback: number) =>
+  z.coerce.number().int().positive().default(fallback);
+
+const optionalSecret = z
+  .string()
+  .optional()
+  .transform((text) => (text === undefined || text.trim() === '' ? undefined : text.trim()))
+  .refine((text) => text === undefined || text.length >= 8, 'must be at least 8 characters');
+
+const environmentSchema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  DATABASE_URL: z.string().optional(),
+  WEBHOOK_TOKEN: optionalSecret,
+  API_TOKEN: optionalSecret,
+  RECORDING_URL_ALLOWLIST: z
+    .string()
+    .default('storage.wavoip.com')
+    .transform((text, ctx) => {
+      try {
+        return parseAllowlist(text);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
+  RECORDING_MAX_BYTES: z
+    .string()
+    .default('512MiB')
+    .transform((text, ctx) => {
+      const bytes = parseSize(text);
+      if (bytes === undefined || bytes <= 0) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a size such as 1048576, 64KiB, 512MiB or 2GiB` });
+        return z.NEVER;
+      }
+      return bytes;
+    }),
+  WAVOIP_RECORDING_URL_TEMPLATE: z
+    .string()
+    .default(`https://storage.wavoip.com/${CALL_ID_PLACEHOLDER}`)
+    .refine((text) => text.includes(CALL_ID_PLACEHOLDER), `must contain ${CALL_ID_PLACEHOLDER}`)
+    .refine((text) => URL.canParse(text.replace(CALL_ID_PLACEHOLDER, 'x')), 'must be an absolute URL'),
+  POLL_INITIAL_DELAY: duration('30s'),
+  POLL_MAX_DELAY: duration('30m'),
+  POLL_MAX_WAIT: duration('4h'),
+  DOWNLOAD_CONCURRENCY: positiveInteger(4),
+  JOB_LEASE: duration('60s'),
+  LOG_FORMAT: z.enum(['pretty', 'json']).default('pretty'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+/** Reads the settings from an environment; throws an AppError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = environmentSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
+    throw new AppError(`Invalid configuration: ${problems.join('; ')}`, { code: 'INVALID_CONFIG' });
+  }
+  const settings = parsed.data;
+  const dataDir = path.resolve(settings.DATA_DIR);
+  return Object.freeze({
+    port: settings.PORT,
+    host: settings.HOST,
+    dataDir,
+    database: parseDatabaseUrl(settings.DATABASE_URL, dataDir),
+    webhookToken: settings.WEBHOOK_TOKEN,
+    apiToken: settings.API_TOKEN,
+    recordingUrlAllowlist: settings.RECORDING_URL_ALLOWLIST,
+    recordingMaxBytes: settings.RECORDING_MAX_BYTES,
+    recordingUrlTemplate: settings.WAVOIP_RECORDING_URL_TEMPLATE,
+    pollInitialDelayMs: settings.POLL_INITIAL_DELAY,
+    pollMaxDelayMs: settings.POLL_MAX_DELAY,
+    pollMaxWaitMs: settings.POLL_MAX_WAIT,
+    downloadConcurrency: settings.DOWNLOAD_CONCURRENCY,
+    jobLeaseMs: settings.JOB_LEASE,
+    logFormat: settings.LOG_FORMAT,
+    logLevel: settings.LOG_LEVEL,
+  });
+}
+
+function parseDatabaseUrl(url: string | undefined, dataDir: string): Config['database'] {
+  if (url === undefined || url.trim() === '') {
+    return { dialect: 'sqlite', filename: path.join(dataDir, 'wavoip-recordings.sqlite') };
+  }
+  const sqlite = /^sqlite:(?:\/\/)?(.+)$/.exec(url.trim());
+  if (sqlite?.[1]) return { dialect: 'sqlite', filename: path.resolve(sqlite[1]) };
+  throw new AppError(
+    `Invalid configuration: DATABASE_URL: "${url.split(':')[0]}:" is not supported; use sqlite:<path> (or leave it unset for ${path.join(dataDir, 'wavoip-recordings.sqlite')})`,
+    { code: 'INVALID_CONFIG' },
+  );
+}
+
+/** The storage URL for a call when its READY event carried no `record_url`. */
+export function buildRecordingUrl(template: string, whatsappCallId: string): string {
+  return template.replace(CALL_ID_PLACEHOLDER, encodeURIComponent(whatsappCallId));
+}

@@ -1,0 +1,74 @@
+import type { DbOrTrx } from './database.ts';
+
+export interface NewEvent {
+  eventId: string;
+  receivedAt: number;
+  type: string;
+  callId: string | null;
+  payload: string;
+}
+
+export interface StoredEvent extends NewEvent {
+  seq: number;
+}
+
+export interface TimelineEvent {
+  eventId: string;
+  receivedAt: number;
+  type: string;
+  payload: unknown;
+}
+
+export async function insertEvent(db: DbOrTrx, event: NewEvent): Promise<void> {
+  await db
+    .insertInto('events')
+    .values({
+      event_id: event.eventId,
+      received_at: event.receivedAt,
+      type: event.type,
+      call_id: event.callId,
+      payload: event.payload,
+    })
+    .execute();
+}
+
+export async function listUnprocessedEvents(db: DbOrTrx, limit: number): Promise<StoredEvent[]> {
+  const rows = await db
+    .selectFrom('events')
+    .select(['seq', 'event_id', 'received_at', 'type', 'call_id', 'payload'])
+    .where('processed_at', 'is', null)
+    .orderBy('seq')
+    .limit(limit)
+    .execute();
+  return rows.map((row) => ({
+    seq: row.seq,
+    eventId: row.event_id,
+    receivedAt: row.received_at,
+    type: row.type,
+    callId: row.call_id,
+    payload: row.payload,
+  }));
+}
+
+export async function markEventProcessed(db: DbOrTrx, seq: number, processedAt: number, error: string | null): Promise<void> {
+  await db
+    .updateTable('events')
+    .set({ processed_at: processedAt, processing_error: error })
+    .where('seq', '=', seq)
+    .execute();
+}
+
+export async function listCallEvents(db: DbOrTrx, callId: string): Promise<TimelineEvent[]> {
+  const rows = await db
+    .selectFrom('events')
+    .select(['event_id', 'received_at', 'type', 'payload'])
+    .where('call_id', '=', callId)
+    .orderBy('seq')
+    .execute();
+  return rows.map((row) => ({
+    eventId: row.event_id,
+    receivedAt: row.received_at,
+    type: row.type,
+    payload: JSON.parse(row.payload) as unknown,
+  }));
+}

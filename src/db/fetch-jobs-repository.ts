@@ -1,0 +1,129 @@
+import type { Selectable } from 'kysely';
+import type { Db, DbOrTrx } from './database.ts';
+import type { FetchJobsTable } from './schema.ts';
+
+export interface FetchJob {
+  callId: string;
+  runAt: number;
+  deadlineAt: number;
+  attempts: number;
+  lastError: string | null;
+  version: number;
+}
+
+/** Schedules a call's fetch job, replacing any earlier schedule; a running attempt keeps its lease. */
+export async function scheduleFetchJob(db: DbOrTrx, callId: string, runAt: number, deadlineAt: number): Promise<void> {
+  await db
+    .insertInto('fetch_jobs')
+    .values({ call_id: callId, run_at: runAt, deadline_at: deadlineAt, attempts: 0, version: 0 })
+    .onConflict((conflict) =>
+      conflict.column('call_id').doUpdateSet((eb) => ({
+        run_at: runAt,
+        deadline_at: deadlineAt,
+        attempts: 0,
+        last_error: null,
+        version: eb(eb.ref('fetch_jobs.version'), '+', 1),
+      })),
+    )
+    .execute();
+}
+
+export async function deleteFetchJob(db: DbOrTrx, callId: string, version?: number): Promise<boolean> {
+  let query = db.deleteFrom('fetch_jobs').where('call_id', '=', callId);
+  if (version !== undefined) query = query.where('version', '=', version);
+  const result = await query.executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}
+
+/**
+ * Leases up to `limit` due jobs to `workerId`. The scan walks the run_at index from the
+ * oldest due job, so its cost follows the work that is due, not the number of calls stored.
+ */
+export async function claimDueFetchJobs(
+  db: Db,
+  input: { now: number; limit: number; workerId: string; leaseMs: number },
+): Promise<FetchJob[]> {
+  return db.transaction().execute(async (trx) => {
+    const rows = await trx
+      .selectFrom('fetch_jobs')
+      .selectAll()
+      .where('run_at', '<=', input.now)
+      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', input.now)]))
+      .orderBy('run_at')
+      .limit(input.limit)
+      .execute();
+    if (rows.length === 0) return [];
+    await trx
+      .updateTable('fetch_jobs')
+      .set({ locked_until: input.now + input.leaseMs, locked_by: input.workerId })
+      .where(
+        'call_id',
+        'in',
+        rows.map((row) => row.call_id),
+      )
+      .execute();
+    return rows.map(toFetchJob);
+  });
+}
+
+/** Extends the leases a worker still holds, so a long download is not taken over. */
+export async function renewFetchJobLeases(db: DbOrTrx, workerId: string, callIds: string[], lockedUntil: number): Promise<void> {
+  if (callIds.length === 0) return;
+  await db
+    .updateTable('fetch_jobs')
+    .set({ locked_until: lockedUntil })
+    .where('locked_by', '=', workerId)
+    .where('call_id', 'in', callIds)
+    .execute();
+}
+
+/**
+ * Moves a failed attempt's job to its next run and releases the lease. When an event
+ * rescheduled the job meanwhile (version changed), that newer schedule stands.
+ */
+export async function rescheduleFetchJob(
+  db: DbOrTrx,
+  job: FetchJob,
+  runAt: number,
+  lastError: string,
+): Promise<void> {
+  const rescheduled = await db
+    .updateTable('fetch_jobs')
+    .set({ run_at: runAt, attempts: job.attempts + 1, last_error: lastError, locked_until: null, locked_by: null })
+    .where('call_id', '=', job.callId)
+    .where('version', '=', job.version)
+    .executeTakeFirst();
+  if (rescheduled.numUpdatedRows === 0n) await releaseFetchJob(db, job.callId);
+}
+
+export async function releaseFetchJob(db: DbOrTrx, callId: string): Promise<void> {
+  await db.updateTable('fetch_jobs').set({ locked_until: null, locked_by: null }).where('call_id', '=', callId).execute();
+}
+
+/** When the next unleased job falls due, or null when none is scheduled. */
+export async function findNextFetchJobRunAt(db: DbOrTrx, now: number): Promise<number | null> {
+  const row = await db
+    .selectFrom('fetch_jobs')
+    .select('run_at')
+    .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
+    .orderBy('run_at')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.run_at ?? null;
+}
+
+export async function findFetchJob(db: DbOrTrx, callId: string): Promise<FetchJob | null> {
+  const row = await db.selectFrom('fetch_jobs').selectAll().where('call_id', '=', callId).executeTakeFirst();
+  return row ? toFetchJob(row) : null;
+}
+
+function toFetchJob(row: Selectable<FetchJobsTable>): FetchJob {
+  return {
+    callId: row.call_id,
+    runAt: row.run_at,
+    deadlineAt: row.deadline_at,
+    attempts: row.attempts,
+    lastError: row.last_error,
+    version: row.version,
+  };
+}

@@ -1,0 +1,66 @@
+import type { Generated } from 'kysely';
+
+/** Times are milliseconds since the epoch, stored as integers on every dialect. */
+export interface EventsTable {
+  seq: Generated<number>;
+  event_id: string;
+  received_at: number;
+  type: string;
+  call_id: string | null;
+  payload: string;
+  processed_at: number | null;
+  processing_error: string | null;
+}
+
+export interface CallsTable {
+  call_id: string;
+  direction: string | null;
+  caller: string | null;
+  receiver: string | null;
+  device_id: string | null;
+  status: string | null;
+  was_connected: number;
+  duration: number | null;
+  record_status: string | null;
+  record_url: string | null;
+  first_seen_at: number;
+  last_seen_at: number;
+  ended_at: number | null;
+  attachment_state: string;
+  attachment_reason: string | null;
+  recording_key: string | null;
+  recording_size: number | null;
+  recording_sha256: string | null;
+  recording_content_type: string | null;
+  recording_container: string | null;
+  recording_codec: string | null;
+  recording_duration_seconds: number | null;
+  attached_at: number | null;
+}
+
+/** One fetch job per call: a poll waiting for the recording, or a download after READY. */
+export interface FetchJobsTable {
+  call_id: string;
+  run_at: number;
+  deadline_at: number;
+  attempts: number;
+  last_error: string | null;
+  locked_until: number | null;
+  locked_by: string | null;
+  /** Bumped whenever the job is rescheduled by an event, so a running attempt cannot overwrite it. */
+  version: number;
+}
+
+export interface DevicesTable {
+  device_id: string;
+  phone: string | null;
+  status: string | null;
+  last_seen_at: number;
+}
+
+export interface Database {
+  events: EventsTable;
+  calls: CallsTable;
+  fetch_jobs: FetchJobsTable;
+  devices: DevicesTable;
+}

@@ -1,0 +1,19 @@
+import type { Clock } from '../clock.ts';
+import type { Config } from '../config/config.ts';
+import type { Db } from '../db/database.ts';
+import type { FetchScheduler } from '../jobs/fetch-scheduler.ts';
+import type { Logger } from '../log/logger.ts';
+import type { RecordingStore } from '../storage/recording-store.ts';
+import type { EventProcessor } from '../webhook/process-events.ts';
+
+/** What the HTTP routes need, handed in explicitly rather than hung off the Fastify instance. */
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  clock: Clock;
+  db: Db;
+  store: RecordingStore;
+  apiToken: string;
+  events: EventProcessor;
+  scheduler: FetchScheduler;
+}

@@ -1,0 +1,53 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { registerCallRoutes } from '../api/call-routes.ts';
+import { registerHealthRoutes } from '../api/health-routes.ts';
+import { redactUrl } from '../log/logger.ts';
+import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
+import type { AppDeps } from './app-deps.ts';
+
+/** WaVoIP's documented events are a few hundred bytes; production consumers cap at 64 KB too. */
+export const WEBHOOK_BODY_LIMIT = 64 * 1024;
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // Webhooks and heartbeats would flood the log; the routes log what matters themselves.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: WEBHOOK_BODY_LIMIT,
+    trustProxy: true,
+    forceCloseConnections: true,
+  });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
+    if (statusCode >= 500) {
+      request.log.error({ err: error, url: redactUrl(request.url) }, 'Request failed');
+      return reply.code(500).send({ error: 'internal error' });
+    }
+    return reply.code(statusCode).send({ error: describeClientError(error) });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: `no route for ${request.method} ${redactUrl(request.url).split('?')[0]}` }),
+  );
+
+  registerHealthRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
+  registerCallRoutes(app, deps);
+  return app;
+}
+
+function describeClientError(error: FastifyError): string {
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return `body is larger than the ${WEBHOOK_BODY_LIMIT / 1024} KiB limit`;
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'content type must be application/json';
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return 'body is empty; expected a JSON object';
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return `body is not valid JSON: ${error.message}`;
+    default:
+      if (error.validation) return error.message;
+      return error instanceof SyntaxError ? `body is not valid JSON: ${error.message}` : error.message;
+  }
+}

@@ -1,0 +1,142 @@
+import { describeGiveUp, scheduleRetry, type PollTimings } from '../calls/fetch-plan.ts';
+import type { Clock } from '../clock.ts';
+import { buildRecordingUrl } from '../config/config.ts';
+import { attachRecording, failAttachment, findCall, type StoredCall } from '../db/calls-repository.ts';
+import type { Db } from '../db/database.ts';
+import { deleteFetchJob, releaseFetchJob, rescheduleFetchJob, type FetchJob } from '../db/fetch-jobs-repository.ts';
+import { downloadRecording } from '../download/download-recording.ts';
+import type { HttpClient } from '../download/http-client.ts';
+import type { AllowlistEntry } from '../download/url-guard.ts';
+import { AppError, coerceError } from '../errors.ts';
+import { redactUrl, type Logger } from '../log/logger.ts';
+import { recordingKeyFor } from '../storage/recording-store.ts';
+import type { RecordingStore } from '../storage/recording-store.ts';
+import type { FetchJobRunner } from './fetch-scheduler.ts';
+
+export interface FetchRecordingDeps {
+  db: Db;
+  store: RecordingStore;
+  client: HttpClient;
+  clock: Clock;
+  random: () => number;
+  logger: Logger;
+  timings: PollTimings;
+  allowlist: AllowlistEntry[];
+  maxBytes: number;
+  urlTemplate: string;
+}
+
+/**
+ * One attempt at a call's recording: download, verify, store, attach. A READY call is a
+ * download; a call still waiting for READY is a poll of the same URL. Transient failures
+ * are rescheduled on the retry schedule until the deadline; the rest fail the attachment.
+ */
+export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunner {
+  const { db, clock, logger } = deps;
+
+  return async function fetchRecording(job: FetchJob, signal: AbortSignal): Promise<void> {
+    const call = await findCall(db, job.callId);
+    if (call === null || call.attachment.state !== 'pending') {
+      await deleteFetchJob(db, job.callId, job.version);
+      return;
+    }
+    const url = call.recordUrl ?? buildRecordingUrl(deps.urlTemplate, call.callId);
+    const polling = call.recordStatus !== 'READY';
+    const attempt = job.attempts + 1;
+    const context = { call_id: call.callId, url: redactUrl(url), attempt, mode: polling ? ('poll' as const) : ('download' as const) };
+    logger.info(
+      context,
+      polling
+        ? `[WaVoIP Poll] Checking for the recording of call ${call.callId} (attempt ${attempt})`
+        : `[WaVoIP Recording Webhook] Downloading recording for call ${call.callId} (attempt ${attempt})`,
+    );
+
+    try {
+      const file = await downloadRecording({
+        url,
+        allowlist: deps.allowlist,
+        client: deps.client,
+        maxBytes: deps.maxBytes,
+        tmpDir: deps.store.tmpDir,
+        signal,
+      });
+      const key = recordingKeyFor(call.callId, file.extension);
+      await deps.store.put(file.tempPath, key);
+      const attachedAt = clock.now();
+      const attached = await db.transaction().execute(async (trx) => {
+        const recorded = await attachRecording(trx, call.callId, {
+          key,
+          size: file.size,
+          sha256: file.sha256,
+          contentType: file.contentType,
+          container: file.container,
+          codec: file.codec,
+          durationSeconds: file.durationSeconds,
+          attachedAt,
+        });
+        await deleteFetchJob(trx, call.callId);
+        return recorded;
+      });
+      if (attached) {
+        logger.info(
+          { ...context, size: file.size, sha256: file.sha256, content_type: file.contentType, duration_seconds: file.durationSeconds, key },
+          '[WaVoIP Recording Webhook] ✅ Recording attached successfully',
+        );
+      }
+    } catch (caught) {
+      await handleFailure(call, job, signal, caught, context);
+    }
+  };
+
+  async function handleFailure(
+    call: StoredCall,
+    job: FetchJob,
+    signal: AbortSignal,
+    caught: unknown,
+    context: { mode: 'poll' | 'download' } & Record<string, unknown>,
+  ): Promise<void> {
+    if (signal.aborted) {
+      // Shutting down: the attempt does not count, and the job runs again after restart.
+      await releaseFetchJob(db, job.callId);
+      logger.info(context, `[WaVoIP Jobs] Fetch for call ${call.callId} interrupted by shutdown; it will run again`);
+      return;
+    }
+    const error = caught instanceof AppError ? caught : new AppError(coerceError(caught).message, { code: 'UNEXPECTED', retryable: true, cause: caught });
+    const reason = error.message;
+    const now = clock.now();
+    const nextRunAt = error.retryable
+      ? scheduleRetry({
+          failedAttempts: job.attempts + 1,
+          now,
+          deadlineAt: job.deadlineAt,
+          retryAfterMs: error.retryAfterMs,
+          random: deps.random,
+          timings: deps.timings,
+        })
+      : null;
+
+    if (nextRunAt !== null) {
+      await rescheduleFetchJob(db, job, nextRunAt, reason);
+      const retryIn = `${Math.round((nextRunAt - now) / 1000)}s`;
+      logger.info(
+        { ...context, reason, code: error.code, next_attempt_at: new Date(nextRunAt).toISOString() },
+        context.mode === 'poll'
+          ? `[WaVoIP Poll] Recording for call ${call.callId} not available yet (${reason}); next poll in ${retryIn}`
+          : `[WaVoIP Recording Webhook] Download for call ${call.callId} failed (${reason}); retrying in ${retryIn}`,
+      );
+      return;
+    }
+
+    const finalReason = error.retryable ? describeGiveUp(deps.timings, reason) : reason;
+    const failed = await db.transaction().execute(async (trx) => {
+      // An event that rescheduled the job meanwhile (say, READY with a new URL) gets its chance.
+      if (!(await deleteFetchJob(trx, call.callId, job.version))) return false;
+      return failAttachment(trx, call.callId, finalReason);
+    });
+    if (failed) {
+      logger.error({ ...context, reason: finalReason, code: error.code }, `[WaVoIP Recording Webhook] ❌ Recording failed for call ${call.callId}: ${finalReason}`);
+    } else {
+      await releaseFetchJob(db, job.callId);
+    }
+  }
+}

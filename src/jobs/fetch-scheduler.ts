@@ -1,0 +1,129 @@
+import type { Clock } from '../clock.ts';
+import type { Db } from '../db/database.ts';
+import {
+  claimDueFetchJobs,
+  findNextFetchJobRunAt,
+  renewFetchJobLeases,
+  type FetchJob,
+} from '../db/fetch-jobs-repository.ts';
+import { coerceError } from '../errors.ts';
+import type { Logger } from '../log/logger.ts';
+
+export type FetchJobRunner = (job: FetchJob, signal: AbortSignal) => Promise<void>;
+
+/**
+ * Runs due fetch jobs, at most `concurrency` at a time. There is no fixed tick: it sleeps
+ * until the next job is due, and `wake()` (new work scheduled now) or a finished job sends
+ * it looking again at once. Every job is leased in the database, so a process that dies
+ * mid-download loses the lease after `leaseMs` and the job runs again.
+ */
+export function createFetchScheduler(deps: {
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+  workerId: string;
+  concurrency: number;
+  leaseMs: number;
+  runJob: FetchJobRunner;
+}) {
+  const { db, clock, logger, concurrency, leaseMs, workerId } = deps;
+  const running = new Map<string, { promise: Promise<void>; abort: AbortController }>();
+  let timer: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let pumping: Promise<void> | null = null;
+  let pumpAgain = false;
+  let started = false;
+  let stopped = false;
+
+  function pump(): Promise<void> {
+    if (!started || stopped) return Promise.resolve();
+    if (pumping) {
+      pumpAgain = true;
+      return pumping;
+    }
+    pumping = claimAndSleep();
+    return pumping;
+  }
+
+  async function claimAndSleep(): Promise<void> {
+    try {
+      do {
+        pumpAgain = false;
+        const free = concurrency - running.size;
+        if (free <= 0) return;
+        const jobs = await claimDueFetchJobs(db, { now: clock.now(), limit: free, workerId, leaseMs });
+        for (const job of jobs) startJob(job);
+        if (jobs.length === free) pumpAgain = true;
+      } while (pumpAgain && !stopped);
+      await sleepUntilNextJob();
+    } catch (caught) {
+      logger.error({ err: coerceError(caught) }, '[WaVoIP Jobs] Could not claim due jobs; trying again shortly');
+      armTimer(1_000);
+    } finally {
+      pumping = null;
+      if (pumpAgain) void pump();
+    }
+  }
+
+  async function sleepUntilNextJob(): Promise<void> {
+    const now = clock.now();
+    const nextRunAt = await findNextFetchJobRunAt(db, now);
+    // Waking at least once per lease also picks up jobs whose holder died.
+    armTimer(nextRunAt === null ? leaseMs : Math.min(Math.max(nextRunAt - now, 0), leaseMs));
+  }
+
+  function armTimer(delayMs: number): void {
+    clearTimeout(timer);
+    if (!stopped) timer = setTimeout(() => void pump(), delayMs);
+  }
+
+  function startJob(job: FetchJob): void {
+    const abort = new AbortController();
+    const promise = deps
+      .runJob(job, abort.signal)
+      .catch((caught: unknown) => {
+        logger.error({ call_id: job.callId, err: coerceError(caught) }, `[WaVoIP Jobs] Fetch job for call ${job.callId} crashed`);
+      })
+      .finally(() => {
+        running.delete(job.callId);
+        void pump();
+      });
+    running.set(job.callId, { promise, abort });
+  }
+
+  async function renewLeases(): Promise<void> {
+    try {
+      await renewFetchJobLeases(db, workerId, [...running.keys()], clock.now() + leaseMs);
+    } catch (caught) {
+      logger.warn({ err: coerceError(caught) }, '[WaVoIP Jobs] Could not renew job leases');
+    }
+  }
+
+  return {
+    start(): void {
+      if (started) return;
+      started = true;
+      heartbeat = setInterval(() => void renewLeases(), Math.max(Math.floor(leaseMs / 3), 100));
+      void pump();
+    },
+    /** New work may be due now: look at once instead of waiting for the timer. */
+    wake(): void {
+      void pump();
+    },
+    /** Stops claiming, aborts running jobs (their leases are released by the jobs) and waits for them. */
+    async stop(): Promise<void> {
+      if (stopped) return;
+      stopped = true;
+      await pumping;
+      clearTimeout(timer);
+      clearInterval(heartbeat);
+      for (const { abort } of running.values()) abort.abort();
+      await Promise.all([...running.values()].map(({ promise }) => promise));
+    },
+    runningCount(): number {
+      return running.size;
+    },
+  };
+}
+
+export type FetchScheduler = ReturnType<typeof createFetchScheduler>;

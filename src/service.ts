@@ -1,0 +1,127 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { systemClock, type Clock } from './clock.ts';
+import type { Config } from './config/config.ts';
+import { createDb, migrateToLatest } from './db/database.ts';
+import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
+import { buildApp } from './http/app.ts';
+import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
+import { createFetchScheduler } from './jobs/fetch-scheduler.ts';
+import type { Logger } from './log/logger.ts';
+import { createLocalRecordingStore } from './storage/local-recording-store.ts';
+import { createEventProcessor } from './webhook/process-events.ts';
+import { WEBHOOK_PATH } from './webhook/webhook-routes.ts';
+
+export interface Service {
+  app: FastifyInstance;
+  /** The address the server listens on, e.g. http://127.0.0.1:3000. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  clock?: Clock;
+  random?: () => number;
+  httpTimeouts?: Partial<HttpClientTimeouts>;
+}
+
+/** The one place that wires the service together: database, storage, jobs, HTTP. */
+export async function startService(config: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {
+  const clock = options.clock ?? systemClock;
+  await fs.mkdir(config.dataDir, { recursive: true });
+
+  const db = createDb(config.database);
+  const applied = await migrateToLatest(db);
+  if (applied.length > 0) logger.info({ migrations: applied }, 'Database migrated');
+
+  const store = createLocalRecordingStore(path.join(config.dataDir, 'recordings'));
+  const removed = await store.cleanTemp();
+  if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by an earlier run; their jobs run again');
+
+  const apiToken = await resolveApiToken(config, logger);
+  const client = createHttpClient(options.httpTimeouts);
+  const scheduler = createFetchScheduler({
+    db,
+    clock,
+    logger,
+    workerId: randomUUID(),
+    concurrency: config.downloadConcurrency,
+    leaseMs: config.jobLeaseMs,
+    runJob: createFetchRecordingJob({
+      db,
+      store,
+      client,
+      clock,
+      random: options.random ?? Math.random,
+      logger,
+      timings: config,
+      allowlist: config.recordingUrlAllowlist,
+      maxBytes: config.recordingMaxBytes,
+      urlTemplate: config.recordingUrlTemplate,
+    }),
+  });
+  const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: () => scheduler.wake() });
+  const app = buildApp({ config, logger, clock, db, store, apiToken, events, scheduler });
+
+  await app.listen({ port: config.port, host: config.host });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host}:${port}`;
+
+  scheduler.start();
+  events.wake();
+  logStartup(config, logger, url);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    app,
+    url,
+    stop() {
+      stopping ??= (async () => {
+        await app.close();
+        await events.stop();
+        await scheduler.stop();
+        await client.close();
+        await db.destroy();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * Recordings are personal data, so the API is never open: without API_TOKEN a random token
+ * is made on first start and kept in DATA_DIR (readable by its owner only).
+ */
+async function resolveApiToken(config: Config, logger: Logger): Promise<string> {
+  if (config.apiToken !== undefined) return config.apiToken;
+  const file = path.join(config.dataDir, 'api-token');
+  try {
+    const stored = (await fs.readFile(file, 'utf8')).trim();
+    if (stored.length >= 8) {
+      logger.info(`API token: the one generated earlier, in ${file} (set API_TOKEN to choose your own)`);
+      return stored;
+    }
+  } catch (caught) {
+    if ((caught as NodeJS.ErrnoException).code !== 'ENOENT') throw caught;
+  }
+  const token = randomBytes(24).toString('base64url');
+  await fs.writeFile(file, `${token}\n`, { mode: 0o600 });
+  logger.info(`API token generated and saved to ${file}: ${token}`);
+  logger.info(`Try it: curl -H "Authorization: Bearer ${token}" http://localhost:${config.port}/api/calls`);
+  return token;
+}
+
+function logStartup(config: Config, logger: Logger, url: string): void {
+  logger.info({ url, data_dir: config.dataDir, database: config.database.filename }, `wavoip-recordings listening on ${url}`);
+  if (config.webhookToken === undefined) {
+    logger.warn(
+      `WEBHOOK_TOKEN is not set: anyone who can reach ${WEBHOOK_PATH} can post events. ` +
+        `Set WEBHOOK_TOKEN and use https://your-host${WEBHOOK_PATH}?token=<WEBHOOK_TOKEN> in the WaVoIP panel.`,
+    );
+  } else {
+    logger.info(`WaVoIP panel webhook URL: https://your-host${WEBHOOK_PATH}?token=<WEBHOOK_TOKEN>`);
+  }
+}

@@ -1,0 +1,151 @@
+import { applyCallEvent, type CallRecord } from '../calls/call-state.ts';
+import { planFetch, type FetchPlan, type PollTimings } from '../calls/fetch-plan.ts';
+import { normalizeWebhookPayload, type WebhookEvent } from '../calls/webhook-event.ts';
+import type { Clock } from '../clock.ts';
+import { findCall, saveCall } from '../db/calls-repository.ts';
+import type { Db } from '../db/database.ts';
+import { upsertDevice } from '../db/devices-repository.ts';
+import { listUnprocessedEvents, markEventProcessed, type StoredEvent } from '../db/events-repository.ts';
+import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
+import { coerceError } from '../errors.ts';
+import type { Logger } from '../log/logger.ts';
+
+const BATCH_SIZE = 100;
+
+interface Outcome {
+  event: WebhookEvent;
+  previous: CallRecord | null;
+  next: CallRecord | null;
+  plan: FetchPlan;
+}
+
+/**
+ * Applies stored webhook events to calls, devices and fetch jobs, oldest first. Intake only
+ * stores events; this runs after the answer, and again at start-up for anything a crash
+ * left unprocessed.
+ */
+export function createEventProcessor(deps: {
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+  timings: PollTimings;
+  onFetchScheduled: () => void;
+}) {
+  const { db, clock, logger } = deps;
+  let running: Promise<void> | null = null;
+  let wakeAgain = false;
+  let stopped = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  async function processStoredEvent(stored: StoredEvent): Promise<Outcome | null> {
+    return db.transaction().execute(async (trx) => {
+      const normalized = normalizeWebhookPayload(JSON.parse(stored.payload));
+      const now = clock.now();
+      if (!normalized.ok) {
+        await markEventProcessed(trx, stored.seq, now, normalized.error);
+        return null;
+      }
+      const { event } = normalized;
+      let outcome: Outcome = { event, previous: null, next: null, plan: { action: 'keep' } };
+      if (event.type === 'DEVICE' && event.deviceId !== null) {
+        await upsertDevice(trx, { deviceId: event.deviceId, phone: event.phone, status: event.status, seenAt: stored.receivedAt });
+      } else if (event.type === 'CALL' || event.type === 'RECORD') {
+        const previous = await findCall(trx, event.callId);
+        const next = applyCallEvent(previous, event, stored.receivedAt);
+        await saveCall(trx, next);
+        const plan = planFetch(previous, next, now, deps.timings);
+        if (plan.action === 'fetch-now' || plan.action === 'poll') {
+          await scheduleFetchJob(trx, next.callId, plan.runAt, plan.deadlineAt);
+        } else if (plan.action === 'cancel') {
+          await deleteFetchJob(trx, next.callId);
+        }
+        outcome = { event, previous, next, plan };
+      }
+      await markEventProcessed(trx, stored.seq, now, null);
+      return outcome;
+    });
+  }
+
+  function logOutcome({ event, previous, next, plan }: Outcome): void {
+    if (next === null || event.type === 'DEVICE' || event.type === 'UNKNOWN') return;
+    const callId = next.callId;
+    if (next.recordStatus !== previous?.recordStatus && next.recordStatus === 'READY') {
+      logger.info({ call_id: callId, record_url: next.recordUrl }, `[WaVoIP Webhook] Recording READY for call ${callId}`);
+    }
+    if (next.attachment.state !== previous?.attachment.state) {
+      const messages: Partial<Record<string, string>> = {
+        empty: 'no recording will come: the call was too short (EMPTY_RECORDING)',
+        disabled: 'no recording will come: recording is disabled on the device (DISABLED)',
+        none: 'no recording expected: the call ended without connecting',
+      };
+      const message = messages[next.attachment.state];
+      if (message) logger.info({ call_id: callId }, `[WaVoIP Webhook] Call ${callId}: ${message}`);
+    }
+    if (plan.action === 'poll') {
+      logger.info(
+        { call_id: callId, first_poll_at: new Date(plan.runAt).toISOString(), give_up_at: new Date(plan.deadlineAt).toISOString() },
+        `[WaVoIP Poll] Waiting for the recording of call ${callId}`,
+      );
+    }
+  }
+
+  async function drain(): Promise<void> {
+    for (;;) {
+      const batch = await listUnprocessedEvents(db, BATCH_SIZE);
+      let scheduled = false;
+      for (const stored of batch) {
+        if (stopped) return;
+        try {
+          const outcome = await processStoredEvent(stored);
+          if (outcome) {
+            logOutcome(outcome);
+            scheduled ||= outcome.plan.action === 'fetch-now' || outcome.plan.action === 'poll';
+          }
+        } catch (caught) {
+          // A malformed stored row must not block every event behind it.
+          const error = coerceError(caught);
+          logger.error({ event_id: stored.eventId, err: error }, `[WaVoIP Webhook] Could not process event ${stored.eventId}`);
+          await markEventProcessed(db, stored.seq, clock.now(), error.message);
+        }
+      }
+      if (scheduled) deps.onFetchScheduled();
+      if (batch.length < BATCH_SIZE) return;
+    }
+  }
+
+  /** Processes whatever is stored and unprocessed; safe to call as often as events arrive. */
+  function wake(): void {
+    if (stopped) return;
+    if (running) {
+      wakeAgain = true;
+      return;
+    }
+    wakeAgain = false;
+    running = drain()
+      .catch((caught: unknown) => {
+        logger.error({ err: coerceError(caught) }, '[WaVoIP Webhook] Event processing failed; retrying in 1s');
+        retryTimer = setTimeout(wake, 1_000);
+      })
+      .finally(() => {
+        running = null;
+        if (wakeAgain) wake();
+      });
+  }
+
+  /** Resolves once no processing is in flight. */
+  async function idle(): Promise<void> {
+    while (running) await running;
+  }
+
+  return {
+    wake,
+    idle,
+    async stop(): Promise<void> {
+      stopped = true;
+      clearTimeout(retryTimer);
+      await idle();
+    },
+  };
+}
+
+export type EventProcessor = ReturnType<typeof createEventProcessor>;

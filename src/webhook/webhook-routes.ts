@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { normalizeWebhookPayload } from '../calls/webhook-event.ts';
+import { insertEvent } from '../db/events-repository.ts';
+import type { AppDeps } from '../http/app-deps.ts';
+import { secretsMatch } from '../http/secrets.ts';
+
+export const WEBHOOK_PATH = '/webhooks/wavoip';
+
+/**
+ * Intake: validate, store the raw event, answer. The 200 is sent only once the event is
+ * committed; applying it to the call happens afterwards, in the event processor.
+ */
+export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const { config, db, clock, logger, events } = deps;
+
+  app.get(WEBHOOK_PATH, async (_request, reply) =>
+    reply
+      .type('text/plain; charset=utf-8')
+      .send('wavoip-recordings is reachable: point the WaVoIP webhook here (POST, JSON; CALL and RECORD events).\n'),
+  );
+
+  app.post<{ Querystring: { token?: string } }>(
+    WEBHOOK_PATH,
+    {
+      onRequest: async (request, reply) => {
+        if (config.webhookToken === undefined) return;
+        const header = request.headers['x-webhook-token'];
+        const presented = typeof header === 'string' ? header : request.query.token;
+        if (!secretsMatch(presented, config.webhookToken)) {
+          return reply.code(401).send({ error: 'missing or wrong webhook token: add ?token=<WEBHOOK_TOKEN> to the URL' });
+        }
+      },
+    },
+    async (request, reply) => {
+      const normalized = normalizeWebhookPayload(request.body);
+      if (!normalized.ok) return reply.code(400).send({ error: normalized.error, field: normalized.field });
+
+      const { event } = normalized;
+      const eventId = randomUUID();
+      await insertEvent(db, {
+        eventId,
+        receivedAt: clock.now(),
+        type: event.type,
+        callId: event.type === 'CALL' || event.type === 'RECORD' ? event.callId : null,
+        payload: JSON.stringify(request.body),
+      });
+      // The declared type is sender-controlled text: keep only what can name an event type.
+      const label = event.type === 'UNKNOWN' ? event.declaredType?.replace(/[^\w-]/g, '').slice(0, 32) || 'UNKNOWN' : event.type;
+      if (event.type !== 'DEVICE') {
+        logger.info(
+          { event_id: eventId, call_id: event.type === 'UNKNOWN' ? undefined : event.callId },
+          `[WaVoIP Webhook] Received event: ${label}`,
+        );
+      } else {
+        logger.debug({ event_id: eventId, device_id: event.deviceId }, '[WaVoIP Webhook] Received event: DEVICE');
+      }
+      reply.send({ received: true, event_id: eventId });
+      events.wake();
+      return reply;
+    },
+  );
+}
