@@ -1,0 +1,301 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { open, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Dispatcher } from 'undici';
+import { parseFile } from 'music-metadata';
+import { AppError, coerceError } from '../errors.ts';
+import type { HttpClient } from './http-client.ts';
+import { sniffAudio, SNIFF_BYTES } from './sniff-audio.ts';
+import type { SniffedAudio } from './sniff-audio.ts';
+import { checkRecordingUrl } from './url-guard.ts';
+import type { AllowlistEntry } from './url-guard.ts';
+
+export interface DownloadRecordingOptions {
+  url: string;
+  allowlist: readonly AllowlistEntry[];
+  client: HttpClient;
+  maxBytes: number;
+  /** Must be on the same filesystem as the store, so moving the file in is an atomic rename. */
+  tmpDir: string;
+  signal: AbortSignal;
+}
+
+export interface DownloadedRecording {
+  /** A fsynced `<random>.part` file in tmpDir; the caller moves it into the store. */
+  tempPath: string;
+  size: number;
+  /** Hex. */
+  sha256: string;
+  contentType: string;
+  /** As named by music-metadata, e.g. 'Ogg', 'MPEG', 'WAVE'; '' when unknown. */
+  container: string;
+  codec: string | null;
+  durationSeconds: number | null;
+  extension: string;
+  finalUrl: string;
+}
+
+const MAX_REDIRECTS = 5;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+// Statuses where the same request may well succeed later; other 4xx will not change by retrying.
+const RETRYABLE_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
+const TIMEOUT_ERROR_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/**
+ * Fetches a recording into a temp file, checking every redirect hop against the allow-list and
+ * refusing anything that is not audio. On failure throws an AppError whose `retryable` tells the
+ * job whether to try again, and leaves no file behind.
+ */
+export async function downloadRecording(options: DownloadRecordingOptions): Promise<DownloadedRecording> {
+  const { signal } = options;
+  const { response, finalUrl } = await requestFollowingRedirects(options);
+  assertSuccessStatus(response);
+
+  const contentLength = readContentLength(response.headers['content-length']);
+  if (contentLength !== undefined && contentLength > options.maxBytes) {
+    discardBody(response.body);
+    throw tooLarge(`Content-Length ${contentLength} exceeds the limit of ${options.maxBytes} bytes`);
+  }
+
+  const tempPath = join(options.tmpDir, `${randomUUID()}.part`);
+  try {
+    const declaredType = firstHeader(response.headers['content-type']);
+    const written = await writeBodyToFile(response.body, tempPath, {
+      maxBytes: options.maxBytes,
+      signal,
+      contentLength,
+      declaredType,
+    });
+    const metadata = await readAudioMetadata(tempPath);
+    return {
+      tempPath,
+      size: written.size,
+      sha256: written.sha256,
+      contentType: written.audio.contentType,
+      extension: written.audio.extension,
+      ...metadata,
+      finalUrl: finalUrl.href,
+    };
+  } catch (error) {
+    discardBody(response.body);
+    await rm(tempPath, { force: true });
+    throw signal.aborted ? abortedError(error) : error;
+  }
+}
+
+async function requestFollowingRedirects(
+  options: DownloadRecordingOptions,
+): Promise<{ response: Dispatcher.ResponseData; finalUrl: URL }> {
+  const visited = new Set<string>();
+  let next = options.url;
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    const { url, allowPrivate } = checkRecordingUrl(next, options.allowlist);
+    if (visited.has(url.href)) throw tooManyRedirects(`redirect loop back to ${url.href}`);
+    visited.add(url.href);
+
+    const response = await requestOnce(options.client, url, allowPrivate, options.signal);
+    if (!REDIRECT_STATUSES.has(response.statusCode)) return { response, finalUrl: url };
+    discardBody(response.body);
+    const location = firstHeader(response.headers.location);
+    if (location === undefined) {
+      throw new AppError(`HTTP ${response.statusCode} redirect without a Location header`, {
+        code: `HTTP_${response.statusCode}`,
+        statusCode: 502,
+        retryable: false,
+      });
+    }
+    next = URL.canParse(location, url.href) ? new URL(location, url).href : location;
+  }
+  throw tooManyRedirects(`more than ${MAX_REDIRECTS} redirects`);
+}
+
+async function requestOnce(client: HttpClient, url: URL, allowPrivate: boolean, signal: AbortSignal) {
+  try {
+    return await client.request(url, { signal, allowPrivate });
+  } catch (error) {
+    if (signal.aborted) throw abortedError(error);
+    throw toNetworkError(error);
+  }
+}
+
+function assertSuccessStatus(response: Dispatcher.ResponseData): void {
+  const status = response.statusCode;
+  if (status === 200) return;
+  discardBody(response.body);
+  const retryAfterMs = parseRetryAfter(firstHeader(response.headers['retry-after']), Date.now());
+  if (status === 404) {
+    throw new AppError('Recording not found (HTTP 404): not published yet, or deleted', {
+      code: 'NOT_FOUND',
+      statusCode: 404,
+      retryable: true,
+      retryAfterMs,
+    });
+  }
+  throw new AppError(`Recording request answered HTTP ${status}`, {
+    code: `HTTP_${status}`,
+    statusCode: 502,
+    retryable: RETRYABLE_STATUSES.has(status),
+    retryAfterMs,
+  });
+}
+
+/** Retry-After is either delay-seconds or an HTTP date; anything unparsable is ignored. */
+export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  // Date.parse would also read "-5" or "2025" as dates; HTTP dates start with a day name.
+  if (!/^[A-Za-z]/.test(trimmed)) return undefined;
+  const dateMs = Date.parse(trimmed);
+  if (Number.isNaN(dateMs)) return undefined;
+  return Math.max(0, dateMs - nowMs);
+}
+
+interface WriteContext {
+  maxBytes: number;
+  signal: AbortSignal;
+  contentLength: number | undefined;
+  declaredType: string | undefined;
+}
+
+interface WrittenBody {
+  size: number;
+  sha256: string;
+  audio: SniffedAudio;
+}
+
+/** Streams to disk while hashing, so a 90-minute call never sits in memory. */
+async function writeBodyToFile(body: AsyncIterable<Buffer>, tempPath: string, context: WriteContext): Promise<WrittenBody> {
+  const handle = await runFileOperation('create', () => open(tempPath, 'wx'));
+  const hash = createHash('sha256');
+  const head = Buffer.alloc(SNIFF_BYTES);
+  let size = 0;
+  let audio: SniffedAudio | undefined;
+  try {
+    try {
+      for await (const chunk of body) {
+        size += chunk.length;
+        if (size > context.maxBytes) throw tooLarge(`body exceeds the limit of ${context.maxBytes} bytes`);
+        hash.update(chunk);
+        if (audio === undefined && size - chunk.length < SNIFF_BYTES) {
+          chunk.copy(head, size - chunk.length);
+          // Judge as soon as the head is full: an endless error page is refused without waiting.
+          if (size >= SNIFF_BYTES) audio = await sniffAudio(head, context.declaredType);
+        }
+        await writeFully(handle, chunk);
+      }
+    } catch (error) {
+      // undici itself fails a body that ends short of its Content-Length; naming the shortfall
+      // tells a truncated transfer from any other network error.
+      if (error instanceof AppError || context.signal.aborted) throw error;
+      throw toNetworkError(error, describeShortfall(size, context.contentLength));
+    }
+    if (size === 0) throw new AppError('Recording body is empty', { code: 'EMPTY_BODY', statusCode: 502, retryable: true });
+    audio ??= await sniffAudio(head.subarray(0, size), context.declaredType);
+    await runFileOperation('fsync', () => handle.sync());
+  } finally {
+    await handle.close();
+  }
+  return { size, sha256: hash.digest('hex'), audio };
+}
+
+async function writeFully(handle: FileHandle, chunk: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < chunk.length) {
+    const { bytesWritten } = await runFileOperation('write', () => handle.write(chunk, offset));
+    offset += bytesWritten;
+  }
+}
+
+/** Disk trouble (full, read-only) is ours, not the upstream's: a distinct code for the operator. */
+async function runFileOperation<T>(operation: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    throw new AppError(`Could not ${operation} the temporary recording file: ${coerceError(error).message}`, {
+      code: 'TEMP_FILE',
+      statusCode: 500,
+      retryable: true,
+      cause: error,
+    });
+  }
+}
+
+/** Container and codec are "nice to know": a parse failure must not fail the download. */
+async function readAudioMetadata(
+  path: string,
+): Promise<Pick<DownloadedRecording, 'container' | 'codec' | 'durationSeconds'>> {
+  try {
+    const { format } = await parseFile(path, { duration: false, skipCovers: true });
+    const duration = format.duration;
+    return {
+      container: format.container ?? '',
+      codec: format.codec ?? null,
+      durationSeconds: duration !== undefined && Number.isFinite(duration) ? duration : null,
+    };
+  } catch {
+    return { container: '', codec: null, durationSeconds: null };
+  }
+}
+
+function describeShortfall(size: number, contentLength: number | undefined): string | undefined {
+  return contentLength !== undefined && size < contentLength ? `received ${size} of ${contentLength} bytes` : undefined;
+}
+
+function toNetworkError(error: unknown, shortfall?: string): AppError {
+  if (error instanceof AppError) return error;
+  const cause = coerceError(error);
+  const code = (cause as { code?: unknown }).code;
+  if (typeof code === 'string' && TIMEOUT_ERROR_CODES.has(code)) {
+    return new AppError(`Recording download timed out: ${cause.message}`, {
+      code: 'TIMEOUT',
+      statusCode: 504,
+      retryable: true,
+      cause,
+    });
+  }
+  if (shortfall !== undefined) return truncated(`${shortfall} (${cause.message})`, cause);
+  return new AppError(`Recording download failed: ${cause.message}`, {
+    code: 'NETWORK',
+    statusCode: 502,
+    retryable: true,
+    cause,
+  });
+}
+
+function abortedError(cause: unknown): AppError {
+  return new AppError('Recording download aborted', { code: 'ABORTED', statusCode: 503, retryable: true, cause });
+}
+
+function tooLarge(why: string): AppError {
+  return new AppError(`Recording too large: ${why}`, { code: 'TOO_LARGE', statusCode: 502, retryable: false });
+}
+
+function truncated(why: string, cause?: Error): AppError {
+  return new AppError(`Recording body truncated: ${why}`, { code: 'TRUNCATED', statusCode: 502, retryable: true, cause });
+}
+
+function tooManyRedirects(why: string): AppError {
+  return new AppError(`Too many redirects: ${why}`, { code: 'TOO_MANY_REDIRECTS', statusCode: 502, retryable: false });
+}
+
+/**
+ * undici reports destroying an unread body as an 'error' event; nobody wants that body, so the
+ * error is dropped instead of crashing the process as unhandled.
+ */
+function discardBody(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => {});
+  body.destroy();
+}
+
+function readContentLength(value: string | string[] | undefined): number | undefined {
+  const text = firstHeader(value);
+  if (text === undefined || !/^\d+$/.test(text.trim())) return undefined;
+  const length = Number(text.trim());
+  return Number.isSafeInteger(length) ? length : undefined;
+}
+
+function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}

@@ -1,0 +1,142 @@
+import { createServer } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A loopback stand-in for storage.wavoip.com that can misbehave the ways a real storage or CDN
+ * does. Each path gets a behaviour; an unknown path answers 404 like a recording not ready yet.
+ */
+export type FakeBehaviour =
+  /** Answers `status` (default 200) with the bytes; `chunked` omits Content-Length. */
+  | { kind: 'body'; body: Buffer; contentType: string; status?: number; chunked?: boolean }
+  /** A bare status with optional headers (e.g. Retry-After) and a short text body. */
+  | { kind: 'status'; status: number; headers?: Record<string, string> }
+  /** Declares the full Content-Length, sends half the bytes, then closes the socket. */
+  | { kind: 'truncated'; body: Buffer; contentType: string }
+  /** Chunked; sends half the bytes, then resets the connection (TCP RST). */
+  | { kind: 'reset'; body: Buffer; contentType: string }
+  /** Accepts the request and never answers. */
+  | { kind: 'stall-before-headers' }
+  /** Sends 200 and chunked headers, then nothing. */
+  | { kind: 'stall-after-headers'; contentType: string }
+  /** Declares the full Content-Length, sends half the bytes, then nothing. */
+  | { kind: 'stall-mid-body'; body: Buffer; contentType: string }
+  /** Chunked: `head`, then zero bytes for as long as the client reads. */
+  | { kind: 'endless'; head: Buffer; contentType: string }
+  | { kind: 'redirect'; location: string; status?: 301 | 302 | 303 | 307 | 308 }
+  /** `first` for the first `times` requests, then `then` (e.g. 404 ×3 then the audio). */
+  | { kind: 'sequence'; first: FakeBehaviour; times: number; then: FakeBehaviour };
+
+export interface FakeWavoipStorage {
+  /** `http://127.0.0.1:<port>` */
+  origin: string;
+  url(path: string): string;
+  setRoute(path: string, behaviour: FakeBehaviour): void;
+  /** How many requests reached `path` so far. */
+  requests(path: string): number;
+  /** Also destroys open sockets, so stalled responses cannot hang the test run. */
+  close(): Promise<void>;
+}
+
+export async function startFakeWavoipStorage(): Promise<FakeWavoipStorage> {
+  const routes = new Map<string, FakeBehaviour>();
+  const counts = new Map<string, number>();
+
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://fake').pathname;
+    const count = (counts.get(path) ?? 0) + 1;
+    counts.set(path, count);
+    const behaviour = routes.get(path) ?? { kind: 'status', status: 404 };
+    respondWith(resolveSequence(behaviour, count), req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    origin,
+    url: (path) => `${origin}${path}`,
+    setRoute: (path, behaviour) => void routes.set(path, behaviour),
+    requests: (path) => counts.get(path) ?? 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** `count` is 1-based: the request number on this path. */
+function resolveSequence(behaviour: FakeBehaviour, count: number): FakeBehaviour {
+  if (behaviour.kind !== 'sequence') return behaviour;
+  return count <= behaviour.times
+    ? resolveSequence(behaviour.first, count)
+    : resolveSequence(behaviour.then, count - behaviour.times);
+}
+
+function respondWith(behaviour: FakeBehaviour, req: IncomingMessage, res: ServerResponse): void {
+  const half = (body: Buffer) => body.subarray(0, Math.floor(body.length / 2));
+  switch (behaviour.kind) {
+    case 'body': {
+      res.statusCode = behaviour.status ?? 200;
+      res.setHeader('content-type', behaviour.contentType);
+      if (!behaviour.chunked) {
+        res.setHeader('content-length', behaviour.body.length);
+        res.end(behaviour.body);
+        return;
+      }
+      // A single end(body) would make node add Content-Length; writing first forces chunked.
+      res.write(half(behaviour.body));
+      res.end(behaviour.body.subarray(half(behaviour.body).length));
+      return;
+    }
+    case 'status': {
+      res.writeHead(behaviour.status, { 'content-type': 'text/plain', ...behaviour.headers });
+      res.end(`status ${behaviour.status}\n`);
+      return;
+    }
+    case 'truncated': {
+      res.writeHead(200, { 'content-type': behaviour.contentType, 'content-length': behaviour.body.length });
+      res.write(half(behaviour.body), () => res.destroy());
+      return;
+    }
+    case 'reset': {
+      res.writeHead(200, { 'content-type': behaviour.contentType });
+      res.write(half(behaviour.body), () => req.socket.resetAndDestroy());
+      return;
+    }
+    case 'stall-before-headers':
+      return;
+    case 'stall-after-headers': {
+      res.writeHead(200, { 'content-type': behaviour.contentType });
+      res.flushHeaders();
+      return;
+    }
+    case 'stall-mid-body': {
+      res.writeHead(200, { 'content-type': behaviour.contentType, 'content-length': behaviour.body.length });
+      res.write(half(behaviour.body));
+      return;
+    }
+    case 'endless': {
+      res.writeHead(200, { 'content-type': behaviour.contentType });
+      res.write(behaviour.head);
+      writeZerosUntilClosed(res);
+      return;
+    }
+    case 'redirect': {
+      res.writeHead(behaviour.status ?? 302, { location: behaviour.location });
+      res.end();
+      return;
+    }
+    case 'sequence':
+      throw new Error('resolveSequence unwraps sequences before responding');
+  }
+}
+
+function writeZerosUntilClosed(res: ServerResponse): void {
+  const chunk = Buffer.alloc(64 * 1024);
+  const pump = (): void => {
+    while (!res.destroyed && res.write(chunk));
+    if (!res.destroyed) res.once('drain', pump);
+  };
+  pump();
+}
