@@ -1,0 +1,49 @@
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { AppError } from '../errors.ts';
+
+/** Where finished recordings live; local disk today, an object store could sit behind it later. */
+export interface RecordingStore {
+  /** Moves a downloaded temp file (from `tmpDir`) in under `key`, replacing any previous file. */
+  put(tempPath: string, key: string): Promise<void>;
+  stat(key: string): Promise<{ size: number } | null>;
+  /** `range` is inclusive at both ends, as in an HTTP Range header. */
+  createReadStream(key: string, range?: { start: number; end: number }): Readable;
+  /** Succeeds when nothing is stored under `key`. */
+  remove(key: string): Promise<void>;
+  /** Deletes temp files left by a process killed mid-download; returns how many. */
+  cleanTemp(): Promise<number>;
+  /** Downloads write here so that `put` is a rename. */
+  readonly tmpDir: string;
+  /** Throws when the store cannot take a new recording (for the readiness probe). */
+  check(): Promise<void>;
+}
+
+const KEY_PATTERN = /^[A-Za-z0-9_-]+\.[a-z0-9]{1,10}$/;
+const EXTENSION_PATTERN = /^[a-z0-9]{1,10}$/;
+const READABLE_PREFIX_LENGTH = 64;
+
+/**
+ * A file name for a call's recording whatever the call id holds (it comes from a webhook): a
+ * readable prefix for operators, plus a hash of the full id so distinct ids never share a file.
+ */
+export function recordingKeyFor(callId: string, extension: string): string {
+  const normalisedExtension = extension.toLowerCase();
+  if (!EXTENSION_PATTERN.test(normalisedExtension)) {
+    throw new AppError(`Invalid recording file extension "${extension}"`, { code: 'INVALID_KEY', statusCode: 400 });
+  }
+  const digest = createHash('sha256').update(callId, 'utf8').digest('hex').slice(0, 16);
+  // A leading '-' would read as an option to shell tools an operator points at the directory.
+  const prefix = callId
+    .replace(/[^A-Za-z0-9_-]+/g, '_')
+    .replace(/^[-_]+/, '')
+    .slice(0, READABLE_PREFIX_LENGTH);
+  return `${prefix === '' ? '' : `${prefix}-`}${digest}.${normalisedExtension}`;
+}
+
+/** Keys may come back from the database or a URL: refuse anything that could leave the directory. */
+export function assertRecordingKey(key: string): void {
+  if (!KEY_PATTERN.test(key)) {
+    throw new AppError(`Invalid recording key "${key}"`, { code: 'INVALID_KEY', statusCode: 400 });
+  }
+}
