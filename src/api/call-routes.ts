@@ -117,11 +117,12 @@ function sendRecording(
   sha256: string,
   size: number,
 ) {
-  reply.header('accept-ranges', 'bytes').header('etag', `"${sha256}"`).type(contentType);
+  reply.header('accept-ranges', 'bytes');
   const ranges = request.headers.range === undefined ? undefined : rangeParser(size, request.headers.range, { combine: true });
   if (ranges === -1) {
     return reply.code(416).header('content-range', `bytes */${size}`).send({ error: `range not satisfiable: the recording has ${size} bytes` });
   }
+  reply.header('etag', `"${sha256}"`).type(contentType);
   // Several ranges would need multipart/byteranges, which no audio player asks for: send it whole.
   const range = Array.isArray(ranges) && ranges.type === 'bytes' && ranges.length === 1 ? ranges[0] : undefined;
   if (range === undefined) {

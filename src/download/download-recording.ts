@@ -28,8 +28,8 @@ export interface DownloadedRecording {
   /** Hex. */
   sha256: string;
   contentType: string;
-  /** As named by music-metadata, e.g. 'Ogg', 'MPEG', 'WAVE'; '' when unknown. */
-  container: string;
+  /** As named by music-metadata, e.g. 'Ogg', 'MPEG', 'WAVE'; null when unknown. */
+  container: string | null;
   codec: string | null;
   durationSeconds: number | null;
   extension: string;
@@ -38,8 +38,9 @@ export interface DownloadedRecording {
 
 const MAX_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
-// Statuses where the same request may well succeed later; other 4xx will not change by retrying.
-const RETRYABLE_STATUSES = new Set([408, 425, 429, 500, 502, 503, 504]);
+// Client errors where the same request may well succeed later; other 4xx will not change by
+// retrying. Every 5xx is the storage's own trouble and is retried.
+const RETRYABLE_CLIENT_STATUSES = new Set([408, 425, 429]);
 const TIMEOUT_ERROR_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /**
@@ -135,7 +136,7 @@ function assertSuccessStatus(response: Dispatcher.ResponseData): void {
   throw new AppError(`Recording request answered HTTP ${status}`, {
     code: `HTTP_${status}`,
     statusCode: 502,
-    retryable: RETRYABLE_STATUSES.has(status),
+    retryable: status >= 500 || RETRYABLE_CLIENT_STATUSES.has(status),
     retryAfterMs,
   });
 }
@@ -230,12 +231,12 @@ async function readAudioMetadata(
     const { format } = await parseFile(path, { duration: false, skipCovers: true });
     const duration = format.duration;
     return {
-      container: format.container ?? '',
+      container: format.container ?? null,
       codec: format.codec ?? null,
       durationSeconds: duration !== undefined && Number.isFinite(duration) ? duration : null,
     };
   } catch {
-    return { container: '', codec: null, durationSeconds: null };
+    return { container: null, codec: null, durationSeconds: null };
   }
 }
 

@@ -16,7 +16,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     bodyLimit: WEBHOOK_BODY_LIMIT,
     trustProxy: true,
     forceCloseConnections: true,
+    // Unknown query parameters are refused by name rather than silently dropped (a typo like
+    // `status=failed` for `state=failed` would otherwise list every call).
+    ajv: { customOptions: { removeAdditional: false } },
   });
+
+  // Only JSON is taken anywhere; Fastify would otherwise hand plain text to the routes.
+  app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;

@@ -104,7 +104,7 @@ describe('downloadRecording of real audio', () => {
 
     const result = await download(storage.url('/broken'));
 
-    expect(result).toMatchObject({ size: 64, contentType: 'audio/wav', container: '', codec: null, durationSeconds: null });
+    expect(result).toMatchObject({ size: 64, contentType: 'audio/wav', container: null, codec: null, durationSeconds: null });
   });
 
   it('gets the recording once it is published (404 ×3 then the audio)', async () => {
@@ -134,6 +134,7 @@ describe('downloadRecording failures', () => {
     { name: '500', behaviour: { kind: 'status', status: 500 }, code: 'HTTP_500', retryable: true },
     { name: '502', behaviour: { kind: 'status', status: 502 }, code: 'HTTP_502', retryable: true },
     { name: '408', behaviour: { kind: 'status', status: 408 }, code: 'HTTP_408', retryable: true },
+    { name: '501', behaviour: { kind: 'status', status: 501 }, code: 'HTTP_501', retryable: true },
     { name: '403', behaviour: { kind: 'status', status: 403 }, code: 'HTTP_403', retryable: false },
     { name: '410', behaviour: { kind: 'status', status: 410 }, code: 'HTTP_410', retryable: false },
     { name: 'an HTML page with 200', behaviour: { kind: 'body', body: html, contentType: 'text/html' }, code: 'NOT_AUDIO', retryable: true, message: 'body is text/html, not audio' },

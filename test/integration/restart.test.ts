@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
+import { makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+
+const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
+const wav = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url));
+
+let storage: FakeWavoipStorage;
+const children: ChildService[] = [];
+
+beforeAll(async () => {
+  storage = await startFakeWavoipStorage();
+});
+afterEach(async () => {
+  await Promise.all(children.splice(0).map((child) => child.kill('SIGKILL')));
+});
+afterAll(async () => {
+  await storage?.close();
+});
+
+async function start(env: Record<string, string>): Promise<ChildService> {
+  const child = await startChildService(env);
+  children.push(child);
+  return child;
+}
+
+const tempFiles = (dataDir: string) => {
+  const dir = path.join(dataDir, 'recordings', '.tmp');
+  return fs.existsSync(dir) ? fs.readdirSync(dir) : [];
+};
+
+describe('restarts and crashes', () => {
+  it('keeps a scheduled poll across a crash (SIGKILL) and runs it after restart', async () => {
+    const dataDir = await makeDataDir();
+    const env = testEnvironment(storage.origin, dataDir, { POLL_INITIAL_DELAY: '1500ms' });
+    const first = await start(env);
+    await first.postWebhook({ type: 'CALL', whatsapp_call_id: 'RESTART-POLL', status: 'ACTIVE' });
+    await first.postWebhook({ type: 'CALL', whatsapp_call_id: 'RESTART-POLL', status: 'ENDED', duration: 30 });
+    await waitFor(() => first.logs().some((line) => line.call_id === 'RESTART-POLL' && line.msg.startsWith('[WaVoIP Poll] Waiting')), 'poll scheduled');
+    await first.kill('SIGKILL');
+    expect(storage.requests('/RESTART-POLL')).toBe(0);
+
+    storage.setRoute('/RESTART-POLL', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
+    const second = await start(env);
+    const call = await second.waitForAttachment('RESTART-POLL');
+    expect(call.attachment).toMatchObject({ state: 'attached', sha256: createHash('sha256').update(ogg).digest('hex') });
+  });
+
+  it('leaves no partial file when killed mid-download, and downloads again after restart', async () => {
+    const dataDir = await makeDataDir();
+    const env = testEnvironment(storage.origin, dataDir, { JOB_LEASE: '1s' });
+    storage.setRoute('/KILLED-MID-DOWNLOAD', { kind: 'stall-mid-body', body: wav, contentType: 'audio/wav' });
+    const first = await start(env);
+    await first.postWebhook({ type: 'RECORD', whatsapp_call_id: 'KILLED-MID-DOWNLOAD', record_status: 'READY', record_url: storage.url('/KILLED-MID-DOWNLOAD') });
+    await waitFor(() => tempFiles(dataDir).length === 1 && fs.statSync(path.join(dataDir, 'recordings', '.tmp', tempFiles(dataDir)[0] as string)).size > 0, 'download in progress');
+    await first.kill('SIGKILL');
+    expect(tempFiles(dataDir)).toHaveLength(1);
+
+    storage.setRoute('/KILLED-MID-DOWNLOAD', { kind: 'body', body: wav, contentType: 'audio/wav' });
+    const second = await start(env);
+    const call = await second.waitForAttachment('KILLED-MID-DOWNLOAD');
+    expect(call.attachment).toMatchObject({ state: 'attached', size: wav.length, sha256: createHash('sha256').update(wav).digest('hex') });
+    expect(tempFiles(dataDir)).toEqual([]);
+    expect(second.logs().some((line) => /partial download/.test(line.msg))).toBe(true);
+  });
+
+  it('processes events that were acknowledged but not yet applied when the process died', async () => {
+    const dataDir = await makeDataDir();
+    const env = testEnvironment(storage.origin, dataDir, { POLL_INITIAL_DELAY: '1h' });
+    const first = await start(env);
+    expect((await first.postWebhook({ type: 'CALL', whatsapp_call_id: 'BEFORE-CRASH', status: 'ACTIVE' })).status).toBe(200);
+    await first.waitForAttachment('BEFORE-CRASH', 'pending');
+    await first.kill('SIGKILL');
+
+    // As a crash between the commit and the processing leaves it: stored, acknowledged, unapplied.
+    const db = new Database(path.join(dataDir, 'wavoip-recordings.sqlite'));
+    db.prepare('insert into events (event_id, received_at, type, call_id, payload) values (?, ?, ?, ?, ?)').run(
+      'acknowledged-before-crash',
+      Date.now(),
+      'RECORD',
+      'BEFORE-CRASH',
+      JSON.stringify({ type: 'RECORD', whatsapp_call_id: 'BEFORE-CRASH', record_status: 'DISABLED' }),
+    );
+    db.close();
+
+    const second = await start(env);
+    const call = await second.waitForAttachment('BEFORE-CRASH', 'disabled');
+    expect(call.events.map((event) => event.event_id)).toContain('acknowledged-before-crash');
+  });
+
+  it('stops cleanly on SIGTERM with exit code 0', async () => {
+    const service = await start(testEnvironment(storage.origin, await makeDataDir()));
+    expect(await service.kill('SIGTERM')).toBe(0);
+    expect(service.logs().some((line) => line.msg === 'Stopped')).toBe(true);
+  });
+
+  it('generates an API token on first start, keeps it in DATA_DIR and prints how to use it', async () => {
+    const dataDir = await makeDataDir();
+    const env = testEnvironment(storage.origin, dataDir, { API_TOKEN: '' });
+    const first = await start(env);
+    const token = fs.readFileSync(path.join(dataDir, 'api-token'), 'utf8').trim();
+    expect(token.length).toBeGreaterThanOrEqual(32);
+    expect((fs.statSync(path.join(dataDir, 'api-token')).mode & 0o777).toString(8)).toBe('600');
+    expect(first.logs().some((line) => line.msg.includes(`Authorization: Bearer ${token}`))).toBe(true);
+    expect((await first.api('/api/calls', { token })).status).toBe(200);
+    expect((await fetch(`${first.url}/api/calls`)).status).toBe(401);
+    await first.kill('SIGTERM');
+
+    const second = await start(env);
+    expect((await second.api('/api/calls', { token })).status).toBe(200);
+  });
+
+  it('refuses to start on a bad setting, naming the variable', async () => {
+    await expect(start(testEnvironment(storage.origin, await makeDataDir(), { POLL_MAX_WAIT: '4 hours' }))).rejects.toThrow(
+      /POLL_MAX_WAIT/,
+    );
+  });
+});

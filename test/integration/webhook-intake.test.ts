@@ -1,0 +1,207 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
+import {
+  WEBHOOK_TOKEN,
+  makeDataDir,
+  startInProcessService,
+  testEnvironment,
+  waitFor,
+  type InProcessService,
+} from '../support/service-harness.ts';
+
+const payloads = JSON.parse(fs.readFileSync(new URL('../fixtures/wavoip-payloads.json', import.meta.url), 'utf8')) as Record<
+  string,
+  Record<string, unknown>
+>;
+
+let storage: FakeWavoipStorage;
+let service: InProcessService;
+
+beforeAll(async () => {
+  storage = await startFakeWavoipStorage();
+  service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { POLL_INITIAL_DELAY: '1h' }));
+});
+
+afterAll(async () => {
+  await service?.stop();
+  await storage?.close();
+});
+
+function readDatabase<T>(query: (db: Database.Database) => T): T {
+  const db = new Database(path.join(service.dataDir, 'wavoip-recordings.sqlite'), { readonly: true });
+  try {
+    return query(db);
+  } finally {
+    db.close();
+  }
+}
+
+describe('POST /webhooks/wavoip', () => {
+  it('acknowledges only once the raw event is committed, with its event id', async () => {
+    const response = await service.postWebhook({ ...payloads.call_create_live, whatsapp_call_id: 'ACK-1' });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { received: boolean; event_id: string };
+    expect(body.received).toBe(true);
+    // Read straight from the database file, from another connection: the row is already durable.
+    const row = readDatabase((db) => db.prepare('select call_id, type, payload from events where event_id = ?').get(body.event_id)) as
+      | { call_id: string; type: string; payload: string }
+      | undefined;
+    expect(row).toMatchObject({ call_id: 'ACK-1', type: 'CALL' });
+    expect(JSON.parse(row?.payload ?? '{}')).toMatchObject({ transport: 'WSS', is_contact: true });
+  });
+
+  it.each(Object.keys(payloads).filter((name) => !name.startsWith('_')))('accepts the %s payload', async (name) => {
+    const response = await service.postWebhook(payloads[name]);
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ received: true, event_id: expect.any(String) });
+  });
+
+  it('keeps a numeric and a string call id as the same text key', async () => {
+    await service.postWebhook({ type: 'CALL', action: 'CREATE', whatsapp_call_id: 987654, status: 'ACTIVE', direction: 'INCOMING' });
+    await service.postWebhook({ type: 'RECORD', whatsapp_call_id: '987654', record_status: 'RECORDING' });
+    await waitFor(async () => (await service.call('987654')).events.length === 2, 'both events on call 987654');
+    const call = await service.call('987654');
+    expect(call).toMatchObject({ whatsapp_call_id: '987654', status: 'ACTIVE', direction: 'INCOMING', record_status: 'RECORDING' });
+  });
+
+  it('reads a CALL whose type was overwritten by HUMANIZED as a CALL', async () => {
+    await service.postWebhook({ ...payloads.call_type_overwritten, whatsapp_call_id: 'HUMANIZED-1' });
+    await waitFor(async () => (await service.api('/api/calls/HUMANIZED-1')).status === 200, 'call HUMANIZED-1');
+    expect(await service.call('HUMANIZED-1')).toMatchObject({
+      caller: '5511911112222',
+      receiver: '5511933334444',
+      status: 'ENDED',
+      record_status: 'MIXING',
+      duration: 45,
+    });
+  });
+
+  it('reads the RECORD status from `status` when `record_status` is missing', async () => {
+    await service.postWebhook({ type: 'RECORD', action: 'UPDATE', whatsapp_call_id: 'STATUS-FIELD', status: 'EMPTY_RECORDING' });
+    const call = await service.waitForAttachment('STATUS-FIELD', 'empty');
+    expect(call.record_status).toBe('EMPTY_RECORDING');
+  });
+
+  it('stores, acknowledges and ignores unknown event types and unknown statuses', async () => {
+    const unknownType = await service.postWebhook({ type: 'PRESENCE', foo: 1 });
+    expect(unknownType.status).toBe(200);
+    const { event_id } = (await unknownType.json()) as { event_id: string };
+    expect(readDatabase((db) => db.prepare('select type from events where event_id = ?').get(event_id))).toEqual({ type: 'UNKNOWN' });
+
+    const unknownStatus = await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'ODD-STATUS', status: 'TELEPORTING', record_status: 'WHATEVER' });
+    expect(unknownStatus.status).toBe(200);
+    await waitFor(async () => (await service.api('/api/calls/ODD-STATUS')).status === 200, 'call ODD-STATUS');
+    expect(await service.call('ODD-STATUS')).toMatchObject({ status: 'TELEPORTING', record_status: 'WHATEVER', attachment: { state: 'pending' } });
+  });
+
+  it('updates the device on DEVICE events', async () => {
+    await service.postWebhook({ type: 'DEVICE', action: 'UPDATE', id_session: 4242, phone: '5511900000000', status: 'open' });
+    await service.postWebhook({ type: 'DEVICE', action: 'UPDATE', id_session: 4242, status: 'close' });
+    const deviceStatus = () =>
+      readDatabase((db) => db.prepare('select status from devices where device_id = ?').get('4242') as { status: string } | undefined)?.status;
+    await waitFor(() => deviceStatus() === 'close', 'device 4242 closed');
+    expect(readDatabase((db) => db.prepare('select phone, status from devices where device_id = ?').get('4242'))).toEqual({
+      phone: '5511900000000',
+      status: 'close',
+    });
+  });
+
+  it('gives the same result when one event is delivered many times at once', async () => {
+    const event = { type: 'CALL', whatsapp_call_id: 'DUP-1', status: 'ENDED', direction: 'INCOMING', duration: 0 };
+    const responses = await Promise.all(Array.from({ length: 20 }, () => service.postWebhook(event)));
+    expect(responses.map((response) => response.status)).toEqual(Array(20).fill(200));
+    const ids = await Promise.all(responses.map(async (response) => ((await response.json()) as { event_id: string }).event_id));
+    expect(new Set(ids).size).toBe(20);
+    await waitFor(async () => (await service.call('DUP-1')).events.length === 20, 'all 20 deliveries in the timeline');
+    const call = await service.call('DUP-1');
+    expect(call).toMatchObject({ status: 'ENDED', duration: 0, attachment: { state: 'none' } });
+    expect(call.events.map((event) => event.event_id).sort()).toEqual([...ids].sort());
+  });
+});
+
+describe('bad input', () => {
+  it.each([
+    ['malformed JSON', '{"type":"RECORD",', 'application/json', 400, /not valid JSON/],
+    ['a JSON array', '[1,2]', 'application/json', 400, /JSON object/],
+    ['an empty body', '', 'application/json', 400, /empty/],
+    ['a RECORD without whatsapp_call_id', '{"type":"RECORD","record_status":"READY"}', 'application/json', 400, /whatsapp_call_id/],
+    ['a CALL with an object as whatsapp_call_id', '{"type":"CALL","whatsapp_call_id":{"a":1}}', 'application/json', 400, /whatsapp_call_id/],
+    ['a call id over 128 characters', JSON.stringify({ type: 'RECORD', whatsapp_call_id: 'x'.repeat(129) }), 'application/json', 400, /128/],
+    ['form data', 'type=RECORD', 'application/x-www-form-urlencoded', 415, /application\/json/],
+    ['plain text', '{"type":"RECORD"}', 'text/plain', 415, /application\/json/],
+    ['a body over 64 KiB', JSON.stringify({ type: 'CALL', whatsapp_call_id: '1', pad: 'x'.repeat(70_000) }), 'application/json', 413, /64 KiB/],
+  ])('refuses %s with a clear error', async (_name, body, contentType, status, message) => {
+    const before = readDatabase((db) => (db.prepare('select count(*) as n from events').get() as { n: number }).n);
+    const response = await service.postWebhook(body, { contentType });
+    expect(response.status).toBe(status);
+    const answer = (await response.json()) as { error: string };
+    expect(answer.error).toMatch(message);
+    expect(readDatabase((db) => (db.prepare('select count(*) as n from events').get() as { n: number }).n)).toBe(before);
+  });
+
+  it('names the field that is wrong', async () => {
+    const response = await service.postWebhook({ type: 'CALL', whatsapp_call_id: '' });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({ error: 'CALL event: whatsapp_call_id must not be empty', field: 'whatsapp_call_id' });
+  });
+});
+
+describe('webhook token', () => {
+  it('refuses a missing or wrong token with 401 and stores nothing', async () => {
+    const countEvents = () => readDatabase((db) => (db.prepare('select count(*) as n from events').get() as { n: number }).n);
+    const before = countEvents();
+    for (const token of [null, 'wrong-token', `${WEBHOOK_TOKEN}x`]) {
+      const response = await service.postWebhook(payloads.record_manual_test, { token });
+      expect(response.status).toBe(401);
+      expect(((await response.json()) as { error: string }).error).toMatch(/token/);
+    }
+    expect(countEvents()).toBe(before);
+  });
+
+  it('takes the token from the X-Webhook-Token header', async () => {
+    const response = await fetch(`${service.url}/webhooks/wavoip`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-webhook-token': WEBHOOK_TOKEN },
+      body: JSON.stringify(payloads.device_update),
+    });
+    expect(response.status).toBe(200);
+  });
+
+  it('answers GET with a one-line hint, so users can check the URL', async () => {
+    const response = await fetch(`${service.url}/webhooks/wavoip`);
+    expect(response.status).toBe(200);
+    const text = await response.text();
+    expect(text.trim().split('\n')).toHaveLength(1);
+    expect(text).toMatch(/WaVoIP/);
+  });
+
+  it('logs the product document lines verbatim', async () => {
+    await service.postWebhook(payloads.record_manual_test);
+    await waitFor(
+      () => service.logs().some((line) => line.msg === '[WaVoIP Webhook] Recording READY for call test123'),
+      'READY log line',
+    );
+    expect(service.logs().some((line) => line.msg === '[WaVoIP Webhook] Received event: RECORD')).toBe(true);
+  });
+
+  it('never writes the webhook token into the log', () => {
+    expect(JSON.stringify(service.logs())).not.toContain(WEBHOOK_TOKEN);
+  });
+});
+
+describe('without WEBHOOK_TOKEN', () => {
+  it('accepts events and warns clearly at start-up', async () => {
+    const open = await startInProcessService(
+      testEnvironment(storage.origin, await makeDataDir(), { WEBHOOK_TOKEN: '', POLL_INITIAL_DELAY: '1h' }),
+    );
+    try {
+      expect((await open.postWebhook(payloads.call_create_documented, { token: null })).status).toBe(200);
+      expect(open.logs().some((line) => line.level === 40 && /WEBHOOK_TOKEN is not set/.test(line.msg))).toBe(true);
+    } finally {
+      await open.stop();
+    }
+  });
+});

@@ -1,0 +1,191 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '../../src/config/config.ts';
+import { createLogger } from '../../src/log/logger.ts';
+import { startService, type Service, type ServiceOptions } from '../../src/service.ts';
+
+export const WEBHOOK_TOKEN = 'test-webhook-token-123';
+export const API_TOKEN = 'test-api-token-123456';
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+export async function makeDataDir(): Promise<string> {
+  return fs.mkdtemp(path.join(os.tmpdir(), 'wavoip-recordings-test-'));
+}
+
+/** Settings for a service next to a fake storage at `storageOrigin`, polling on a short schedule. */
+export function testEnvironment(storageOrigin: string, dataDir: string, overrides: Record<string, string> = {}): Record<string, string> {
+  const storage = new URL(storageOrigin);
+  return {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATA_DIR: dataDir,
+    WEBHOOK_TOKEN,
+    API_TOKEN,
+    RECORDING_URL_ALLOWLIST: storage.host,
+    WAVOIP_RECORDING_URL_TEMPLATE: `${storageOrigin}/{whatsapp_call_id}`,
+    POLL_INITIAL_DELAY: '100ms',
+    POLL_MAX_DELAY: '400ms',
+    POLL_MAX_WAIT: '30s',
+    JOB_LEASE: '2s',
+    LOG_FORMAT: 'json',
+    LOG_LEVEL: 'debug',
+    ...overrides,
+  };
+}
+
+/** Helpers shared by the in-process service and the child-process one. */
+export class ServiceClient {
+  constructor(
+    public url: string,
+    private readonly readLogs: () => LogLine[],
+  ) {}
+
+  logs(): LogLine[] {
+    return this.readLogs();
+  }
+
+  postWebhook(body: unknown, options: { token?: string | null; contentType?: string } = {}): Promise<Response> {
+    const token = options.token === undefined ? WEBHOOK_TOKEN : options.token;
+    const query = token === null ? '' : `?token=${encodeURIComponent(token)}`;
+    return fetch(`${this.url}/webhooks/wavoip${query}`, {
+      method: 'POST',
+      headers: { 'content-type': options.contentType ?? 'application/json' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+  }
+
+  api(pathAndQuery: string, init: RequestInit & { token?: string } = {}): Promise<Response> {
+    const { token = API_TOKEN, ...rest } = init;
+    return fetch(`${this.url}${pathAndQuery}`, { ...rest, headers: { authorization: `Bearer ${token}`, ...rest.headers } });
+  }
+
+  async call(callId: string): Promise<CallView> {
+    const response = await this.api(`/api/calls/${encodeURIComponent(callId)}`);
+    if (response.status !== 200) throw new Error(`GET call ${callId}: ${response.status} ${await response.text()}`);
+    return (await response.json()) as CallView;
+  }
+
+  /** Waits until the call's attachment leaves `pending` (or reaches `state`), and returns the call. */
+  async waitForAttachment(callId: string, state?: string): Promise<CallView> {
+    let last: CallView | undefined;
+    await waitFor(async () => {
+      const response = await this.api(`/api/calls/${encodeURIComponent(callId)}`);
+      if (response.status !== 200) return false;
+      last = (await response.json()) as CallView;
+      return state === undefined ? last.attachment.state !== 'pending' : last.attachment.state === state;
+    }, `call ${callId} attachment ${state ?? 'settled'} (last: ${JSON.stringify(last?.attachment)})`);
+    return last as CallView;
+  }
+}
+
+export interface CallView {
+  whatsapp_call_id: string;
+  status: string | null;
+  record_status: string | null;
+  direction: string | null;
+  caller: string | null;
+  receiver: string | null;
+  duration: number | null;
+  attachment: {
+    state: string;
+    reason: string | null;
+    size: number | null;
+    sha256: string | null;
+    content_type: string | null;
+    duration_seconds: number | null;
+    attached_at: string | null;
+    attempts?: number;
+  };
+  events: { event_id: string; type: string; payload: Record<string, unknown> }[];
+}
+
+export interface InProcessService extends ServiceClient {
+  service: Service;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+/** The real service, in this process, with its JSON log captured. */
+export async function startInProcessService(
+  env: Record<string, string>,
+  options: ServiceOptions = {},
+): Promise<InProcessService> {
+  const lines: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) lines.push(JSON.parse(line) as LogLine);
+      done();
+    },
+  });
+  const config = loadConfig(env);
+  const service = await startService(config, createLogger(config, sink), options);
+  const client = new ServiceClient(service.url, () => [...lines]) as InProcessService;
+  client.service = service;
+  client.dataDir = config.dataDir;
+  client.stop = () => service.stop();
+  return client;
+}
+
+export interface ChildService extends ServiceClient {
+  child: ChildProcess;
+  /** Resolves with the exit code once the process has ended. */
+  exited: Promise<number | null>;
+  kill(signal: NodeJS.Signals): Promise<number | null>;
+}
+
+/** The service as users run it (`bin/wavoip-recordings.js serve`), in its own process. */
+export async function startChildService(env: Record<string, string>): Promise<ChildService> {
+  const lines: LogLine[] = [];
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/wavoip-recordings.js'), 'serve'], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  let buffered = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString('utf8');
+    const complete = buffered.split('\n');
+    buffered = complete.pop() ?? '';
+    for (const line of complete) if (line.trim().startsWith('{')) lines.push(JSON.parse(line) as LogLine);
+  });
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let url: string | undefined;
+  await waitFor(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}: ${stderr}`);
+      url = lines.find((line) => typeof line.url === 'string' && line.msg.includes('listening on'))?.url as string | undefined;
+      return url !== undefined;
+    },
+    'child service to listen',
+  );
+  const client = new ServiceClient(url as string, () => [...lines]) as ChildService;
+  client.child = child;
+  client.exited = exited;
+  client.kill = async (signal) => {
+    if (child.exitCode === null) child.kill(signal);
+    return exited;
+  };
+  return client;
+}
+
+/** Polls `condition` until it holds; fails with `what` after a generous deadline (never a speed check). */
+export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
