@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { AppError, coerceError } from '../errors.ts';
 import { listCallsCommand, retryCommand, sendTestEventCommand, serveCommand } from './commands.ts';
@@ -48,6 +49,8 @@ function parseLimit(value: string): number {
 }
 
 try {
+  // Settings may also live in a .env file in the working directory; real environment variables win.
+  if (existsSync('.env')) process.loadEnvFile('.env');
   await program.parseAsync(process.argv);
 } catch (caught) {
   const error = coerceError(caught);

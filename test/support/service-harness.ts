@@ -45,6 +45,9 @@ export function testEnvironment(storageOrigin: string, dataDir: string, override
 
 /** Helpers shared by the in-process service and the child-process one. */
 export class ServiceClient {
+  /** The token `api()` sends; a service that generated its own has it in DATA_DIR/api-token. */
+  apiToken = API_TOKEN;
+
   constructor(
     public url: string,
     private readonly readLogs: () => LogLine[],
@@ -65,7 +68,7 @@ export class ServiceClient {
   }
 
   api(pathAndQuery: string, init: RequestInit & { token?: string } = {}): Promise<Response> {
-    const { token = API_TOKEN, ...rest } = init;
+    const { token = this.apiToken, ...rest } = init;
     return fetch(`${this.url}${pathAndQuery}`, { ...rest, headers: { authorization: `Bearer ${token}`, ...rest.headers } });
   }
 
@@ -147,7 +150,8 @@ export interface ChildService extends ServiceClient {
 export async function startChildService(env: Record<string, string>): Promise<ChildService> {
   const lines: LogLine[] = [];
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/wavoip-recordings.js'), 'serve'], {
-    cwd: REPO_ROOT,
+    // The data directory, so that a developer's own .env in the repository cannot leak in.
+    cwd: env.DATA_DIR ?? REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
