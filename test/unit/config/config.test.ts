@@ -1,0 +1,243 @@
+import path from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { buildRecordingUrl, loadConfig, type Config } from '../../../src/config/config.ts';
+import { AppError } from '../../../src/errors.ts';
+
+const DEFAULT_TEMPLATE = 'https://storage.wavoip.com/{whatsapp_call_id}';
+
+function configError(env: Record<string, string>): AppError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(AppError);
+    expect((error as AppError).code).toBe('INVALID_CONFIG');
+    return error as AppError;
+  }
+  throw new Error(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+describe('loadConfig defaults', () => {
+  it('gives exactly the documented defaults for an empty environment', () => {
+    const dataDir = path.resolve('./data');
+    expect(loadConfig({})).toEqual<Config>({
+      port: 3000,
+      host: '0.0.0.0',
+      dataDir,
+      database: { dialect: 'sqlite', filename: path.join(dataDir, 'wavoip-recordings.sqlite') },
+      webhookToken: undefined,
+      apiToken: undefined,
+      recordingUrlAllowlist: [{ kind: 'host', host: 'storage.wavoip.com' }],
+      recordingMaxBytes: 512 * 1024 * 1024,
+      recordingUrlTemplate: DEFAULT_TEMPLATE,
+      pollInitialDelayMs: 30_000,
+      pollMaxDelayMs: 30 * 60_000,
+      pollMaxWaitMs: 4 * 3_600_000,
+      downloadConcurrency: 4,
+      jobLeaseMs: 60_000,
+      logFormat: 'pretty',
+      logLevel: 'info',
+    });
+  });
+
+  it('keeps the SQLite file inside DATA_DIR, resolved to an absolute path', () => {
+    const config = loadConfig({ DATA_DIR: 'var/wavoip' });
+    expect(config.dataDir).toBe(path.resolve('var/wavoip'));
+    expect(path.isAbsolute(config.dataDir)).toBe(true);
+    expect(path.dirname(config.database.filename)).toBe(config.dataDir);
+    expect(loadConfig({ DATA_DIR: '/srv/rec' }).database).toEqual({ dialect: 'sqlite', filename: '/srv/rec/wavoip-recordings.sqlite' });
+  });
+
+  it('returns a frozen object and ignores unrelated variables', () => {
+    const config = loadConfig({ HOME: '/root', NODE_ENV: 'production', PATH: '/bin' });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(config.port).toBe(3000);
+  });
+});
+
+describe('loadConfig reads every variable', () => {
+  it.each<[string, Record<string, string>, Partial<Config>]>([
+    ['PORT', { PORT: '8080' }, { port: 8080 }],
+    ['PORT 0 (any free port)', { PORT: '0' }, { port: 0 }],
+    ['PORT 65535', { PORT: '65535' }, { port: 65535 }],
+    ['HOST', { HOST: '127.0.0.1' }, { host: '127.0.0.1' }],
+    ['WEBHOOK_TOKEN', { WEBHOOK_TOKEN: 'abcdefgh' }, { webhookToken: 'abcdefgh' }],
+    ['WEBHOOK_TOKEN trimmed', { WEBHOOK_TOKEN: '  s3cret-token  ' }, { webhookToken: 's3cret-token' }],
+    ['WEBHOOK_TOKEN empty → unset', { WEBHOOK_TOKEN: '' }, { webhookToken: undefined }],
+    ['WEBHOOK_TOKEN blank → unset', { WEBHOOK_TOKEN: '   ' }, { webhookToken: undefined }],
+    ['API_TOKEN', { API_TOKEN: 'api-token-123' }, { apiToken: 'api-token-123' }],
+    ['API_TOKEN empty → unset', { API_TOKEN: '' }, { apiToken: undefined }],
+    ['RECORDING_URL_ALLOWLIST', { RECORDING_URL_ALLOWLIST: 'storage.wavoip.com, *.wavoip.com,127.0.0.1:9000' }, {
+      recordingUrlAllowlist: [
+        { kind: 'host', host: 'storage.wavoip.com' },
+        { kind: 'subdomains', suffix: '.wavoip.com' },
+        { kind: 'host-port', host: '127.0.0.1', port: 9000 },
+      ],
+    }],
+    ['RECORDING_MAX_BYTES in bytes', { RECORDING_MAX_BYTES: '1048576' }, { recordingMaxBytes: 1_048_576 }],
+    ['RECORDING_MAX_BYTES in KiB', { RECORDING_MAX_BYTES: '64KiB' }, { recordingMaxBytes: 65_536 }],
+    ['RECORDING_MAX_BYTES in GiB', { RECORDING_MAX_BYTES: '2GiB' }, { recordingMaxBytes: 2 * 1024 ** 3 }],
+    ['WAVOIP_RECORDING_URL_TEMPLATE', { WAVOIP_RECORDING_URL_TEMPLATE: 'http://127.0.0.1:9000/rec/{whatsapp_call_id}.ogg' },
+      { recordingUrlTemplate: 'http://127.0.0.1:9000/rec/{whatsapp_call_id}.ogg' }],
+    ['POLL_INITIAL_DELAY', { POLL_INITIAL_DELAY: '500ms' }, { pollInitialDelayMs: 500 }],
+    ['POLL_MAX_DELAY', { POLL_MAX_DELAY: '2m' }, { pollMaxDelayMs: 120_000 }],
+    ['POLL_MAX_WAIT', { POLL_MAX_WAIT: '1d' }, { pollMaxWaitMs: 86_400_000 }],
+    ['POLL_MAX_WAIT short, for tests', { POLL_MAX_WAIT: '3s' }, { pollMaxWaitMs: 3_000 }],
+    ['DOWNLOAD_CONCURRENCY', { DOWNLOAD_CONCURRENCY: '16' }, { downloadConcurrency: 16 }],
+    ['JOB_LEASE', { JOB_LEASE: '5m' }, { jobLeaseMs: 300_000 }],
+    ['LOG_FORMAT', { LOG_FORMAT: 'json' }, { logFormat: 'json' }],
+    ['LOG_LEVEL debug', { LOG_LEVEL: 'debug' }, { logLevel: 'debug' }],
+    ['LOG_LEVEL silent', { LOG_LEVEL: 'silent' }, { logLevel: 'silent' }],
+  ])('%s', (_name, env, expected) => {
+    expect(loadConfig(env)).toMatchObject(expected);
+  });
+});
+
+describe('loadConfig refuses bad variables, naming them', () => {
+  it.each<[string, string]>([
+    ['PORT', 'abc'],
+    ['PORT', '65536'],
+    ['PORT', '-1'],
+    ['PORT', '3000.5'],
+    ['PORT', 'http'],
+    ['HOST', ''],
+    ['DATA_DIR', ''],
+    ['WEBHOOK_TOKEN', 'short'],
+    ['API_TOKEN', '1234567'],
+    ['RECORDING_URL_ALLOWLIST', 'http://storage.wavoip.com'],
+    ['RECORDING_URL_ALLOWLIST', 'a*b.wavoip.com'],
+    ['RECORDING_URL_ALLOWLIST', '10.0.0.5'],
+    ['RECORDING_URL_ALLOWLIST', 'minio:99999'],
+    ['RECORDING_MAX_BYTES', '0'],
+    ['RECORDING_MAX_BYTES', '-1'],
+    ['RECORDING_MAX_BYTES', '1.5MiB'],
+    ['RECORDING_MAX_BYTES', '512MB'],
+    ['RECORDING_MAX_BYTES', 'big'],
+    ['RECORDING_MAX_BYTES', ''],
+    ['WAVOIP_RECORDING_URL_TEMPLATE', 'https://storage.wavoip.com/'],
+    ['WAVOIP_RECORDING_URL_TEMPLATE', '{whatsapp_call_id}'],
+    ['WAVOIP_RECORDING_URL_TEMPLATE', 'storage.wavoip.com/{whatsapp_call_id}'],
+    ['WAVOIP_RECORDING_URL_TEMPLATE', ''],
+    ['POLL_INITIAL_DELAY', '30'],
+    ['POLL_INITIAL_DELAY', '0s'],
+    ['POLL_INITIAL_DELAY', '5 m'],
+    ['POLL_INITIAL_DELAY', '-1s'],
+    ['POLL_INITIAL_DELAY', '1w'],
+    ['POLL_INITIAL_DELAY', ''],
+    ['POLL_MAX_DELAY', '30'],
+    ['POLL_MAX_DELAY', '0ms'],
+    ['POLL_MAX_WAIT', 'forever'],
+    ['POLL_MAX_WAIT', '4 hours'],
+    ['DOWNLOAD_CONCURRENCY', '0'],
+    ['DOWNLOAD_CONCURRENCY', '-2'],
+    ['DOWNLOAD_CONCURRENCY', '1.5'],
+    ['DOWNLOAD_CONCURRENCY', 'many'],
+    ['DOWNLOAD_CONCURRENCY', ''],
+    ['JOB_LEASE', '60'],
+    ['JOB_LEASE', '0s'],
+    ['LOG_FORMAT', 'xml'],
+    ['LOG_FORMAT', ''],
+    ['LOG_LEVEL', 'verbose'],
+    ['LOG_LEVEL', ''],
+  ])('%s=%j', (variable, value) => {
+    const error = configError({ [variable]: value });
+    expect(error.message).toContain(variable);
+    expect(error.message).toMatch(/^Invalid configuration/);
+  });
+
+  it.each([['WEBHOOK_TOKEN', 'tiny'], ['API_TOKEN', 'pass123']])('does not echo the secret in %s', (variable, value) => {
+    expect(configError({ [variable]: value }).message).not.toContain(value);
+  });
+
+  it('names every bad variable at once', () => {
+    const message = configError({ PORT: 'x', POLL_INITIAL_DELAY: '30', LOG_LEVEL: 'loud' }).message;
+    for (const variable of ['PORT', 'POLL_INITIAL_DELAY', 'LOG_LEVEL']) expect(message).toContain(variable);
+    expect(message).not.toContain('HOST');
+  });
+
+  it('does not read an empty PORT as port 0', () => {
+    for (const value of ['', ' ']) {
+      let port: number | undefined;
+      let message = '';
+      try {
+        port = loadConfig({ PORT: value }).port;
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      if (port === undefined) expect(message).toContain('PORT');
+      else expect(port).toBe(3000);
+    }
+  });
+});
+
+describe('loadConfig DATABASE_URL', () => {
+  it.each<[string, string]>([
+    ['sqlite:./tmp/calls.db', path.resolve('./tmp/calls.db')],
+    ['sqlite:calls.db', path.resolve('calls.db')],
+    ['sqlite:/var/lib/wavoip/calls.db', '/var/lib/wavoip/calls.db'],
+    ['sqlite:///var/lib/wavoip/calls.db', '/var/lib/wavoip/calls.db'],
+    ['sqlite://calls.db', path.resolve('calls.db')],
+    ['  sqlite:/tmp/a.db  ', '/tmp/a.db'],
+  ])('accepts %j', (url, filename) => {
+    expect(loadConfig({ DATABASE_URL: url }).database).toEqual({ dialect: 'sqlite', filename });
+  });
+
+  it.each(['', '   '])('treats %j as unset', (url) => {
+    expect(loadConfig({ DATABASE_URL: url, DATA_DIR: '/srv/d' }).database).toEqual({
+      dialect: 'sqlite',
+      filename: '/srv/d/wavoip-recordings.sqlite',
+    });
+  });
+
+  it.each([
+    'postgres://wavoip:s3cretPass@db.internal:5432/wavoip',
+    'postgresql://wavoip:s3cretPass@db.internal/wavoip',
+  ])('refuses PostgreSQL (%s) clearly, without echoing the password', (url) => {
+    const message = configError({ DATABASE_URL: url }).message;
+    expect(message).toContain('DATABASE_URL');
+    expect(message).toMatch(/postgres/);
+    expect(message).toMatch(/not supported/);
+    expect(message).toContain('sqlite:');
+    expect(message).not.toContain('s3cretPass');
+  });
+
+  it.each(['mysql://root@localhost/db', 'file:calls.db', 'sqlite:', 'calls.db'])('refuses %j', (url) => {
+    expect(configError({ DATABASE_URL: url }).message).toContain('DATABASE_URL');
+  });
+});
+
+describe('buildRecordingUrl', () => {
+  it.each<[string, string]>([
+    ['123456', 'https://storage.wavoip.com/123456'],
+    ['test123', 'https://storage.wavoip.com/test123'],
+    ['3528B6CDB8D38FDA799C4AEA28E9BDC5', 'https://storage.wavoip.com/3528B6CDB8D38FDA799C4AEA28E9BDC5'],
+    ['a/b', 'https://storage.wavoip.com/a%2Fb'],
+    ['../../admin', 'https://storage.wavoip.com/..%2F..%2Fadmin'],
+    ['a b?c#d', 'https://storage.wavoip.com/a%20b%3Fc%23d'],
+    ['x@evil.com', 'https://storage.wavoip.com/x%40evil.com'],
+    ['ação', 'https://storage.wavoip.com/a%C3%A7%C3%A3o'],
+  ])('builds the default URL for %j', (callId, url) => {
+    expect(buildRecordingUrl(DEFAULT_TEMPLATE, callId)).toBe(url);
+  });
+
+  it('fills a custom template', () => {
+    expect(buildRecordingUrl('http://127.0.0.1:9000/rec/{whatsapp_call_id}.ogg?v=1', '42')).toBe('http://127.0.0.1:9000/rec/42.ogg?v=1');
+  });
+
+  it('fills every placeholder of a template', () => {
+    expect(buildRecordingUrl('https://h.example/{whatsapp_call_id}/{whatsapp_call_id}.ogg', 'abc')).toBe('https://h.example/abc/abc.ogg');
+  });
+
+  it('keeps any call id inside the path of the storage host', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 128 }), (callId) => {
+        const url = new URL(buildRecordingUrl(DEFAULT_TEMPLATE, callId));
+        expect(url.origin).toBe('https://storage.wavoip.com');
+        expect(url.search).toBe('');
+        expect(url.hash).toBe('');
+        expect(decodeURIComponent(url.pathname.slice(1))).toBe(callId);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
