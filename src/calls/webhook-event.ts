@@ -49,6 +49,10 @@ export const MAX_CALL_ID_LENGTH = 128;
 /** `type` values the CALL schema's second `type` key (call kind) can leave behind. */
 const CALL_KIND_TYPES = new Set(['HUMANIZED', 'ROBOTIC']);
 const CALL_ONLY_FIELDS = ['direction', 'caller', 'receiver', 'duration'];
+const KNOWN_CALL_STATUSES = new Set([
+  'NONE', 'INCOMING_RING', 'OUTGOING_RING', 'OUTGOING_CALLING', 'CALLING', 'CONNECTING', 'CONNECTION_LOST', 'ACTIVE',
+  'HANDLED_REMOTELY', 'ENDED', 'REJECTED', 'REMOTE_CALL_IN_PROGRESS', 'FAILED', 'NOT_ANSWERED',
+]);
 
 export function normalizeWebhookPayload(body: unknown): NormalizeResult {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
@@ -103,12 +107,16 @@ export function normalizeWebhookPayload(body: unknown): NormalizeResult {
 function classifyEvent(payload: Record<string, unknown>, declaredType: string | null): WebhookEvent['type'] {
   if (declaredType === 'CALL' || declaredType === 'RECORD' || declaredType === 'DEVICE') return declaredType;
   if (declaredType !== null && !CALL_KIND_TYPES.has(declaredType)) return 'UNKNOWN';
-  // The type is missing or was overwritten by the call kind: tell the event by its fields.
+  // The CALL schema's second `type` key overwrote the first: still a CALL.
+  if (declaredType !== null) return 'CALL';
+  // No type at all: tell the event by its fields.
   if (payload.whatsapp_call_id === undefined) {
-    return declaredType === null && payload.id_session !== undefined && payload.phone !== undefined ? 'DEVICE' : 'UNKNOWN';
+    return payload.id_session !== undefined && payload.phone !== undefined ? 'DEVICE' : 'UNKNOWN';
   }
-  if (CALL_KIND_TYPES.has(declaredType ?? '')) return 'CALL';
-  return CALL_ONLY_FIELDS.some((field) => payload[field] !== undefined) ? 'CALL' : 'RECORD';
+  const status = readStatus(payload.status);
+  const looksLikeCall =
+    CALL_ONLY_FIELDS.some((field) => payload[field] !== undefined) || (status !== null && KNOWN_CALL_STATUSES.has(status));
+  return looksLikeCall ? 'CALL' : 'RECORD';
 }
 
 function readCallId(value: unknown): { ok: true; value: string } | { ok: false; error: string } {
@@ -125,7 +133,9 @@ function readCallId(value: unknown): { ok: true; value: string } | { ok: false; 
   if (text.length > MAX_CALL_ID_LENGTH) {
     return { ok: false, error: `whatsapp_call_id must be at most ${MAX_CALL_ID_LENGTH} characters` };
   }
-  if (/[\u0000-\u001f\u007f]/.test(text)) return { ok: false, error: 'whatsapp_call_id must not contain control characters' };
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(text)) return { ok: false, error: 'whatsapp_call_id must not contain control characters' };
+  // A lone surrogate (from a "\ud800" escape) has no UTF-8 form: no URL or file name could carry it.
+  if (/[\ud800-\udfff]/u.test(text)) return { ok: false, error: 'whatsapp_call_id must be valid Unicode text' };
   return { ok: true, value: text };
 }
 

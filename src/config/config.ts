@@ -43,16 +43,25 @@ const duration = (fallback: string) =>
     });
 
 const positiveInteger = (fallback: number) =>
-  z.coerce.number().int().positive().default(fallback);
+  z
+    .string()
+    .regex(/^[1-9]\d{0,5}$/, 'must be a whole number from 1 to 999999')
+    .default(String(fallback))
+    .transform(Number);
 
 const optionalSecret = z
   .string()
   .optional()
-  .transform((text) => (text === undefined || text.trim() === '' ? undefined : text.trim()))
+  .transform((text) => text?.trim())
   .refine((text) => text === undefined || text.length >= 8, 'must be at least 8 characters');
 
 const environmentSchema = z.object({
-  PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
+  PORT: z
+    .string()
+    .regex(/^\d{1,5}$/, 'must be a port number from 0 to 65535')
+    .default('3000')
+    .transform(Number)
+    .refine((port) => port <= 65_535, 'must be a port number from 0 to 65535'),
   HOST: z.string().min(1).default('0.0.0.0'),
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z.string().optional(),
@@ -63,11 +72,13 @@ const environmentSchema = z.object({
     .default('storage.wavoip.com')
     .transform((text, ctx) => {
       try {
-        return parseAllowlist(text);
+        const entries = parseAllowlist(text);
+        if (entries.length > 0) return entries;
+        ctx.addIssue({ code: 'custom', message: 'must list at least one host, such as storage.wavoip.com' });
       } catch (error) {
         ctx.addIssue({ code: 'custom', message: (error as Error).message });
-        return z.NEVER;
       }
+      return z.NEVER;
     }),
   RECORDING_MAX_BYTES: z
     .string()
@@ -94,9 +105,13 @@ const environmentSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
-/** Reads the settings from an environment; throws an AppError naming every bad variable. */
+/**
+ * Reads the settings from an environment; throws an AppError naming every bad variable.
+ * A variable set to an empty string counts as unset (as `API_TOKEN=` in a .env file means).
+ */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = environmentSchema.safeParse(env);
+  const setVariables = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ''));
+  const parsed = environmentSchema.safeParse(setVariables);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`);
     throw new AppError(`Invalid configuration: ${problems.join('; ')}`, { code: 'INVALID_CONFIG' });
@@ -127,15 +142,16 @@ function parseDatabaseUrl(url: string | undefined, dataDir: string): Config['dat
   if (url === undefined || url.trim() === '') {
     return { dialect: 'sqlite', filename: path.join(dataDir, 'wavoip-recordings.sqlite') };
   }
-  const sqlite = /^sqlite:(?:\/\/)?(.+)$/.exec(url.trim());
+  const sqlite = /^sqlite:(?:\/\/)?(.*)$/.exec(url.trim());
   if (sqlite?.[1]) return { dialect: 'sqlite', filename: path.resolve(sqlite[1]) };
+  const problem = sqlite ? 'sqlite: needs a file path' : `"${url.split(':')[0]}:" is not supported`;
   throw new AppError(
-    `Invalid configuration: DATABASE_URL: "${url.split(':')[0]}:" is not supported; use sqlite:<path> (or leave it unset for ${path.join(dataDir, 'wavoip-recordings.sqlite')})`,
+    `Invalid configuration: DATABASE_URL: ${problem}; use sqlite:<path> (or leave it unset for ${path.join(dataDir, 'wavoip-recordings.sqlite')})`,
     { code: 'INVALID_CONFIG' },
   );
 }
 
 /** The storage URL for a call when its READY event carried no `record_url`. */
 export function buildRecordingUrl(template: string, whatsappCallId: string): string {
-  return template.replace(CALL_ID_PLACEHOLDER, encodeURIComponent(whatsappCallId));
+  return template.replaceAll(CALL_ID_PLACEHOLDER, encodeURIComponent(whatsappCallId));
 }

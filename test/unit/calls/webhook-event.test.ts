@@ -196,6 +196,8 @@ describe('normalizeWebhookPayload: event type', () => {
     ['no type, duration', { whatsapp_call_id: 1, duration: 0 }, 'CALL'],
     ['no type, record fields only', { whatsapp_call_id: 1, record_status: 'READY', record_url: 'https://x/1' }, 'RECORD'],
     ['no type, bare id', { whatsapp_call_id: 'abc' }, 'RECORD'],
+    ['no type, a call status', { whatsapp_call_id: 'x', status: 'ENDED' }, 'CALL'],
+    ['no type, a record status in status', { whatsapp_call_id: 'x', status: 'READY' }, 'RECORD'],
     ['empty type', { type: '', whatsapp_call_id: 1, caller: '1' }, 'CALL'],
     ['null type', { type: null, whatsapp_call_id: 1, record_status: 'READY' }, 'RECORD'],
     ['object type', { type: { name: 'CALL' }, whatsapp_call_id: 1, record_status: 'READY' }, 'RECORD'],

@@ -100,30 +100,26 @@ describe('loadConfig refuses bad variables, naming them', () => {
     ['PORT', '-1'],
     ['PORT', '3000.5'],
     ['PORT', 'http'],
-    ['HOST', ''],
-    ['DATA_DIR', ''],
     ['WEBHOOK_TOKEN', 'short'],
     ['API_TOKEN', '1234567'],
     ['RECORDING_URL_ALLOWLIST', 'http://storage.wavoip.com'],
     ['RECORDING_URL_ALLOWLIST', 'a*b.wavoip.com'],
     ['RECORDING_URL_ALLOWLIST', '10.0.0.5'],
     ['RECORDING_URL_ALLOWLIST', 'minio:99999'],
+    ['RECORDING_URL_ALLOWLIST', ' , ,'],
     ['RECORDING_MAX_BYTES', '0'],
     ['RECORDING_MAX_BYTES', '-1'],
     ['RECORDING_MAX_BYTES', '1.5MiB'],
     ['RECORDING_MAX_BYTES', '512MB'],
     ['RECORDING_MAX_BYTES', 'big'],
-    ['RECORDING_MAX_BYTES', ''],
     ['WAVOIP_RECORDING_URL_TEMPLATE', 'https://storage.wavoip.com/'],
     ['WAVOIP_RECORDING_URL_TEMPLATE', '{whatsapp_call_id}'],
     ['WAVOIP_RECORDING_URL_TEMPLATE', 'storage.wavoip.com/{whatsapp_call_id}'],
-    ['WAVOIP_RECORDING_URL_TEMPLATE', ''],
     ['POLL_INITIAL_DELAY', '30'],
     ['POLL_INITIAL_DELAY', '0s'],
     ['POLL_INITIAL_DELAY', '5 m'],
     ['POLL_INITIAL_DELAY', '-1s'],
     ['POLL_INITIAL_DELAY', '1w'],
-    ['POLL_INITIAL_DELAY', ''],
     ['POLL_MAX_DELAY', '30'],
     ['POLL_MAX_DELAY', '0ms'],
     ['POLL_MAX_WAIT', 'forever'],
@@ -132,13 +128,10 @@ describe('loadConfig refuses bad variables, naming them', () => {
     ['DOWNLOAD_CONCURRENCY', '-2'],
     ['DOWNLOAD_CONCURRENCY', '1.5'],
     ['DOWNLOAD_CONCURRENCY', 'many'],
-    ['DOWNLOAD_CONCURRENCY', ''],
     ['JOB_LEASE', '60'],
     ['JOB_LEASE', '0s'],
     ['LOG_FORMAT', 'xml'],
-    ['LOG_FORMAT', ''],
     ['LOG_LEVEL', 'verbose'],
-    ['LOG_LEVEL', ''],
   ])('%s=%j', (variable, value) => {
     const error = configError({ [variable]: value });
     expect(error.message).toContain(variable);
@@ -153,6 +146,15 @@ describe('loadConfig refuses bad variables, naming them', () => {
     const message = configError({ PORT: 'x', POLL_INITIAL_DELAY: '30', LOG_LEVEL: 'loud' }).message;
     for (const variable of ['PORT', 'POLL_INITIAL_DELAY', 'LOG_LEVEL']) expect(message).toContain(variable);
     expect(message).not.toContain('HOST');
+  });
+
+  it('reads a variable set to an empty or blank string as unset: the default applies', () => {
+    const blank = Object.fromEntries(
+      ['PORT', 'HOST', 'DATA_DIR', 'RECORDING_MAX_BYTES', 'WAVOIP_RECORDING_URL_TEMPLATE', 'POLL_INITIAL_DELAY', 'DOWNLOAD_CONCURRENCY', 'LOG_FORMAT', 'LOG_LEVEL'].map(
+        (variable, index) => [variable, index % 2 === 0 ? '' : '  '],
+      ),
+    );
+    expect(loadConfig(blank)).toEqual(loadConfig({}));
   });
 
   it('does not read an empty PORT as port 0', () => {
