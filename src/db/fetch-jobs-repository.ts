@@ -44,14 +44,7 @@ export async function claimDueFetchJobs(
   input: { now: number; limit: number; workerId: string; leaseMs: number },
 ): Promise<FetchJob[]> {
   return db.transaction().execute(async (trx) => {
-    const rows = await trx
-      .selectFrom('fetch_jobs')
-      .selectAll()
-      .where('run_at', '<=', input.now)
-      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', input.now)]))
-      .orderBy('run_at')
-      .limit(input.limit)
-      .execute();
+    const rows = await selectDueFetchJobs(trx, input.now, input.limit).execute();
     if (rows.length === 0) return [];
     await trx
       .updateTable('fetch_jobs')
@@ -102,14 +95,23 @@ export async function releaseFetchJob(db: DbOrTrx, callId: string): Promise<void
 
 /** When the next unleased job falls due, or null when none is scheduled. */
 export async function findNextFetchJobRunAt(db: DbOrTrx, now: number): Promise<number | null> {
-  const row = await db
-    .selectFrom('fetch_jobs')
-    .select('run_at')
-    .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
-    .orderBy('run_at')
-    .limit(1)
-    .executeTakeFirst();
+  const row = await selectNextFetchJobRunAt(db, now).executeTakeFirst();
   return row?.run_at ?? null;
+}
+
+/** The scheduler's two queries, exported so a test can check their plan walks the run_at index. */
+export function selectDueFetchJobs(db: DbOrTrx, now: number, limit: number) {
+  return selectUnleasedFetchJobs(db, now).selectAll().where('run_at', '<=', now).orderBy('run_at').limit(limit);
+}
+
+export function selectNextFetchJobRunAt(db: DbOrTrx, now: number) {
+  return selectUnleasedFetchJobs(db, now).select('run_at').orderBy('run_at').limit(1);
+}
+
+function selectUnleasedFetchJobs(db: DbOrTrx, now: number) {
+  return db
+    .selectFrom('fetch_jobs')
+    .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]));
 }
 
 export async function findFetchJob(db: DbOrTrx, callId: string): Promise<FetchJob | null> {

@@ -1,6 +1,8 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
+import { AppError } from '../errors.ts';
 import { redactUrl } from '../log/logger.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
 import type { AppDeps } from './app-deps.ts';
@@ -15,14 +17,25 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: WEBHOOK_BODY_LIMIT,
     trustProxy: true,
+    // An undecodable URL: answered like every other client error.
+    frameworkErrors: (error, _request, reply) => void (reply as FastifyReply).code(400).send({ error: error.message }),
     forceCloseConnections: true,
     // Unknown query parameters are refused by name rather than silently dropped (a typo like
     // `status=failed` for `state=failed` would otherwise list every call).
     ajv: { customOptions: { removeAdditional: false } },
   });
 
-  // Only JSON is taken anywhere; Fastify would otherwise hand plain text to the routes.
-  app.removeContentTypeParser('text/plain');
+  // Only JSON is taken anywhere; Fastify would otherwise hand plain text to the routes. Its own
+  // JSON parser drops the parse error, and the sender deserves to know what was wrong.
+  app.removeContentTypeParser(['text/plain', 'application/json']);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    if (body === '') return done(new AppError('body is empty; expected a JSON object', { code: 'EMPTY_BODY', statusCode: 400 }));
+    try {
+      done(null, secureJsonParse.parse(body as string, { protoAction: 'error', constructorAction: 'error' }));
+    } catch (caught) {
+      done(new AppError(`body is not valid JSON: ${(caught as Error).message}`, { code: 'INVALID_JSON', statusCode: 400 }));
+    }
+  });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
@@ -48,12 +61,7 @@ function describeClientError(error: FastifyError): string {
       return `body is larger than the ${WEBHOOK_BODY_LIMIT / 1024} KiB limit`;
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return 'content type must be application/json';
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return 'body is empty; expected a JSON object';
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return `body is not valid JSON: ${error.message}`;
     default:
-      if (error.validation) return error.message;
-      return error instanceof SyntaxError ? `body is not valid JSON: ${error.message}` : error.message;
+      return error.message;
   }
 }

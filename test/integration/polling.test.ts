@@ -69,8 +69,9 @@ describe('backup polling when no READY comes', () => {
       expect(storage.requests('/POLL-START')).toBe(0);
     }));
 
-  it('ends the polling at once when READY arrives', () =>
-    withService({ POLL_INITIAL_DELAY: '1h' }, async (service) => {
+  it('ends the polling at once when READY arrives, without waiting for any timer', () =>
+    // With an hour's lease the scheduler's own timer sleeps an hour: only the wake-up on new work can start this download.
+    withService({ POLL_INITIAL_DELAY: '1h', JOB_LEASE: '1h' }, async (service) => {
       storage.setRoute('/POLL-THEN-READY', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
       for (const event of endedCall('POLL-THEN-READY')) await service.postWebhook(event);
       await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'POLL-THEN-READY', record_status: 'READY' });

@@ -130,6 +130,8 @@ describe('bad input', () => {
     ['a RECORD without whatsapp_call_id', '{"type":"RECORD","record_status":"READY"}', 'application/json', 400, /whatsapp_call_id/],
     ['a CALL with an object as whatsapp_call_id', '{"type":"CALL","whatsapp_call_id":{"a":1}}', 'application/json', 400, /whatsapp_call_id/],
     ['a call id over 128 characters', JSON.stringify({ type: 'RECORD', whatsapp_call_id: 'x'.repeat(129) }), 'application/json', 400, /128/],
+    ['a __proto__ key', '{"type":"CALL","whatsapp_call_id":"p","__proto__":{"polluted":true}}', 'application/json', 400, /forbidden prototype property/],
+    ['a constructor.prototype key', '{"type":"CALL","whatsapp_call_id":"p","constructor":{"prototype":{"polluted":true}}}', 'application/json', 400, /forbidden prototype property/],
     ['form data', 'type=RECORD', 'application/x-www-form-urlencoded', 415, /application\/json/],
     ['plain text', '{"type":"RECORD"}', 'text/plain', 415, /application\/json/],
     ['a body over 64 KiB', JSON.stringify({ type: 'CALL', whatsapp_call_id: '1', pad: 'x'.repeat(70_000) }), 'application/json', 413, /64 KiB/],
@@ -140,6 +142,12 @@ describe('bad input', () => {
     const answer = (await response.json()) as { error: string };
     expect(answer.error).toMatch(message);
     expect(readDatabase((db) => (db.prepare('select count(*) as n from events').get() as { n: number }).n)).toBe(before);
+  });
+
+  it('answers an undecodable URL with a JSON 400', async () => {
+    const response = await fetch(`${service.url}/api/calls/%ZZ`);
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toMatch(/not a valid url/);
   });
 
   it('names the field that is wrong', async () => {
