@@ -11,6 +11,7 @@ import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
 import { createFetchScheduler } from './jobs/fetch-scheduler.ts';
 import type { Logger } from './log/logger.ts';
 import { createLocalRecordingStore } from './storage/local-recording-store.ts';
+import { createEventWriter } from './webhook/event-writer.ts';
 import { createEventProcessor } from './webhook/process-events.ts';
 import { WEBHOOK_PATH } from './webhook/webhook-routes.ts';
 
@@ -63,7 +64,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
     }),
   });
   const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: () => scheduler.wake() });
-  const app = buildApp({ config, logger, clock, db, store, apiToken, events, scheduler });
+  const eventWriter = createEventWriter(db);
+  const app = buildApp({ config, logger, clock, db, store, apiToken, eventWriter, events, scheduler });
 
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();

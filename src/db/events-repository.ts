@@ -19,16 +19,19 @@ export interface TimelineEvent {
   payload: unknown;
 }
 
-export async function insertEvent(db: DbOrTrx, event: NewEvent): Promise<void> {
+/** One statement for many events: atomic, and one commit (one fsync) for all of them. */
+export async function insertEvents(db: DbOrTrx, events: NewEvent[]): Promise<void> {
   await db
     .insertInto('events')
-    .values({
-      event_id: event.eventId,
-      received_at: event.receivedAt,
-      type: event.type,
-      call_id: event.callId,
-      payload: event.payload,
-    })
+    .values(
+      events.map((event) => ({
+        event_id: event.eventId,
+        received_at: event.receivedAt,
+        type: event.type,
+        call_id: event.callId,
+        payload: event.payload,
+      })),
+    )
     .execute();
 }
 

@@ -4,6 +4,7 @@ import type { Db } from '../db/database.ts';
 import type { FetchScheduler } from '../jobs/fetch-scheduler.ts';
 import type { Logger } from '../log/logger.ts';
 import type { RecordingStore } from '../storage/recording-store.ts';
+import type { EventWriter } from '../webhook/event-writer.ts';
 import type { EventProcessor } from '../webhook/process-events.ts';
 
 /** What the HTTP routes need, handed in explicitly rather than hung off the Fastify instance. */
@@ -14,6 +15,7 @@ export interface AppDeps {
   db: Db;
   store: RecordingStore;
   apiToken: string;
+  eventWriter: EventWriter;
   events: EventProcessor;
   scheduler: FetchScheduler;
 }

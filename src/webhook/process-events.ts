@@ -3,7 +3,7 @@ import { planFetch, type FetchPlan, type PollTimings } from '../calls/fetch-plan
 import { normalizeWebhookPayload, type WebhookEvent } from '../calls/webhook-event.ts';
 import type { Clock } from '../clock.ts';
 import { findCall, saveCall } from '../db/calls-repository.ts';
-import type { Db } from '../db/database.ts';
+import type { Db, DbOrTrx } from '../db/database.ts';
 import { upsertDevice } from '../db/devices-repository.ts';
 import { listUnprocessedEvents, markEventProcessed, type StoredEvent } from '../db/events-repository.ts';
 import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
@@ -37,33 +37,58 @@ export function createEventProcessor(deps: {
   let stopped = false;
   let retryTimer: NodeJS.Timeout | undefined;
 
-  async function processStoredEvent(stored: StoredEvent): Promise<Outcome | null> {
+  /** Applies a batch in one transaction: one commit for up to BATCH_SIZE events. */
+  async function applyEvents(batch: StoredEvent[]): Promise<Outcome[]> {
     return db.transaction().execute(async (trx) => {
-      const normalized = normalizeWebhookPayload(JSON.parse(stored.payload));
-      const now = clock.now();
-      if (!normalized.ok) {
-        await markEventProcessed(trx, stored.seq, now, normalized.error);
-        return null;
+      const outcomes: Outcome[] = [];
+      for (const stored of batch) {
+        const outcome = await applyEvent(trx, stored);
+        if (outcome) outcomes.push(outcome);
       }
-      const { event } = normalized;
-      let outcome: Outcome = { event, previous: null, next: null, plan: { action: 'keep' } };
-      if (event.type === 'DEVICE' && event.deviceId !== null) {
-        await upsertDevice(trx, { deviceId: event.deviceId, phone: event.phone, status: event.status, seenAt: stored.receivedAt });
-      } else if (event.type === 'CALL' || event.type === 'RECORD') {
-        const previous = await findCall(trx, event.callId);
-        const next = applyCallEvent(previous, event, stored.receivedAt);
-        await saveCall(trx, next);
-        const plan = planFetch(previous, next, now, deps.timings);
-        if (plan.action === 'fetch-now' || plan.action === 'poll') {
-          await scheduleFetchJob(trx, next.callId, plan.runAt, plan.deadlineAt);
-        } else if (plan.action === 'cancel') {
-          await deleteFetchJob(trx, next.callId);
-        }
-        outcome = { event, previous, next, plan };
-      }
-      await markEventProcessed(trx, stored.seq, now, null);
-      return outcome;
+      return outcomes;
     });
+  }
+
+  async function applyEvent(trx: DbOrTrx, stored: StoredEvent): Promise<Outcome | null> {
+    const normalized = normalizeWebhookPayload(JSON.parse(stored.payload));
+    const now = clock.now();
+    if (!normalized.ok) {
+      await markEventProcessed(trx, stored.seq, now, normalized.error);
+      return null;
+    }
+    const { event } = normalized;
+    let outcome: Outcome = { event, previous: null, next: null, plan: { action: 'keep' } };
+    if (event.type === 'DEVICE' && event.deviceId !== null) {
+      await upsertDevice(trx, { deviceId: event.deviceId, phone: event.phone, status: event.status, seenAt: stored.receivedAt });
+    } else if (event.type === 'CALL' || event.type === 'RECORD') {
+      const previous = await findCall(trx, event.callId);
+      const next = applyCallEvent(previous, event, stored.receivedAt);
+      await saveCall(trx, next);
+      const plan = planFetch(previous, next, now, deps.timings);
+      if (plan.action === 'fetch-now' || plan.action === 'poll') {
+        await scheduleFetchJob(trx, next.callId, plan.runAt, plan.deadlineAt);
+      } else if (plan.action === 'cancel') {
+        await deleteFetchJob(trx, next.callId);
+      }
+      outcome = { event, previous, next, plan };
+    }
+    await markEventProcessed(trx, stored.seq, now, null);
+    return outcome;
+  }
+
+  /** When a batch fails, one event at a time, so that one bad stored row cannot block the rest. */
+  async function applyEventsOneByOne(batch: StoredEvent[]): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    for (const stored of batch) {
+      try {
+        outcomes.push(...(await applyEvents([stored])));
+      } catch (caught) {
+        const error = coerceError(caught);
+        logger.error({ event_id: stored.eventId, err: error }, `[WaVoIP Webhook] Could not process event ${stored.eventId}`);
+        await markEventProcessed(db, stored.seq, clock.now(), error.message);
+      }
+    }
+    return outcomes;
   }
 
   function logOutcome({ event, previous, next, plan }: Outcome): void {
@@ -90,25 +115,14 @@ export function createEventProcessor(deps: {
   }
 
   async function drain(): Promise<void> {
-    for (;;) {
+    while (!stopped) {
       const batch = await listUnprocessedEvents(db, BATCH_SIZE);
-      let scheduled = false;
-      for (const stored of batch) {
-        if (stopped) return;
-        try {
-          const outcome = await processStoredEvent(stored);
-          if (outcome) {
-            logOutcome(outcome);
-            scheduled ||= outcome.plan.action === 'fetch-now' || outcome.plan.action === 'poll';
-          }
-        } catch (caught) {
-          // A malformed stored row must not block every event behind it.
-          const error = coerceError(caught);
-          logger.error({ event_id: stored.eventId, err: error }, `[WaVoIP Webhook] Could not process event ${stored.eventId}`);
-          await markEventProcessed(db, stored.seq, clock.now(), error.message);
-        }
+      if (batch.length === 0) return;
+      const outcomes = await applyEvents(batch).catch(() => applyEventsOneByOne(batch));
+      for (const outcome of outcomes) logOutcome(outcome);
+      if (outcomes.some((outcome) => outcome.plan.action === 'fetch-now' || outcome.plan.action === 'poll')) {
+        deps.onFetchScheduled();
       }
-      if (scheduled) deps.onFetchScheduled();
       if (batch.length < BATCH_SIZE) return;
     }
   }

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { normalizeWebhookPayload } from '../calls/webhook-event.ts';
-import { insertEvent } from '../db/events-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { secretsMatch } from '../http/secrets.ts';
 
@@ -12,7 +11,7 @@ export const WEBHOOK_PATH = '/webhooks/wavoip';
  * committed; applying it to the call happens afterwards, in the event processor.
  */
 export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void {
-  const { config, db, clock, logger, events } = deps;
+  const { config, clock, logger, events, eventWriter } = deps;
 
   app.get(WEBHOOK_PATH, async (_request, reply) =>
     reply
@@ -38,7 +37,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
 
       const { event } = normalized;
       const eventId = randomUUID();
-      await insertEvent(db, {
+      await eventWriter.append({
         eventId,
         receivedAt: clock.now(),
         type: event.type,
