@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from './clock.ts';
 import type { Config } from './config/config.ts';
-import { createDb, migrateToLatest } from './db/database.ts';
+import { createDb, createWalSync, migrateToLatest } from './db/database.ts';
 import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
 import { buildApp } from './http/app.ts';
 import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
@@ -64,7 +64,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
     }),
   });
   const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: () => scheduler.wake() });
-  const eventWriter = createEventWriter(db);
+  const walSync = createWalSync(config.database);
+  const eventWriter = createEventWriter(db, walSync);
   const app = buildApp({ config, logger, clock, db, store, apiToken, eventWriter, events, scheduler });
 
   await app.listen({ port: config.port, host: config.host });
@@ -86,6 +87,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
         await events.stop();
         await scheduler.stop();
         await client.close();
+        await walSync.close();
         await db.destroy();
       })();
       return stopping;

@@ -61,6 +61,11 @@ export async function markEventProcessed(db: DbOrTrx, seq: number, processedAt: 
     .execute();
 }
 
+export async function markEventsProcessed(db: DbOrTrx, seqs: number[], processedAt: number): Promise<void> {
+  if (seqs.length === 0) return;
+  await db.updateTable('events').set({ processed_at: processedAt }).where('seq', 'in', seqs).execute();
+}
+
 export async function listCallEvents(db: DbOrTrx, callId: string): Promise<TimelineEvent[]> {
   const rows = await db
     .selectFrom('events')

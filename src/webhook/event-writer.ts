@@ -1,4 +1,4 @@
-import type { Db } from '../db/database.ts';
+import type { Db, WalSync } from '../db/database.ts';
 import { insertEvents, type NewEvent } from '../db/events-repository.ts';
 
 /** SQLite allows 32,766 bound values per statement; five per event leaves ample room. */
@@ -12,12 +12,13 @@ interface Pending {
 
 /**
  * Group commit for webhook intake. Every request still gets its answer only after its event
- * is committed, but the events that arrive while a commit is under way (or in the same turn
- * of the event loop) share the next commit: one fsync for many webhooks instead of one each.
+ * is committed and synced to disk, but the events that arrive while a sync is under way (or in
+ * the same turn of the event loop) share the next commit and sync: one fsync for many webhooks
+ * instead of one each, and none of them on the event loop.
  * Hand-written because it is a few lines around our own insert, and no queue library commits
  * a caller's batch and then answers each of its callers.
  */
-export function createEventWriter(db: Db) {
+export function createEventWriter(db: Db, walSync: WalSync) {
   const queue: Pending[] = [];
   let flushing = false;
 
@@ -29,6 +30,7 @@ export function createEventWriter(db: Db) {
           db,
           batch.map((pending) => pending.event),
         );
+        await walSync.sync();
         for (const pending of batch) pending.resolve();
       } catch (error) {
         for (const pending of batch) pending.reject(error);

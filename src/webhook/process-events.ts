@@ -5,7 +5,7 @@ import type { Clock } from '../clock.ts';
 import { findCall, saveCall } from '../db/calls-repository.ts';
 import type { Db, DbOrTrx } from '../db/database.ts';
 import { upsertDevice } from '../db/devices-repository.ts';
-import { listUnprocessedEvents, markEventProcessed, type StoredEvent } from '../db/events-repository.ts';
+import { listUnprocessedEvents, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
 import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
@@ -41,21 +41,22 @@ export function createEventProcessor(deps: {
   async function applyEvents(batch: StoredEvent[]): Promise<Outcome[]> {
     return db.transaction().execute(async (trx) => {
       const outcomes: Outcome[] = [];
+      const invalid: { seq: number; error: string }[] = [];
       for (const stored of batch) {
-        const outcome = await applyEvent(trx, stored);
-        if (outcome) outcomes.push(outcome);
+        const result = await applyEvent(trx, stored);
+        if ('error' in result) invalid.push({ seq: stored.seq, error: result.error });
+        else outcomes.push(result);
       }
+      await markEventsProcessed(trx, batch.map((stored) => stored.seq), clock.now());
+      for (const { seq, error } of invalid) await markEventProcessed(trx, seq, clock.now(), error);
       return outcomes;
     });
   }
 
-  async function applyEvent(trx: DbOrTrx, stored: StoredEvent): Promise<Outcome | null> {
+  async function applyEvent(trx: DbOrTrx, stored: StoredEvent): Promise<Outcome | { error: string }> {
     const normalized = normalizeWebhookPayload(JSON.parse(stored.payload));
     const now = clock.now();
-    if (!normalized.ok) {
-      await markEventProcessed(trx, stored.seq, now, normalized.error);
-      return null;
-    }
+    if (!normalized.ok) return { error: normalized.error };
     const { event } = normalized;
     let outcome: Outcome = { event, previous: null, next: null, plan: { action: 'keep' } };
     if (event.type === 'DEVICE' && event.deviceId !== null) {
@@ -72,7 +73,6 @@ export function createEventProcessor(deps: {
       }
       outcome = { event, previous, next, plan };
     }
-    await markEventProcessed(trx, stored.seq, now, null);
     return outcome;
   }
 
