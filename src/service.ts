@@ -1,9 +1,10 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from './clock.ts';
-import type { Config } from './config/config.ts';
+import { resolveApiToken } from './api/api-token.ts';
+import { localServiceUrl, type Config } from './config/config.ts';
 import { createDb, createWalSync, migrateToLatest } from './db/database.ts';
 import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
 import { buildApp } from './http/app.ts';
@@ -41,7 +42,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const removed = await store.cleanTemp();
   if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by an earlier run; their jobs run again');
 
-  const apiToken = await resolveApiToken(config, logger);
+  const apiToken = await resolveApiToken(config);
   const client = createHttpClient(options.httpTimeouts);
   const scheduler = createFetchScheduler({
     db,
@@ -66,16 +67,16 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: () => scheduler.wake() });
   const walSync = createWalSync(config.database);
   const eventWriter = createEventWriter(db, walSync);
-  const app = buildApp({ config, logger, clock, db, store, apiToken, eventWriter, events, scheduler });
+  const app = buildApp({ config, logger, clock, db, store, apiToken: apiToken.token, eventWriter, events, scheduler });
 
   await app.listen({ port: config.port, host: config.host });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = `http://${config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host}:${port}`;
+  const url = localServiceUrl(config.host, port);
 
   scheduler.start();
   events.wake();
-  logStartup(config, logger, url);
+  logStartup(config, logger, url, apiToken);
 
   let stopping: Promise<void> | undefined;
   return {
@@ -95,31 +96,14 @@ export async function startService(config: Config, logger: Logger, options: Serv
   };
 }
 
-/**
- * Recordings are personal data, so the API is never open: without API_TOKEN a random token
- * is made on first start and kept in DATA_DIR (readable by its owner only).
- */
-async function resolveApiToken(config: Config, logger: Logger): Promise<string> {
-  if (config.apiToken !== undefined) return config.apiToken;
-  const file = path.join(config.dataDir, 'api-token');
-  try {
-    const stored = (await fs.readFile(file, 'utf8')).trim();
-    if (stored.length >= 8) {
-      logger.info(`API token: the one generated earlier, in ${file} (set API_TOKEN to choose your own)`);
-      return stored;
-    }
-  } catch (caught) {
-    if ((caught as NodeJS.ErrnoException).code !== 'ENOENT') throw caught;
-  }
-  const token = randomBytes(24).toString('base64url');
-  await fs.writeFile(file, `${token}\n`, { mode: 0o600 });
-  logger.info(`API token generated and saved to ${file}: ${token}`);
-  logger.info(`Try it: curl -H "Authorization: Bearer ${token}" http://localhost:${config.port}/api/calls`);
-  return token;
-}
-
-function logStartup(config: Config, logger: Logger, url: string): void {
+function logStartup(config: Config, logger: Logger, url: string, apiToken: Awaited<ReturnType<typeof resolveApiToken>>): void {
   logger.info({ url, data_dir: config.dataDir, database: config.database.filename }, `wavoip-recordings listening on ${url}`);
+  if (apiToken.generated) {
+    logger.info(`API token generated and saved to ${apiToken.file}: ${apiToken.token}`);
+    logger.info(`Try it: curl -H "Authorization: Bearer ${apiToken.token}" ${url}/api/calls`);
+  } else if (apiToken.file) {
+    logger.info(`API token: the one generated earlier, in ${apiToken.file} (set API_TOKEN to choose your own)`);
+  }
   if (config.webhookToken === undefined) {
     logger.warn(
       `WEBHOOK_TOKEN is not set: anyone who can reach ${WEBHOOK_PATH} can post events. ` +

@@ -1,15 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import rangeParser from 'range-parser';
-import type { AttachmentState } from '../calls/call-state.ts';
+import { ATTACHMENT_STATES, type AttachmentState } from '../calls/call-state.ts';
 import { planRetry } from '../calls/fetch-plan.ts';
-import { findCall, listCalls, resetFailedAttachment } from '../db/calls-repository.ts';
+import { findCall, listCalls, resetFailedAttachment, type StoredCall } from '../db/calls-repository.ts';
 import { listCallEvents } from '../db/events-repository.ts';
 import { findFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { secretsMatch } from '../http/secrets.ts';
 import { presentCall, presentEvent } from './call-view.ts';
-
-const ATTACHMENT_STATES: AttachmentState[] = ['pending', 'attached', 'failed', 'empty', 'disabled', 'none'];
 
 interface CallParams {
   id: string;
@@ -42,7 +40,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
             querystring: {
               type: 'object',
               properties: {
-                state: { type: 'string', enum: ATTACHMENT_STATES },
+                state: { type: 'string', enum: [...ATTACHMENT_STATES] },
                 limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 },
                 cursor: { type: 'string', maxLength: 512 },
               },
@@ -87,7 +85,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           if (call === null) return 'unknown' as const;
           if (!(await resetFailedAttachment(trx, callId))) return call.attachment.state;
           const plan = planRetry(now, deps.config);
-          if (plan.action === 'fetch-now') await scheduleFetchJob(trx, callId, plan.runAt, plan.deadlineAt);
+          await scheduleFetchJob(trx, callId, plan.runAt, plan.deadlineAt);
           return 'retrying' as const;
         });
         if (outcome === 'unknown') return sendUnknownCall(reply, callId);
@@ -96,8 +94,8 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
         }
         deps.logger.info({ call_id: callId }, `[WaVoIP Recording Webhook] Retry requested for call ${callId}`);
         deps.scheduler.wake();
-        const call = await findCall(deps.db, callId);
-        return reply.code(202).send(call ? presentCall(call, await findFetchJob(deps.db, callId)) : {});
+        const [call, job] = await Promise.all([findCall(deps.db, callId), findFetchJob(deps.db, callId)]);
+        return reply.code(202).send(presentCall(call as StoredCall, job));
       });
     },
     { prefix: '/api' },

@@ -22,7 +22,8 @@ export interface CallFacts {
   endedAt: number | null;
 }
 
-export type AttachmentState = 'pending' | 'attached' | 'failed' | 'empty' | 'disabled' | 'none';
+export const ATTACHMENT_STATES = ['pending', 'attached', 'failed', 'empty', 'disabled', 'none'] as const;
+export type AttachmentState = (typeof ATTACHMENT_STATES)[number];
 
 export interface Attachment {
   state: AttachmentState;

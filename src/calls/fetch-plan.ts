@@ -1,5 +1,5 @@
 import { becameReady, type CallRecord } from './call-state.ts';
-import { formatDuration } from '../config/units.ts';
+import { formatDuration } from '../units.ts';
 
 export interface PollTimings {
   pollInitialDelayMs: number;
@@ -33,9 +33,9 @@ export function planFetch(previous: CallRecord | null, next: CallRecord, now: nu
   return { action: 'poll', runAt: start + timings.pollInitialDelayMs, deadlineAt: start + timings.pollMaxWaitMs };
 }
 
-/** The plan when an operator asks for a failed call to be fetched again. */
-export function planRetry(now: number, timings: PollTimings): FetchPlan {
-  return { action: 'fetch-now', runAt: now, deadlineAt: now + timings.pollMaxWaitMs };
+/** The schedule when an operator asks for a failed call to be fetched again: now, for another full wait. */
+export function planRetry(now: number, timings: PollTimings): { runAt: number; deadlineAt: number } {
+  return { runAt: now, deadlineAt: now + timings.pollMaxWaitMs };
 }
 
 /**

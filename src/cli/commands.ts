@@ -1,8 +1,7 @@
-import fs from 'node:fs/promises';
-import path from 'node:path';
-import { loadConfig, type Config } from '../config/config.ts';
+import { apiTokenFile, readApiToken } from '../api/api-token.ts';
+import { loadConfig, localServiceUrl, type Config } from '../config/config.ts';
 import { AppError, coerceError } from '../errors.ts';
-import { createLogger } from '../log/logger.ts';
+import { createLogger, redactUrl } from '../log/logger.ts';
 import { startService } from '../service.ts';
 import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
 
@@ -44,7 +43,7 @@ export async function sendTestEventCommand(options: { url?: string; callId: stri
     body: JSON.stringify(body),
   });
   const text = await response.text();
-  process.stdout.write(`POST ${url.replace(/token=[^&]*/, 'token=…')} ${JSON.stringify(body)}\n→ ${response.status} ${text}\n`);
+  process.stdout.write(`POST ${redactUrl(url)} ${JSON.stringify(body)}\n→ ${response.status} ${text}\n`);
   if (!response.ok) throw new AppError(`the service answered ${response.status}`, { code: 'REQUEST_REFUSED' });
 }
 
@@ -99,12 +98,12 @@ async function callApi(baseUrl: string | undefined, pathAndQuery: string, method
 }
 
 async function readStoredApiToken(config: Config): Promise<string> {
-  const file = path.join(config.dataDir, 'api-token');
-  try {
-    return (await fs.readFile(file, 'utf8')).trim();
-  } catch {
+  const file = apiTokenFile(config.dataDir);
+  const token = await readApiToken(file);
+  if (token === undefined) {
     throw new AppError(`no API token: set API_TOKEN, or run this where the service keeps ${file}`, { code: 'NO_API_TOKEN' });
   }
+  return token;
 }
 
 async function fetchOrExplain(url: string, init: RequestInit): Promise<Response> {
@@ -118,8 +117,7 @@ async function fetchOrExplain(url: string, init: RequestInit): Promise<Response>
 }
 
 function defaultBaseUrl(config: Config): string {
-  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  return `http://${host.includes(':') ? `[${host}]` : host}:${config.port}`;
+  return localServiceUrl(config.host, config.port);
 }
 
 function defaultWebhookUrl(config: Config): string {

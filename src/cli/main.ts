@@ -1,9 +1,8 @@
 import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
+import { ATTACHMENT_STATES } from '../calls/call-state.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { listCallsCommand, retryCommand, sendTestEventCommand, serveCommand } from './commands.ts';
-
-const ATTACHMENT_STATES = ['pending', 'attached', 'failed', 'empty', 'disabled', 'none'];
 
 const program = new Command()
   .name('wavoip-recordings')
@@ -27,7 +26,7 @@ program
   .command('calls')
   .description('list calls and their recording attachment, newest first (uses the read API of a running service)')
   .option('--state <state>', `only calls whose attachment is ${ATTACHMENT_STATES.join(', ')}`, (value: string) => {
-    if (!ATTACHMENT_STATES.includes(value)) throw new InvalidArgumentError(`must be one of ${ATTACHMENT_STATES.join(', ')}`);
+    if (!(ATTACHMENT_STATES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${ATTACHMENT_STATES.join(', ')}`);
     return value;
   })
   .option('--limit <n>', 'how many calls (1-200)', parseLimit, 50)

@@ -1,8 +1,10 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
-import { parseAllowlist, type AllowlistEntry } from '../download/url-guard.ts';
-import { parseDuration, parseSize } from './units.ts';
+import { buildRecordingUrl, CALL_ID_PLACEHOLDER } from '../calls/recording-url.ts';
+import { checkRecordingUrl, parseAllowlist, type AllowlistEntry } from '../download/url-guard.ts';
+import { coerceError } from '../errors.ts';
+import { parseDuration, parseSize } from '../units.ts';
 
 /**
  * The only reader of `process.env`. Every setting is listed, with its default, in the
@@ -26,8 +28,6 @@ export interface Config {
   logFormat: 'pretty' | 'json';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
-
-const CALL_ID_PLACEHOLDER = '{whatsapp_call_id}';
 
 const duration = (fallback: string) =>
   z
@@ -76,7 +76,7 @@ const environmentSchema = z.object({
         if (entries.length > 0) return entries;
         ctx.addIssue({ code: 'custom', message: 'must list at least one host, such as storage.wavoip.com' });
       } catch (error) {
-        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        ctx.addIssue({ code: 'custom', message: coerceError(error).message });
       }
       return z.NEVER;
     }),
@@ -103,7 +103,20 @@ const environmentSchema = z.object({
   JOB_LEASE: duration('60s'),
   LOG_FORMAT: z.enum(['pretty', 'json']).default('pretty'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+}).superRefine((settings, ctx) => {
+  const problem = (variable: string, message: string) => ctx.addIssue({ code: 'custom', path: [variable], message });
+  if (settings.POLL_INITIAL_DELAY > settings.POLL_MAX_DELAY) problem('POLL_INITIAL_DELAY', 'must not be longer than POLL_MAX_DELAY');
+  if (settings.POLL_INITIAL_DELAY >= settings.POLL_MAX_WAIT) problem('POLL_INITIAL_DELAY', 'must be shorter than POLL_MAX_WAIT');
+  if (settings.JOB_LEASE < MIN_JOB_LEASE_MS) problem('JOB_LEASE', 'must be at least 1s');
+  // A template that the allow-list refuses would fail every poll and every READY without a URL.
+  try {
+    checkRecordingUrl(buildRecordingUrl(settings.WAVOIP_RECORDING_URL_TEMPLATE, '0'), settings.RECORDING_URL_ALLOWLIST);
+  } catch (error) {
+    problem('WAVOIP_RECORDING_URL_TEMPLATE', `is refused by RECORDING_URL_ALLOWLIST: ${coerceError(error).message}`);
+  }
 });
+
+const MIN_JOB_LEASE_MS = 1_000;
 
 /**
  * Reads the settings from an environment; throws an AppError naming every bad variable.
@@ -151,7 +164,8 @@ function parseDatabaseUrl(url: string | undefined, dataDir: string): Config['dat
   );
 }
 
-/** The storage URL for a call when its READY event carried no `record_url`. */
-export function buildRecordingUrl(template: string, whatsappCallId: string): string {
-  return template.replaceAll(CALL_ID_PLACEHOLDER, encodeURIComponent(whatsappCallId));
+/** How a client on this machine reaches a service listening on `host` (any address → loopback). */
+export function localServiceUrl(host: string, port: number): string {
+  const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }

@@ -2,13 +2,25 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
-import { AppError } from '../errors.ts';
+import { AppError, coerceError } from '../errors.ts';
 import { redactUrl } from '../log/logger.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
 import type { AppDeps } from './app-deps.ts';
 
 /** WaVoIP's documented events are a few hundred bytes; production consumers cap at 64 KB too. */
 export const WEBHOOK_BODY_LIMIT = 64 * 1024;
+/**
+ * WaVoIP's events are flat objects. A deeper body is refused at the door, so that nothing
+ * downstream (serialising it back in the API, say) can run out of stack on it.
+ */
+const MAX_JSON_DEPTH = 32;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The JSON body exactly as received, kept as the raw event. */
+    rawBody: string | undefined;
+  }
+}
 
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
@@ -16,10 +28,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // Webhooks and heartbeats would flood the log; the routes log what matters themselves.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: WEBHOOK_BODY_LIMIT,
-    trustProxy: true,
     // An undecodable URL: answered like every other client error.
     frameworkErrors: (error, _request, reply) => void (reply as FastifyReply).code(400).send({ error: error.message }),
-    forceCloseConnections: true,
     // Unknown query parameters are refused by name rather than silently dropped (a typo like
     // `status=failed` for `state=failed` would otherwise list every call).
     ajv: { customOptions: { removeAdditional: false } },
@@ -28,13 +38,21 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // Only JSON is taken anywhere; Fastify would otherwise hand plain text to the routes. Its own
   // JSON parser drops the parse error, and the sender deserves to know what was wrong.
   app.removeContentTypeParser(['text/plain', 'application/json']);
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
-    if (body === '') return done(new AppError('body is empty; expected a JSON object', { code: 'EMPTY_BODY', statusCode: 400 }));
+  app.decorateRequest('rawBody', undefined);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = body as string;
+    if (text === '') return done(new AppError('body is empty; expected a JSON object', { code: 'EMPTY_BODY', statusCode: 400 }));
+    let parsed: unknown;
     try {
-      done(null, secureJsonParse.parse(body as string, { protoAction: 'error', constructorAction: 'error' }));
+      parsed = secureJsonParse.parse(text, { protoAction: 'error', constructorAction: 'error' });
     } catch (caught) {
-      done(new AppError(`body is not valid JSON: ${(caught as Error).message}`, { code: 'INVALID_JSON', statusCode: 400 }));
+      return done(new AppError(`body is not valid JSON: ${coerceError(caught).message}`, { code: 'INVALID_JSON', statusCode: 400 }));
     }
+    if (exceedsDepth(parsed, MAX_JSON_DEPTH)) {
+      return done(new AppError(`body is nested more than ${MAX_JSON_DEPTH} levels deep`, { code: 'TOO_DEEP', statusCode: 400 }));
+    }
+    request.rawBody = text;
+    done(null, parsed);
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
@@ -64,4 +82,16 @@ function describeClientError(error: FastifyError): string {
     default:
       return error.message;
   }
+}
+
+/** Iterative, so that the check itself cannot overflow the stack on a hostile body. */
+function exceedsDepth(value: unknown, maxDepth: number): boolean {
+  const stack: { value: unknown; depth: number }[] = [{ value, depth: 0 }];
+  while (stack.length > 0) {
+    const { value: current, depth } = stack.pop() as { value: unknown; depth: number };
+    if (typeof current !== 'object' || current === null) continue;
+    if (depth >= maxDepth) return true;
+    for (const child of Object.values(current)) stack.push({ value: child, depth: depth + 1 });
+  }
+  return false;
 }

@@ -1,6 +1,6 @@
 import { describeGiveUp, scheduleRetry, type PollTimings } from '../calls/fetch-plan.ts';
 import type { Clock } from '../clock.ts';
-import { buildRecordingUrl } from '../config/config.ts';
+import { buildRecordingUrl } from '../calls/recording-url.ts';
 import { attachRecording, failAttachment, findCall, type StoredCall } from '../db/calls-repository.ts';
 import type { Db } from '../db/database.ts';
 import { deleteFetchJob, releaseFetchJob, rescheduleFetchJob, type FetchJob } from '../db/fetch-jobs-repository.ts';

@@ -9,12 +9,7 @@ export type { Logger };
  * worker) so that a crash never swallows the last lines an operator needs.
  */
 export function createLogger(config: Pick<Config, 'logFormat' | 'logLevel'>, destination?: NodeJS.WritableStream): Logger {
-  const options = {
-    level: config.logLevel,
-    base: undefined,
-    // Webhook URLs carry the token in the query string (the WaVoIP panel has no header field).
-    redact: { paths: ['req.headers.authorization', 'req.headers["x-webhook-token"]'], censor: '[redacted]' },
-  };
+  const options = { level: config.logLevel, base: undefined };
   if (config.logFormat === 'json') {
     return pino(options, destination ?? pino.destination({ sync: true }));
   }
@@ -24,7 +19,30 @@ export function createLogger(config: Pick<Config, 'logFormat' | 'logLevel'>, des
   );
 }
 
-/** Removes `token=` values from a URL before it is logged. */
+const SECRET_PARAMETERS = new Set(['token', 'device_token']);
+
+/**
+ * Removes secret query parameters from a URL (absolute, or a request path) before it is
+ * logged: webhook URLs carry the token in the query string, since the WaVoIP panel has no
+ * header field. Parameter names are compared decoded, so `%74oken=` is caught too.
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/([?&](?:token|device_token)=)[^&#]*/gi, '$1[redacted]');
+  const queryStart = url.indexOf('?');
+  if (queryStart === -1) return url;
+  const hashStart = url.indexOf('#', queryStart);
+  const query = url.slice(queryStart + 1, hashStart === -1 ? undefined : hashStart);
+  const redacted = query
+    .split('&')
+    .map((pair) => {
+      const name = pair.split('=')[0] ?? '';
+      let decoded = name;
+      try {
+        decoded = decodeURIComponent(name.replaceAll('+', ' '));
+      } catch {
+        // An undecodable name is logged as it came; it cannot be a token parameter.
+      }
+      return SECRET_PARAMETERS.has(decoded.toLowerCase()) ? `${name}=[redacted]` : pair;
+    })
+    .join('&');
+  return `${url.slice(0, queryStart + 1)}${redacted}${hashStart === -1 ? '' : url.slice(hashStart)}`;
 }

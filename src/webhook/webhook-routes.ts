@@ -42,7 +42,8 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
         receivedAt: clock.now(),
         type: event.type,
         callId: event.type === 'CALL' || event.type === 'RECORD' ? event.callId : null,
-        payload: JSON.stringify(request.body),
+        // Set by the JSON parser for every body that got this far.
+        payload: request.rawBody as string,
       });
       // The declared type is sender-controlled text: keep only what can name an event type.
       const label = event.type === 'UNKNOWN' ? event.declaredType?.replace(/[^\w-]/g, '').slice(0, 32) || 'UNKNOWN' : event.type;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
+import { NO_POLLING, makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 
@@ -53,7 +53,7 @@ describe('backup polling when no READY comes', () => {
     }));
 
   it('starts from the end of the call, or from when it was first seen while no end is known', () =>
-    withService({ POLL_INITIAL_DELAY: '1h', POLL_MAX_WAIT: '4h' }, async (service) => {
+    withService({ ...NO_POLLING }, async (service) => {
       const [created, ended] = endedCall('POLL-START');
       await service.postWebhook(created);
       await waitFor(async () => (await service.api('/api/calls/POLL-START')).status === 200, 'call created');
@@ -71,7 +71,7 @@ describe('backup polling when no READY comes', () => {
 
   it('ends the polling at once when READY arrives, without waiting for any timer', () =>
     // With an hour's lease the scheduler's own timer sleeps an hour: only the wake-up on new work can start this download.
-    withService({ POLL_INITIAL_DELAY: '1h', JOB_LEASE: '1h' }, async (service) => {
+    withService({ ...NO_POLLING, JOB_LEASE: '1h' }, async (service) => {
       storage.setRoute('/POLL-THEN-READY', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
       for (const event of endedCall('POLL-THEN-READY')) await service.postWebhook(event);
       await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'POLL-THEN-READY', record_status: 'READY' });
@@ -95,7 +95,7 @@ describe('backup polling when no READY comes', () => {
     }));
 
   it('does not poll for a call that ended without ever connecting', () =>
-    withService({ POLL_INITIAL_DELAY: '100ms' }, async (service) => {
+    withService({ POLL_INITIAL_DELAY: '100ms', POLL_MAX_DELAY: '100ms' }, async (service) => {
       await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'MISSED', status: 'INCOMING_RING', direction: 'INCOMING', duration: 0 });
       await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'MISSED', status: 'NOT_ANSWERED', duration: 0 });
       const call = await service.waitForAttachment('MISSED', 'none');
@@ -107,7 +107,7 @@ describe('backup polling when no READY comes', () => {
     }));
 
   it('takes READY before the call ended, and RECORD before CALL', () =>
-    withService({ POLL_INITIAL_DELAY: '1h' }, async (service) => {
+    withService({ ...NO_POLLING }, async (service) => {
       storage.setRoute('/OUT-OF-ORDER', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
       await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'OUT-OF-ORDER', record_status: 'READY' });
       await service.waitForAttachment('OUT-OF-ORDER', 'attached');

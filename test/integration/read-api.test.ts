@@ -1,7 +1,8 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
+import { NO_POLLING, makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 
 const mp3 = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url));
 
@@ -18,7 +19,7 @@ async function post(body: Record<string, unknown>): Promise<void> {
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
-  service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { POLL_INITIAL_DELAY: '1h', POLL_MAX_WAIT: '2s' }));
+  service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), NO_POLLING));
   storage.setRoute('/API-ATTACHED', { kind: 'body', body: mp3, contentType: 'audio/mpeg' });
   // Five calls, one after another so that "newest first" has a meaning.
   await post({ type: 'CALL', action: 'CREATE', whatsapp_call_id: 'API-ATTACHED', status: 'ACTIVE', direction: 'INCOMING', caller: '5511911112222', receiver: '5511933334444', id_session: 789 });
@@ -56,7 +57,26 @@ describe('authentication', () => {
 
   it('serves /healthz and /readyz without a token', async () => {
     expect(await (await fetch(`${service.url}/healthz`)).json()).toEqual({ status: 'ok' });
-    expect(await (await fetch(`${service.url}/readyz`)).json()).toEqual({ status: 'ready', database: 'ok' });
+    expect(await (await fetch(`${service.url}/readyz`)).json()).toEqual({ status: 'ready', database: 'ok', storage: 'ok' });
+  });
+
+  it('answers /readyz with 503 while the recording storage cannot be written', async () => {
+    const other = await startInProcessService(testEnvironment(storage.origin, await makeDataDir()));
+    const tmpDir = path.join(other.dataDir, 'recordings', '.tmp');
+    try {
+      fs.rmSync(tmpDir, { recursive: true });
+      fs.writeFileSync(tmpDir, 'not a directory');
+      const broken = await fetch(`${other.url}/readyz`);
+      expect(broken.status).toBe(503);
+      expect(await broken.json()).toEqual({ status: 'unavailable', database: 'ok', storage: 'unavailable' });
+      expect(other.logs().some((line) => /Readiness check failed: recording storage/.test(line.msg))).toBe(true);
+
+      fs.rmSync(tmpDir);
+      fs.mkdirSync(tmpDir);
+      expect((await fetch(`${other.url}/readyz`)).status).toBe(200);
+    } finally {
+      await other.stop();
+    }
   });
 });
 
@@ -177,9 +197,9 @@ describe('POST /api/calls/:id/retry', () => {
   });
 
   it('puts a failed call back to pending and fetches it again', async () => {
-    storage.setRoute('/GAVE-UP', { kind: 'status', status: 404 });
+    storage.setRoute('/GAVE-UP', { kind: 'status', status: 403 });
     await post({ type: 'RECORD', whatsapp_call_id: 'GAVE-UP', record_status: 'READY', record_url: storage.url('/GAVE-UP') });
-    expect((await service.waitForAttachment('GAVE-UP', 'failed')).attachment.reason).toMatch(/not available in time/);
+    expect((await service.waitForAttachment('GAVE-UP', 'failed')).attachment.reason).toMatch(/403/);
 
     storage.setRoute('/GAVE-UP', { kind: 'body', body: mp3, contentType: 'audio/mpeg' });
     const response = await service.api('/api/calls/GAVE-UP/retry', { method: 'POST' });

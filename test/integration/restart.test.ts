@@ -4,7 +4,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+import { NO_POLLING, makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 const wav = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url));
@@ -36,7 +36,7 @@ const tempFiles = (dataDir: string) => {
 describe('restarts and crashes', () => {
   it('keeps a scheduled poll across a crash (SIGKILL) and runs it after restart', async () => {
     const dataDir = await makeDataDir();
-    const env = testEnvironment(storage.origin, dataDir, { POLL_INITIAL_DELAY: '1500ms' });
+    const env = testEnvironment(storage.origin, dataDir, { POLL_INITIAL_DELAY: '1500ms', POLL_MAX_DELAY: '1500ms' });
     const first = await start(env);
     await first.postWebhook({ type: 'CALL', whatsapp_call_id: 'RESTART-POLL', status: 'ACTIVE' });
     await first.postWebhook({ type: 'CALL', whatsapp_call_id: 'RESTART-POLL', status: 'ENDED', duration: 30 });
@@ -70,7 +70,7 @@ describe('restarts and crashes', () => {
 
   it('processes events that were acknowledged but not yet applied when the process died', async () => {
     const dataDir = await makeDataDir();
-    const env = testEnvironment(storage.origin, dataDir, { POLL_INITIAL_DELAY: '1h' });
+    const env = testEnvironment(storage.origin, dataDir, NO_POLLING);
     const first = await start(env);
     expect((await first.postWebhook({ type: 'CALL', whatsapp_call_id: 'BEFORE-CRASH', status: 'ACTIVE' })).status).toBe(200);
     await first.waitForAttachment('BEFORE-CRASH', 'pending');

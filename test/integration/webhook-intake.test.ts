@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import {
+  NO_POLLING,
   WEBHOOK_TOKEN,
   makeDataDir,
   startInProcessService,
@@ -22,7 +23,7 @@ let service: InProcessService;
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
-  service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { POLL_INITIAL_DELAY: '1h' }));
+  service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), NO_POLLING));
 });
 
 afterAll(async () => {
@@ -203,7 +204,7 @@ describe('webhook token', () => {
 describe('without WEBHOOK_TOKEN', () => {
   it('accepts events and warns clearly at start-up', async () => {
     const open = await startInProcessService(
-      testEnvironment(storage.origin, await makeDataDir(), { WEBHOOK_TOKEN: '', POLL_INITIAL_DELAY: '1h' }),
+      testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, WEBHOOK_TOKEN: '' }),
     );
     try {
       expect((await open.postWebhook(payloads.call_create_documented, { token: null })).status).toBe(200);

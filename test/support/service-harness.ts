@@ -22,6 +22,9 @@ export async function makeDataDir(): Promise<string> {
   return fs.mkdtemp(path.join(os.tmpdir(), 'wavoip-recordings-test-'));
 }
 
+/** Polls scheduled an hour out, so that none runs during a test. */
+export const NO_POLLING = { POLL_INITIAL_DELAY: '1h', POLL_MAX_DELAY: '1h', POLL_MAX_WAIT: '4h' } as const;
+
 /** Settings for a service next to a fake storage at `storageOrigin`, polling on a short schedule. */
 export function testEnvironment(storageOrigin: string, dataDir: string, overrides: Record<string, string> = {}): Record<string, string> {
   const storage = new URL(storageOrigin);

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MAX_CALL_ID_LENGTH, normalizeWebhookPayload, type NormalizeResult } from '../../../src/calls/webhook-event.ts';
-import { buildRecordingUrl } from '../../../src/config/config.ts';
+import { buildRecordingUrl } from '../../../src/calls/recording-url.ts';
 
 const C0_OR_DEL = /[\u0000-\u001f\u007f]/;
 const EVENT_TYPES = ['CALL', 'RECORD', 'DEVICE', 'UNKNOWN'];

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildRecordingUrl, loadConfig, type Config } from '../../../src/config/config.ts';
+import { buildRecordingUrl } from '../../../src/calls/recording-url.ts';
+import { loadConfig, type Config } from '../../../src/config/config.ts';
 import { AppError } from '../../../src/errors.ts';
 
 const DEFAULT_TEMPLATE = 'https://storage.wavoip.com/{whatsapp_call_id}';
@@ -77,12 +78,12 @@ describe('loadConfig reads every variable', () => {
     ['RECORDING_MAX_BYTES in bytes', { RECORDING_MAX_BYTES: '1048576' }, { recordingMaxBytes: 1_048_576 }],
     ['RECORDING_MAX_BYTES in KiB', { RECORDING_MAX_BYTES: '64KiB' }, { recordingMaxBytes: 65_536 }],
     ['RECORDING_MAX_BYTES in GiB', { RECORDING_MAX_BYTES: '2GiB' }, { recordingMaxBytes: 2 * 1024 ** 3 }],
-    ['WAVOIP_RECORDING_URL_TEMPLATE', { WAVOIP_RECORDING_URL_TEMPLATE: 'http://127.0.0.1:9000/rec/{whatsapp_call_id}.ogg' },
+    ['WAVOIP_RECORDING_URL_TEMPLATE', { WAVOIP_RECORDING_URL_TEMPLATE: 'http://127.0.0.1:9000/rec/{whatsapp_call_id}.ogg', RECORDING_URL_ALLOWLIST: '127.0.0.1:9000' },
       { recordingUrlTemplate: 'http://127.0.0.1:9000/rec/{whatsapp_call_id}.ogg' }],
     ['POLL_INITIAL_DELAY', { POLL_INITIAL_DELAY: '500ms' }, { pollInitialDelayMs: 500 }],
     ['POLL_MAX_DELAY', { POLL_MAX_DELAY: '2m' }, { pollMaxDelayMs: 120_000 }],
     ['POLL_MAX_WAIT', { POLL_MAX_WAIT: '1d' }, { pollMaxWaitMs: 86_400_000 }],
-    ['POLL_MAX_WAIT short, for tests', { POLL_MAX_WAIT: '3s' }, { pollMaxWaitMs: 3_000 }],
+    ['POLL_MAX_WAIT short, for tests', { POLL_MAX_WAIT: '3s', POLL_INITIAL_DELAY: '100ms' }, { pollMaxWaitMs: 3_000 }],
     ['DOWNLOAD_CONCURRENCY', { DOWNLOAD_CONCURRENCY: '16' }, { downloadConcurrency: 16 }],
     ['JOB_LEASE', { JOB_LEASE: '5m' }, { jobLeaseMs: 300_000 }],
     ['LOG_FORMAT', { LOG_FORMAT: 'json' }, { logFormat: 'json' }],
@@ -132,6 +133,7 @@ describe('loadConfig refuses bad variables, naming them', () => {
     ['JOB_LEASE', '0s'],
     ['LOG_FORMAT', 'xml'],
     ['LOG_LEVEL', 'verbose'],
+    ['JOB_LEASE', '500ms'],
   ])('%s=%j', (variable, value) => {
     const error = configError({ [variable]: value });
     expect(error.message).toContain(variable);
@@ -140,6 +142,16 @@ describe('loadConfig refuses bad variables, naming them', () => {
 
   it.each([['WEBHOOK_TOKEN', 'tiny'], ['API_TOKEN', 'pass123']])('does not echo the secret in %s', (variable, value) => {
     expect(configError({ [variable]: value }).message).not.toContain(value);
+  });
+
+  it.each<[string, Record<string, string>, RegExp]>([
+    ['a first poll later than the longest wait', { POLL_INITIAL_DELAY: '1h', POLL_MAX_DELAY: '30m' }, /POLL_INITIAL_DELAY: must not be longer than POLL_MAX_DELAY/],
+    ['a first poll after the give-up', { POLL_INITIAL_DELAY: '5m', POLL_MAX_WAIT: '5m' }, /POLL_INITIAL_DELAY: must be shorter than POLL_MAX_WAIT/],
+    ['a template host not on the allow-list', { WAVOIP_RECORDING_URL_TEMPLATE: 'https://cdn.example.com/{whatsapp_call_id}' }, /WAVOIP_RECORDING_URL_TEMPLATE: is refused by RECORDING_URL_ALLOWLIST/],
+    ['a template that is not http(s)', { WAVOIP_RECORDING_URL_TEMPLATE: 'ftp://storage.wavoip.com/{whatsapp_call_id}' }, /WAVOIP_RECORDING_URL_TEMPLATE: is refused/],
+    ['a private template host without its exact host:port', { WAVOIP_RECORDING_URL_TEMPLATE: 'http://10.0.0.5/{whatsapp_call_id}', RECORDING_URL_ALLOWLIST: '10.0.0.5:8080' }, /WAVOIP_RECORDING_URL_TEMPLATE/],
+  ])('refuses settings that contradict each other: %s', (_name, env, message) => {
+    expect(configError(env).message).toMatch(message);
   });
 
   it('names every bad variable at once', () => {
