@@ -1,6 +1,6 @@
 /**
- * The one error type of the service. `statusCode` is what an HTTP route answers with,
- * `retryable` tells a job whether trying again later can help (false means fail now).
+ * The one error type of the service. `statusCode` is the HTTP status when the error reaches
+ * a client; `retryable` tells a job whether trying again later can help (false: fail now).
  */
 export interface AppErrorOptions {
   code: string;

@@ -69,7 +69,13 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const eventWriter = createEventWriter(db, walSync);
   const app = buildApp({ config, logger, clock, db, store, apiToken: apiToken.token, eventWriter, events, scheduler });
 
-  await app.listen({ port: config.port, host: config.host });
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (caught) {
+    await Promise.allSettled([app.close(), client.close(), walSync.close()]);
+    await db.destroy();
+    throw caught;
+  }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = localServiceUrl(config.host, port);

@@ -22,6 +22,14 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
+/** A wait as a person reads it in a log line: `400ms`, `2.5s`, `1.5m`, `1.2h`. */
+export function formatWait(ms: number): string {
+  if (ms < 1_000) return `${Math.max(0, Math.round(ms))}ms`;
+  if (ms < 60_000) return `${Number((ms / 1_000).toFixed(1))}s`;
+  if (ms < 3_600_000) return `${Number((ms / 60_000).toFixed(1))}m`;
+  return `${Number((ms / 3_600_000).toFixed(1))}h`;
+}
+
 /** `1048576`, `64KiB`, `512MiB`, `2GiB` → bytes; undefined when the text is not a size. */
 export function parseSize(text: string): number | undefined {
   const match = /^(\d+)(B|KiB|MiB|GiB)?$/.exec(text.trim());

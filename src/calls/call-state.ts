@@ -72,7 +72,8 @@ export function mergeCallEvent(facts: CallFacts | null, event: CallEvent | Recor
     wasConnected: status === 'ACTIVE',
     duration: event.type === 'CALL' ? event.duration : null,
     recordStatus: event.recordStatus,
-    recordUrl: event.recordUrl,
+    // Only READY's URL is the recording's; a URL on another status could be stale or made up.
+    recordUrl: event.recordStatus === 'READY' ? event.recordUrl : null,
     firstSeenAt: receivedAt,
     lastSeenAt: receivedAt,
     endedAt: status !== null && FINAL_CALL_STATUSES.has(status) ? receivedAt : null,

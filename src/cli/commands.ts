@@ -2,7 +2,7 @@ import { apiTokenFile, readApiToken } from '../api/api-token.ts';
 import { loadConfig, localServiceUrl, type Config } from '../config/config.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { createLogger, redactUrl } from '../log/logger.ts';
-import { startService } from '../service.ts';
+import { startService, type Service } from '../service.ts';
 import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -10,14 +10,16 @@ const SHUTDOWN_GRACE_MS = 10_000;
 export async function serveCommand(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config);
-  const service = await startService(config, logger);
+  let service: Service | undefined;
+  let stopSignal: NodeJS.Signals | undefined;
+
   const shutDown = (signal: NodeJS.Signals) => {
     logger.info(`Received ${signal}: finishing requests in flight and stopping`);
     const forced = setTimeout(() => {
       logger.error(`Shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000}s; exiting`);
       process.exit(1);
     }, SHUTDOWN_GRACE_MS).unref();
-    service
+    (service as Service)
       .stop()
       .then(() => {
         clearTimeout(forced);
@@ -29,8 +31,23 @@ export async function serveCommand(): Promise<void> {
         process.exit(1);
       });
   };
-  process.once('SIGINT', shutDown);
-  process.once('SIGTERM', shutDown);
+  // Installed before start-up, so that a signal during it still ends in a clean stop.
+  const onSignal = (signal: NodeJS.Signals) => (service ? shutDown(signal) : (stopSignal = signal));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    service = await startService(config, logger);
+  } catch (caught) {
+    if ((caught as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new AppError(`port ${config.port} on ${config.host} is already in use: stop the other process or set PORT`, {
+        code: 'PORT_IN_USE',
+        cause: caught,
+      });
+    }
+    throw caught;
+  }
+  if (stopSignal) shutDown(stopSignal);
 }
 
 export async function sendTestEventCommand(options: { url?: string; callId: string; status: string }): Promise<void> {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import SQLite from 'better-sqlite3';
 import { Kysely, Migrator, SqliteDialect, sql, type SqliteDatabase, type Transaction } from 'kysely';
 import type { Config } from '../config/config.ts';
-import { AppError } from '../errors.ts';
+import { AppError, coerceError } from '../errors.ts';
 import { migrations } from './migrations/index.ts';
 import type { Database } from './schema.ts';
 
@@ -54,7 +54,7 @@ export async function migrateToLatest(db: Db): Promise<string[]> {
   const { error, results } = await migrator.migrateToLatest();
   if (error) {
     const failed = results?.find((result) => result.status === 'Error')?.migrationName ?? 'unknown';
-    throw new AppError(`Database migration ${failed} failed: ${(error as Error).message ?? String(error)}`, {
+    throw new AppError(`Database migration ${failed} failed: ${coerceError(error).message}`, {
       code: 'MIGRATION_FAILED',
       cause: error,
     });
@@ -83,6 +83,11 @@ export function createWalSync(database: Config['database']) {
 }
 
 export type WalSync = ReturnType<typeof createWalSync>;
+
+/** An error from the database itself (locked, full, I/O), as opposed to one in our handling of a row. */
+export function isDatabaseError(error: unknown): boolean {
+  return error instanceof SQLite.SqliteError;
+}
 
 export async function checkDb(db: Db): Promise<void> {
   await sql`select 1`.execute(db);

@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import type { Selectable } from 'kysely';
 import type { Db, DbOrTrx } from './database.ts';
 import type { FetchJobsTable } from './schema.ts';
@@ -9,21 +10,22 @@ export interface FetchJob {
   attempts: number;
   lastError: string | null;
   version: number;
+  /** The worker holding the lease, if any. */
+  leasedBy: string | null;
 }
 
-/** Schedules a call's fetch job, replacing any earlier schedule; a running attempt keeps its lease. */
+/**
+ * Schedules a call's fetch job, replacing any earlier schedule; a running attempt keeps its
+ * lease. Every schedule gets a fresh random version, never a counter: a job deleted and made
+ * again must not match the version an old attempt still holds.
+ */
 export async function scheduleFetchJob(db: DbOrTrx, callId: string, runAt: number, deadlineAt: number): Promise<void> {
+  const version = randomInt(2 ** 47);
   await db
     .insertInto('fetch_jobs')
-    .values({ call_id: callId, run_at: runAt, deadline_at: deadlineAt, attempts: 0, version: 0 })
+    .values({ call_id: callId, run_at: runAt, deadline_at: deadlineAt, attempts: 0, version })
     .onConflict((conflict) =>
-      conflict.column('call_id').doUpdateSet((eb) => ({
-        run_at: runAt,
-        deadline_at: deadlineAt,
-        attempts: 0,
-        last_error: null,
-        version: eb(eb.ref('fetch_jobs.version'), '+', 1),
-      })),
+      conflict.column('call_id').doUpdateSet({ run_at: runAt, deadline_at: deadlineAt, attempts: 0, last_error: null, version }),
     )
     .execute();
 }
@@ -36,15 +38,18 @@ export async function deleteFetchJob(db: DbOrTrx, callId: string, version?: numb
 }
 
 /**
- * Leases up to `limit` due jobs to `workerId`. The scan walks the run_at index from the
+ * Leases up to `limit` due jobs to `workerId`, skipping the calls it is already running. The scan walks the run_at index from the
  * oldest due job, so its cost follows the work that is due, not the number of calls stored.
  */
 export async function claimDueFetchJobs(
   db: Db,
-  input: { now: number; limit: number; workerId: string; leaseMs: number },
+  input: { now: number; limit: number; workerId: string; leaseMs: number; running: string[] },
 ): Promise<FetchJob[]> {
   return db.transaction().execute(async (trx) => {
-    const rows = await selectDueFetchJobs(trx, input.now, input.limit).execute();
+    let due = selectDueFetchJobs(trx, input.now, input.limit);
+    // A job rescheduled while its attempt still runs here waits for that attempt to end.
+    if (input.running.length > 0) due = due.where('call_id', 'not in', input.running);
+    const rows = await due.execute();
     if (rows.length === 0) return [];
     await trx
       .updateTable('fetch_jobs')
@@ -55,7 +60,7 @@ export async function claimDueFetchJobs(
         rows.map((row) => row.call_id),
       )
       .execute();
-    return rows.map(toFetchJob);
+    return rows.map((row) => ({ ...toFetchJob(row), leasedBy: input.workerId }));
   });
 }
 
@@ -86,11 +91,18 @@ export async function rescheduleFetchJob(
     .where('call_id', '=', job.callId)
     .where('version', '=', job.version)
     .executeTakeFirst();
-  if (rescheduled.numUpdatedRows === 0n) await releaseFetchJob(db, job.callId);
+  if (rescheduled.numUpdatedRows === 0n) await releaseFetchJob(db, job);
 }
 
-export async function releaseFetchJob(db: DbOrTrx, callId: string): Promise<void> {
-  await db.updateTable('fetch_jobs').set({ locked_until: null, locked_by: null }).where('call_id', '=', callId).execute();
+/** Gives up a lease this job's worker holds; a lease another worker took since is left alone. */
+export async function releaseFetchJob(db: DbOrTrx, job: FetchJob): Promise<void> {
+  if (job.leasedBy === null) return;
+  await db
+    .updateTable('fetch_jobs')
+    .set({ locked_until: null, locked_by: null })
+    .where('call_id', '=', job.callId)
+    .where('locked_by', '=', job.leasedBy)
+    .execute();
 }
 
 /** When the next unleased job falls due, or null when none is scheduled. */
@@ -127,5 +139,6 @@ function toFetchJob(row: Selectable<FetchJobsTable>): FetchJob {
     attempts: row.attempts,
     lastError: row.last_error,
     version: row.version,
+    leasedBy: row.locked_by,
   };
 }

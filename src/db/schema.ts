@@ -47,7 +47,7 @@ export interface FetchJobsTable {
   last_error: string | null;
   locked_until: number | null;
   locked_by: string | null;
-  /** Bumped whenever the job is rescheduled by an event, so a running attempt cannot overwrite it. */
+  /** A new random value whenever an event (re)schedules the job, so a running attempt cannot overwrite it. */
   version: number;
 }
 

@@ -1,6 +1,7 @@
+import { rm } from 'node:fs/promises';
 import { describeGiveUp, scheduleRetry, type PollTimings } from '../calls/fetch-plan.ts';
-import type { Clock } from '../clock.ts';
 import { buildRecordingUrl } from '../calls/recording-url.ts';
+import type { Clock } from '../clock.ts';
 import { attachRecording, failAttachment, findCall, type StoredCall } from '../db/calls-repository.ts';
 import type { Db } from '../db/database.ts';
 import { deleteFetchJob, releaseFetchJob, rescheduleFetchJob, type FetchJob } from '../db/fetch-jobs-repository.ts';
@@ -11,6 +12,7 @@ import { AppError, coerceError } from '../errors.ts';
 import { redactUrl, type Logger } from '../log/logger.ts';
 import { recordingKeyFor } from '../storage/recording-store.ts';
 import type { RecordingStore } from '../storage/recording-store.ts';
+import { formatWait } from '../units.ts';
 import type { FetchJobRunner } from './fetch-scheduler.ts';
 
 export interface FetchRecordingDeps {
@@ -37,7 +39,8 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
   return async function fetchRecording(job: FetchJob, signal: AbortSignal): Promise<void> {
     const call = await findCall(db, job.callId);
     if (call === null || call.attachment.state !== 'pending') {
-      await deleteFetchJob(db, job.callId, job.version);
+      // Nothing to fetch any more; a job an event made again meanwhile keeps its run.
+      if (!(await deleteFetchJob(db, job.callId, job.version))) await releaseFetchJob(db, job);
       return;
     }
     const url = call.recordUrl ?? buildRecordingUrl(deps.urlTemplate, call.callId);
@@ -60,33 +63,46 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
         tmpDir: deps.store.tmpDir,
         signal,
       });
-      const key = recordingKeyFor(call.callId, file.extension);
-      await deps.store.put(file.tempPath, key);
-      const attachedAt = clock.now();
+      const key = recordingKeyFor(call.callId, file.sha256, file.extension);
+      try {
+        await deps.store.put(file.tempPath, key);
+      } finally {
+        // Gone after a successful put; after a failed one, never left behind.
+        await rm(file.tempPath, { force: true });
+      }
+      const recording = {
+        key,
+        size: file.size,
+        sha256: file.sha256,
+        contentType: file.contentType,
+        container: file.container,
+        codec: file.codec,
+        durationSeconds: file.durationSeconds,
+        attachedAt: clock.now(),
+      };
       const attached = await db.transaction().execute(async (trx) => {
-        const recorded = await attachRecording(trx, call.callId, {
-          key,
-          size: file.size,
-          sha256: file.sha256,
-          contentType: file.contentType,
-          container: file.container,
-          codec: file.codec,
-          durationSeconds: file.durationSeconds,
-          attachedAt,
-        });
+        const recorded = await attachRecording(trx, call.callId, recording);
         await deleteFetchJob(trx, call.callId);
         return recorded;
       });
       if (attached) {
         logger.info(
-          { ...context, size: file.size, sha256: file.sha256, content_type: file.contentType, duration_seconds: file.durationSeconds, key },
+          { ...context, size: file.size, sha256: file.sha256, content_type: file.contentType, duration_seconds: file.durationSeconds, key, final_url: redactUrl(file.finalUrl) },
           '[WaVoIP Recording Webhook] ✅ Recording attached successfully',
         );
+      } else {
+        await removeUnattachedFile(call.callId, key);
       }
     } catch (caught) {
       await handleFailure(call, job, signal, caught, context);
     }
   };
+
+  /** Another attempt attached first: keep its file, drop ours unless it is the very same one. */
+  async function removeUnattachedFile(callId: string, key: string): Promise<void> {
+    const current = await findCall(db, callId);
+    if (current?.recording?.key !== key) await deps.store.remove(key);
+  }
 
   async function handleFailure(
     call: StoredCall,
@@ -97,7 +113,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
   ): Promise<void> {
     if (signal.aborted) {
       // Shutting down: the attempt does not count, and the job runs again after restart.
-      await releaseFetchJob(db, job.callId);
+      await releaseFetchJob(db, job);
       logger.info(context, `[WaVoIP Jobs] Fetch for call ${call.callId} interrupted by shutdown; it will run again`);
       return;
     }
@@ -117,7 +133,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
 
     if (nextRunAt !== null) {
       await rescheduleFetchJob(db, job, nextRunAt, reason);
-      const retryIn = `${Math.round((nextRunAt - now) / 1000)}s`;
+      const retryIn = formatWait(nextRunAt - now);
       logger.info(
         { ...context, reason, code: error.code, next_attempt_at: new Date(nextRunAt).toISOString() },
         context.mode === 'poll'
@@ -136,7 +152,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     if (failed) {
       logger.error({ ...context, reason: finalReason, code: error.code }, `[WaVoIP Recording Webhook] ❌ Recording failed for call ${call.callId}: ${finalReason}`);
     } else {
-      await releaseFetchJob(db, job.callId);
+      await releaseFetchJob(db, job);
     }
   }
 }

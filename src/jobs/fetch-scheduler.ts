@@ -51,7 +51,7 @@ export function createFetchScheduler(deps: {
         pumpAgain = false;
         const free = concurrency - running.size;
         if (free <= 0) return;
-        const jobs = await claimDueFetchJobs(db, { now: clock.now(), limit: free, workerId, leaseMs });
+        const jobs = await claimDueFetchJobs(db, { now: clock.now(), limit: free, workerId, leaseMs, running: [...running.keys()] });
         for (const job of jobs) startJob(job);
         if (jobs.length === free) pumpAgain = true;
       } while (pumpAgain && !stopped);
@@ -119,9 +119,6 @@ export function createFetchScheduler(deps: {
       clearInterval(heartbeat);
       for (const { abort } of running.values()) abort.abort();
       await Promise.all([...running.values()].map(({ promise }) => promise));
-    },
-    runningCount(): number {
-      return running.size;
     },
   };
 }

@@ -4,7 +4,7 @@ import { AppError } from '../errors.ts';
 
 /** Where finished recordings live; local disk today, an object store could sit behind it later. */
 export interface RecordingStore {
-  /** Moves a downloaded temp file (from `tmpDir`) in under `key`, replacing any previous file. */
+  /** Moves a downloaded temp file (from `tmpDir`) in under `key`; the same key holds the same bytes. */
   put(tempPath: string, key: string): Promise<void>;
   stat(key: string): Promise<{ size: number } | null>;
   /** `range` is inclusive at both ends, as in an HTTP Range header. */
@@ -21,16 +21,22 @@ export interface RecordingStore {
 
 const KEY_PATTERN = /^[A-Za-z0-9_-]+\.[a-z0-9]{1,10}$/;
 const EXTENSION_PATTERN = /^[a-z0-9]{1,10}$/;
+const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 const READABLE_PREFIX_LENGTH = 64;
 
 /**
  * A file name for a call's recording whatever the call id holds (it comes from a webhook): a
- * readable prefix for operators, plus a hash of the full id so distinct ids never share a file.
+ * readable prefix for operators, plus a hash of the full id so distinct ids never share a file,
+ * plus the start of the content's sha256, so that a second download of different bytes can
+ * never overwrite the file a call already has attached.
  */
-export function recordingKeyFor(callId: string, extension: string): string {
+export function recordingKeyFor(callId: string, contentSha256: string, extension: string): string {
   const normalisedExtension = extension.toLowerCase();
   if (!EXTENSION_PATTERN.test(normalisedExtension)) {
     throw new AppError(`Invalid recording file extension "${extension}"`, { code: 'INVALID_KEY', statusCode: 400 });
+  }
+  if (!SHA256_PATTERN.test(contentSha256)) {
+    throw new AppError('Invalid recording sha256', { code: 'INVALID_KEY', statusCode: 400 });
   }
   const digest = createHash('sha256').update(callId, 'utf8').digest('hex').slice(0, 16);
   // A leading '-' would read as an option to shell tools an operator points at the directory.
@@ -38,7 +44,7 @@ export function recordingKeyFor(callId: string, extension: string): string {
     .replace(/[^A-Za-z0-9_-]+/g, '_')
     .replace(/^[-_]+/, '')
     .slice(0, READABLE_PREFIX_LENGTH);
-  return `${prefix === '' ? '' : `${prefix}-`}${digest}.${normalisedExtension}`;
+  return `${prefix === '' ? '' : `${prefix}-`}${digest}-${contentSha256.slice(0, 16)}.${normalisedExtension}`;
 }
 
 /** Keys may come back from the database or a URL: refuse anything that could leave the directory. */

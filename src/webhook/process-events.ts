@@ -3,7 +3,7 @@ import { planFetch, type FetchPlan, type PollTimings } from '../calls/fetch-plan
 import { normalizeWebhookPayload, type WebhookEvent } from '../calls/webhook-event.ts';
 import type { Clock } from '../clock.ts';
 import { findCall, saveCall } from '../db/calls-repository.ts';
-import type { Db, DbOrTrx } from '../db/database.ts';
+import { isDatabaseError, type Db, type DbOrTrx } from '../db/database.ts';
 import { upsertDevice } from '../db/devices-repository.ts';
 import { listUnprocessedEvents, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
 import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
@@ -76,15 +76,21 @@ export function createEventProcessor(deps: {
     return outcome;
   }
 
-  /** When a batch fails, one event at a time, so that one bad stored row cannot block the rest. */
-  async function applyEventsOneByOne(batch: StoredEvent[]): Promise<Outcome[]> {
+  /**
+   * When a batch fails, one event at a time, so that one event that cannot be applied does not
+   * block the rest. A database error is not the event's fault: it propagates, and the whole
+   * batch is tried again later; nothing is marked processed.
+   */
+  async function applyEventsOneByOne(batch: StoredEvent[], batchError: unknown): Promise<Outcome[]> {
+    if (isDatabaseError(batchError)) throw batchError;
     const outcomes: Outcome[] = [];
     for (const stored of batch) {
       try {
         outcomes.push(...(await applyEvents([stored])));
       } catch (caught) {
+        if (isDatabaseError(caught)) throw caught;
         const error = coerceError(caught);
-        logger.error({ event_id: stored.eventId, err: error }, `[WaVoIP Webhook] Could not process event ${stored.eventId}`);
+        logger.error({ event_id: stored.eventId, err: error }, `[WaVoIP Webhook] Could not apply event ${stored.eventId}; kept with the error`);
         await markEventProcessed(db, stored.seq, clock.now(), error.message);
       }
     }
@@ -118,7 +124,7 @@ export function createEventProcessor(deps: {
     while (!stopped) {
       const batch = await listUnprocessedEvents(db, BATCH_SIZE);
       if (batch.length === 0) return;
-      const outcomes = await applyEvents(batch).catch(() => applyEventsOneByOne(batch));
+      const outcomes = await applyEvents(batch).catch((error: unknown) => applyEventsOneByOne(batch, error));
       for (const outcome of outcomes) logOutcome(outcome);
       if (outcomes.some((outcome) => outcome.plan.action === 'fetch-now' || outcome.plan.action === 'poll')) {
         deps.onFetchScheduled();
@@ -138,7 +144,7 @@ export function createEventProcessor(deps: {
     running = drain()
       .catch((caught: unknown) => {
         logger.error({ err: coerceError(caught) }, '[WaVoIP Webhook] Event processing failed; retrying in 1s');
-        retryTimer = setTimeout(wake, 1_000);
+        if (!stopped) retryTimer = setTimeout(wake, 1_000);
       })
       .finally(() => {
         running = null;

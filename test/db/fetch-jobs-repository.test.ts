@@ -4,6 +4,7 @@ import { createDb, migrateToLatest, type Db } from '../../src/db/database.ts';
 import { saveCall } from '../../src/db/calls-repository.ts';
 import {
   claimDueFetchJobs,
+  deleteFetchJob,
   findFetchJob,
   findNextFetchJobRunAt,
   rescheduleFetchJob,
@@ -34,22 +35,40 @@ describe('fetch jobs in SQLite', () => {
       await addCall(callId);
       await scheduleFetchJob(db, callId, runAt, 10_000);
     }
-    const claimed = await claimDueFetchJobs(db, { now: 3_000, limit: 10, workerId: 'a', leaseMs: 1_000 });
+    const claimed = await claimDueFetchJobs(db, { now: 3_000, limit: 10, workerId: 'a', leaseMs: 1_000, running: [] });
     expect(claimed.map((job) => job.callId)).toEqual(['first', 'second']);
-    expect(await claimDueFetchJobs(db, { now: 3_000, limit: 10, workerId: 'b', leaseMs: 1_000 })).toEqual([]);
+    expect(await claimDueFetchJobs(db, { now: 3_000, limit: 10, workerId: 'b', leaseMs: 1_000, running: [] })).toEqual([]);
     // Once the lease has run out (the holder died), another worker takes the job.
-    expect((await claimDueFetchJobs(db, { now: 4_500, limit: 10, workerId: 'b', leaseMs: 1_000 })).map((job) => job.callId)).toEqual(['first', 'second']);
+    expect((await claimDueFetchJobs(db, { now: 4_500, limit: 10, workerId: 'b', leaseMs: 1_000, running: [] })).map((job) => job.callId)).toEqual(['first', 'second']);
     expect(await findNextFetchJobRunAt(db, 4_500)).toBe(5_000);
   });
 
   it('lets an event reschedule a running job without the attempt overwriting it', async () => {
     await addCall('raced');
     await scheduleFetchJob(db, 'raced', 1_000, 10_000);
-    const [running] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 60_000 });
+    const [running] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 60_000, running: [] });
     await scheduleFetchJob(db, 'raced', 1_500, 20_000); // READY arrived while the poll ran
     await rescheduleFetchJob(db, running!, 9_000, 'HTTP 404');
     expect(await findFetchJob(db, 'raced')).toMatchObject({ runAt: 1_500, deadlineAt: 20_000, attempts: 0 });
-    expect(await claimDueFetchJobs(db, { now: 1_500, limit: 1, workerId: 'b', leaseMs: 60_000 })).toHaveLength(1);
+    expect(await claimDueFetchJobs(db, { now: 1_500, limit: 1, workerId: 'b', leaseMs: 60_000, running: [] })).toHaveLength(1);
+  });
+
+  it('does not hand a worker a job it is still running, even once its lease ran out', async () => {
+    await addCall('long');
+    await scheduleFetchJob(db, 'long', 1_000, 10_000);
+    await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 100, running: [] });
+    expect(await claimDueFetchJobs(db, { now: 5_000, limit: 1, workerId: 'a', leaseMs: 100, running: ['long'] })).toEqual([]);
+    expect(await claimDueFetchJobs(db, { now: 5_000, limit: 1, workerId: 'a', leaseMs: 100, running: [] })).toHaveLength(1);
+  });
+
+  it('never gives a job made again the version an old attempt holds', async () => {
+    await addCall('again');
+    await scheduleFetchJob(db, 'again', 1_000, 10_000);
+    const [stale] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 60_000, running: [] });
+    await deleteFetchJob(db, 'again'); // DISABLED arrived
+    await scheduleFetchJob(db, 'again', 2_000, 20_000); // then READY
+    await rescheduleFetchJob(db, stale!, 9_000, 'HTTP 404');
+    expect(await findFetchJob(db, 'again')).toMatchObject({ runAt: 2_000, deadlineAt: 20_000, attempts: 0, lastError: null });
   });
 
   it('finds due work through the run_at index, so a pass costs what is due, not what is stored', async () => {

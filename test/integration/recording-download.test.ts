@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, startInProcessService, testEnvironment, type InProcessService } from '../support/service-harness.ts';
+import { makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 
 const audio = {
   mp3: fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url)),
@@ -174,6 +174,27 @@ describe('exactly one attachment per call', () => {
     expect(storage.requests('/DUP-READY')).toBe(1);
     expect(service.logs().filter((line) => line.call_id === 'DUP-READY' && line.msg.includes('✅'))).toHaveLength(1);
     expect(listFiles(recordingsDir()).filter((name) => name.startsWith('DUP-READY'))).toHaveLength(1);
+  });
+});
+
+describe('a job made again while its old attempt still runs', () => {
+  it('waits for the old attempt, then downloads once', async () => {
+    storage.setRoute('/REMADE', { kind: 'sequence', first: { kind: 'stall-after-headers', contentType: 'audio/ogg' }, times: 1, then: { kind: 'body', body: audio.ogg, contentType: 'audio/ogg' } });
+    await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'REMADE', status: 'ACTIVE' });
+    await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'REMADE', status: 'ENDED', duration: 20 });
+    await waitFor(() => storage.requests('/REMADE') === 1, 'the poll to be in flight');
+    // The job is deleted (DISABLED) and made again (READY) while the poll still hangs.
+    await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'REMADE', record_status: 'DISABLED' });
+    await service.waitForAttachment('REMADE', 'disabled');
+    await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'REMADE', record_status: 'READY' });
+    const call = await service.waitForAttachment('REMADE');
+    expect(call.attachment).toMatchObject({ state: 'attached', sha256: sha256(audio.ogg) });
+    expect(storage.requests('/REMADE')).toBe(2);
+    const lines = service.logs().filter((line) => line.call_id === 'REMADE').map((line) => line.msg);
+    const pollEnded = lines.findIndex((msg) => msg.includes('not available yet'));
+    const downloadStarted = lines.findIndex((msg) => msg.startsWith('[WaVoIP Recording Webhook] Downloading'));
+    expect(pollEnded).toBeGreaterThanOrEqual(0);
+    expect(downloadStarted).toBeGreaterThan(pollEnded);
   });
 });
 

@@ -54,6 +54,14 @@ describe('POST /webhooks/wavoip', () => {
     expect(JSON.parse(row?.payload ?? '{}')).toMatchObject({ transport: 'WSS', is_contact: true });
   });
 
+  it('keeps the raw body exactly as received, duplicate keys and big numbers included', async () => {
+    const raw = '{"type":"CALL","whatsapp_call_id":"RAW-1","type":"HUMANIZED","status":"ENDED","big":123456789012345678901234567890}';
+    const response = await service.postWebhook(raw);
+    expect(response.status).toBe(200);
+    const { event_id } = (await response.json()) as { event_id: string };
+    expect(readDatabase((db) => db.prepare('select payload from events where event_id = ?').get(event_id))).toEqual({ payload: raw });
+  });
+
   it.each(Object.keys(payloads).filter((name) => !name.startsWith('_')))('accepts the %s payload', async (name) => {
     const response = await service.postWebhook(payloads[name]);
     expect(response.status).toBe(200);
@@ -133,6 +141,8 @@ describe('bad input', () => {
     ['a call id over 128 characters', JSON.stringify({ type: 'RECORD', whatsapp_call_id: 'x'.repeat(129) }), 'application/json', 400, /128/],
     ['a __proto__ key', '{"type":"CALL","whatsapp_call_id":"p","__proto__":{"polluted":true}}', 'application/json', 400, /forbidden prototype property/],
     ['a constructor.prototype key', '{"type":"CALL","whatsapp_call_id":"p","constructor":{"prototype":{"polluted":true}}}', 'application/json', 400, /forbidden prototype property/],
+    ['a body nested 40 levels deep', `{"type":"CALL","whatsapp_call_id":"deep","x":${'['.repeat(40)}${']'.repeat(40)}}`, 'application/json', 400, /nested more than 32 levels/],
+    ['a body nested 10,000 levels deep', `{"type":"CALL","whatsapp_call_id":"deep","x":${'['.repeat(10_000)}${']'.repeat(10_000)}}`, 'application/json', 400, /nested/],
     ['form data', 'type=RECORD', 'application/x-www-form-urlencoded', 415, /application\/json/],
     ['plain text', '{"type":"RECORD"}', 'text/plain', 415, /application\/json/],
     ['a body over 64 KiB', JSON.stringify({ type: 'CALL', whatsapp_call_id: '1', pad: 'x'.repeat(70_000) }), 'application/json', 413, /64 KiB/],
@@ -168,6 +178,18 @@ describe('webhook token', () => {
       expect(((await response.json()) as { error: string }).error).toMatch(/token/);
     }
     expect(countEvents()).toBe(before);
+  });
+
+  it('refuses a repeated or encoded token parameter with 401, and never logs it', async () => {
+    for (const query of [`token=${WEBHOOK_TOKEN}&token=${WEBHOOK_TOKEN}`, `%74oken=${WEBHOOK_TOKEN}&token=x`]) {
+      const response = await fetch(`${service.url}/webhooks/wavoip?${query}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(payloads.record_manual_test),
+      });
+      expect(response.status).toBe(401);
+    }
+    expect(JSON.stringify(service.logs())).not.toContain(WEBHOOK_TOKEN);
   });
 
   it('takes the token from the X-Webhook-Token header', async () => {
@@ -211,6 +233,34 @@ describe('without WEBHOOK_TOKEN', () => {
       expect(open.logs().some((line) => line.level === 40 && /WEBHOOK_TOKEN is not set/.test(line.msg))).toBe(true);
     } finally {
       await open.stop();
+    }
+  });
+});
+
+describe('when applying events fails in the database', () => {
+  it('keeps the acknowledged events unprocessed and applies them once the database recovers', async () => {
+    const db = new Database(path.join(service.dataDir, 'wavoip-recordings.sqlite'));
+    try {
+      // A real SQLite failure on every write to calls, as a full or failing disk would give.
+      db.exec(`create trigger refuse_calls before insert on calls begin select raise(abort, 'simulated database failure'); end`);
+      const response = await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'DB-DOWN', status: 'ACTIVE' });
+      expect(response.status).toBe(200);
+      const { event_id } = (await response.json()) as { event_id: string };
+      await waitFor(
+        () => service.logs().some((line) => line.msg.startsWith('[WaVoIP Webhook] Event processing failed') && /simulated/.test(JSON.stringify(line.err))),
+        'processing to fail',
+      );
+      expect(db.prepare('select processed_at, processing_error from events where event_id = ?').get(event_id)).toEqual({
+        processed_at: null,
+        processing_error: null,
+      });
+
+      db.exec('drop trigger refuse_calls');
+      await waitFor(async () => (await service.api('/api/calls/DB-DOWN')).status === 200, 'the call after recovery');
+      expect(db.prepare('select processing_error from events where event_id = ?').get(event_id)).toEqual({ processing_error: null });
+    } finally {
+      db.exec('drop trigger if exists refuse_calls');
+      db.close();
     }
   });
 });

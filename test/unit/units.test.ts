@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatDuration, parseDuration, parseSize } from '../../src/units.ts';
+import { formatDuration, formatWait, parseDuration, parseSize } from '../../src/units.ts';
 
 const UNITS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
@@ -131,5 +131,20 @@ describe('parseSize', () => {
         if (unit === 'B') expect(parseSize(String(count))).toBe(count);
       }),
     );
+  });
+});
+
+describe('formatWait', () => {
+  it.each([
+    [0, '0ms'],
+    [400, '400ms'],
+    [999, '999ms'],
+    [1_000, '1s'],
+    [2_450, '2.5s'],
+    [71_000, '1.2m'],
+    [30 * 60_000, '30m'],
+    [90 * 60_000, '1.5h'],
+  ])('%i ms → %s', (ms, text) => {
+    expect(formatWait(ms)).toBe(text);
   });
 });

@@ -166,13 +166,21 @@ describe('mergeCallEvent', () => {
 
   it('never erases a known value with a missing one', () => {
     let facts = mergeCallEvent(null, callEvent({
-      status: 'ACTIVE', direction: 'OUTCOMING', caller: '55', receiver: '66', deviceId: '9', duration: 20, recordUrl: 'https://x/1',
+      status: 'ACTIVE', direction: 'OUTCOMING', caller: '55', receiver: '66', deviceId: '9', duration: 20, recordStatus: 'READY', recordUrl: 'https://x/1',
     }), 1);
     facts = mergeCallEvent(facts, callEvent(), 2);
     facts = mergeCallEvent(facts, recordEvent(null), 3);
     expect(facts).toMatchObject({
       status: 'ACTIVE', direction: 'OUTCOMING', caller: '55', receiver: '66', deviceId: '9', duration: 20, recordUrl: 'https://x/1',
     });
+  });
+
+  it('takes the recording URL from READY events only', () => {
+    let facts = mergeCallEvent(null, recordEvent('MIXING', { recordUrl: 'https://elsewhere.example/zzz' }), 1);
+    expect(facts.recordUrl).toBeNull();
+    facts = mergeCallEvent(facts, recordEvent('READY', { recordUrl: 'https://storage.wavoip.com/1' }), 2);
+    facts = mergeCallEvent(facts, recordEvent('MIXING', { recordUrl: 'https://storage.wavoip.com/zzz' }), 3);
+    expect(facts.recordUrl).toBe('https://storage.wavoip.com/1');
   });
 
   it('keeps the largest duration and remembers that the call was connected', () => {
