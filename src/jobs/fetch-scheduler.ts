@@ -41,8 +41,14 @@ export function createFetchScheduler(deps: {
       pumpAgain = true;
       return pumping;
     }
-    pumping = claimAndSleep();
-    return pumping;
+    // Cleared in a promise reaction, so always after the assignment below, even when the
+    // pass itself ends without awaiting anything (every slot busy).
+    const pass = claimAndSleep().finally(() => {
+      pumping = null;
+      if (pumpAgain) void pump();
+    });
+    pumping = pass;
+    return pass;
   }
 
   async function claimAndSleep(): Promise<void> {
@@ -50,6 +56,7 @@ export function createFetchScheduler(deps: {
       do {
         pumpAgain = false;
         const free = concurrency - running.size;
+        // A finished job pumps again, so a full house needs no timer.
         if (free <= 0) return;
         const jobs = await claimDueFetchJobs(db, { now: clock.now(), limit: free, workerId, leaseMs, running: [...running.keys()] });
         for (const job of jobs) startJob(job);
@@ -59,9 +66,6 @@ export function createFetchScheduler(deps: {
     } catch (caught) {
       logger.error({ err: coerceError(caught) }, '[WaVoIP Jobs] Could not claim due jobs; trying again shortly');
       armTimer(1_000);
-    } finally {
-      pumping = null;
-      if (pumpAgain) void pump();
     }
   }
 

@@ -177,6 +177,22 @@ describe('exactly one attachment per call', () => {
   });
 });
 
+describe('more due downloads than DOWNLOAD_CONCURRENCY', () => {
+  it('runs them all, one slot at a time', async () => {
+    const narrow = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { DOWNLOAD_CONCURRENCY: '1' }));
+    try {
+      const callIds = Array.from({ length: 6 }, (_, index) => `NARROW-${index}`);
+      for (const callId of callIds) storage.setRoute(`/${callId}`, { kind: 'body', body: audio.ogg, contentType: 'audio/ogg' });
+      await Promise.all(
+        callIds.map((callId) => narrow.postWebhook({ type: 'RECORD', whatsapp_call_id: callId, record_status: 'READY', record_url: storage.url(`/${callId}`) })),
+      );
+      for (const callId of callIds) expect((await narrow.waitForAttachment(callId)).attachment.state).toBe('attached');
+    } finally {
+      await narrow.stop();
+    }
+  });
+});
+
 describe('a job made again while its old attempt still runs', () => {
   it('waits for the old attempt, then downloads once', async () => {
     storage.setRoute('/REMADE', { kind: 'sequence', first: { kind: 'stall-after-headers', contentType: 'audio/ogg' }, times: 1, then: { kind: 'body', body: audio.ogg, contentType: 'audio/ogg' } });
