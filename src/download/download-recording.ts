@@ -1,7 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
-import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import { parseFile } from 'music-metadata';
 import { AppError, coerceError } from '../errors.ts';
@@ -166,47 +168,57 @@ interface WrittenBody {
   audio: SniffedAudio;
 }
 
-/** Streams to disk while hashing, so a 90-minute call never sits in memory. */
-async function writeBodyToFile(body: AsyncIterable<Buffer>, tempPath: string, context: WriteContext): Promise<WrittenBody> {
-  const handle = await runFileOperation('create', () => open(tempPath, 'wx'));
+/**
+ * Streams to disk while hashing, so a 90-minute call never sits in memory. A pipeline rather
+ * than a read-then-write loop: the next chunk arrives from the network while the last one is
+ * being written, and backpressure still bounds what is buffered.
+ */
+async function writeBodyToFile(body: Readable, tempPath: string, context: WriteContext): Promise<WrittenBody> {
   const hash = createHash('sha256');
   const head = Buffer.alloc(SNIFF_BYTES);
   let size = 0;
   let audio: SniffedAudio | undefined;
+  const inspect = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      size += chunk.length;
+      if (size > context.maxBytes) return done(tooLarge(`body exceeds the limit of ${context.maxBytes} bytes`));
+      hash.update(chunk);
+      if (audio !== undefined || size - chunk.length >= SNIFF_BYTES) return done(null, chunk);
+      chunk.copy(head, size - chunk.length);
+      if (size < SNIFF_BYTES) return done(null, chunk);
+      // Judge as soon as the head is full: an endless error page is refused without waiting.
+      sniffAudio(head, context.declaredType).then(
+        (sniffed) => {
+          audio = sniffed;
+          done(null, chunk);
+        },
+        (error: unknown) => done(coerceError(error)),
+      );
+    },
+  });
+  const file = createWriteStream(tempPath, { flags: 'wx' });
+  let fileError: unknown;
+  file.once('error', (error) => (fileError = error));
   try {
+    await pipeline(body, inspect, file);
+  } catch (error) {
+    if (error instanceof AppError || context.signal.aborted) throw error;
+    if (fileError !== undefined) throw temporaryFileError('write', fileError);
+    // undici itself fails a body that ends short of its Content-Length; naming the shortfall
+    // tells a truncated transfer from any other network error.
+    throw toNetworkError(error, describeShortfall(size, context.contentLength));
+  }
+  if (size === 0) throw new AppError('Recording body is empty', { code: 'EMPTY_BODY', statusCode: 502, retryable: true });
+  audio ??= await sniffAudio(head.subarray(0, size), context.declaredType);
+  await runFileOperation('fsync', async () => {
+    const handle = await open(tempPath, 'r+');
     try {
-      for await (const chunk of body) {
-        size += chunk.length;
-        if (size > context.maxBytes) throw tooLarge(`body exceeds the limit of ${context.maxBytes} bytes`);
-        hash.update(chunk);
-        if (audio === undefined && size - chunk.length < SNIFF_BYTES) {
-          chunk.copy(head, size - chunk.length);
-          // Judge as soon as the head is full: an endless error page is refused without waiting.
-          if (size >= SNIFF_BYTES) audio = await sniffAudio(head, context.declaredType);
-        }
-        await writeFully(handle, chunk);
-      }
-    } catch (error) {
-      // undici itself fails a body that ends short of its Content-Length; naming the shortfall
-      // tells a truncated transfer from any other network error.
-      if (error instanceof AppError || context.signal.aborted) throw error;
-      throw toNetworkError(error, describeShortfall(size, context.contentLength));
+      await handle.sync();
+    } finally {
+      await handle.close();
     }
-    if (size === 0) throw new AppError('Recording body is empty', { code: 'EMPTY_BODY', statusCode: 502, retryable: true });
-    audio ??= await sniffAudio(head.subarray(0, size), context.declaredType);
-    await runFileOperation('fsync', () => handle.sync());
-  } finally {
-    await handle.close();
-  }
+  });
   return { size, sha256: hash.digest('hex'), audio };
-}
-
-async function writeFully(handle: FileHandle, chunk: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < chunk.length) {
-    const { bytesWritten } = await runFileOperation('write', () => handle.write(chunk, offset));
-    offset += bytesWritten;
-  }
 }
 
 /** Disk trouble (full, read-only) is ours, not the upstream's: a distinct code for the operator. */
@@ -214,13 +226,17 @@ async function runFileOperation<T>(operation: string, run: () => Promise<T>): Pr
   try {
     return await run();
   } catch (error) {
-    throw new AppError(`Could not ${operation} the temporary recording file: ${coerceError(error).message}`, {
-      code: 'TEMP_FILE',
-      statusCode: 500,
-      retryable: true,
-      cause: error,
-    });
+    throw temporaryFileError(operation, error);
   }
+}
+
+function temporaryFileError(operation: string, error: unknown): AppError {
+  return new AppError(`Could not ${operation} the temporary recording file: ${coerceError(error).message}`, {
+    code: 'TEMP_FILE',
+    statusCode: 500,
+    retryable: true,
+    cause: error,
+  });
 }
 
 /** Container and codec are "nice to know": a parse failure must not fail the download. */

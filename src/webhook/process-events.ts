@@ -10,7 +10,12 @@ import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 
-const BATCH_SIZE = 100;
+/**
+ * Events per transaction. Each batch runs on the event loop without a break (the SQLite driver
+ * is synchronous), so it is kept small enough not to hold webhook answers back, and the loop
+ * gets a turn between batches.
+ */
+const BATCH_SIZE = 25;
 
 interface Outcome {
   event: WebhookEvent;
@@ -130,6 +135,7 @@ export function createEventProcessor(deps: {
         deps.onFetchScheduled();
       }
       if (batch.length < BATCH_SIZE) return;
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
