@@ -63,10 +63,15 @@ export function percentile(sorted: number[], p: number): number {
 export async function startFileServer(options: { file: string; contentType: string; delayMs?: number }) {
   let inFlight = 0;
   let maxInFlight = 0;
+  const durations: number[] = [];
   const server = http.createServer((request, response) => {
+    const started = performance.now();
     inFlight += 1;
     maxInFlight = Math.max(maxInFlight, inFlight);
-    response.once('close', () => (inFlight -= 1));
+    response.once('close', () => {
+      inFlight -= 1;
+      durations.push(performance.now() - started);
+    });
     const send = () => {
       const size = fs.statSync(options.file).size;
       response.writeHead(200, { 'content-type': options.contentType, 'content-length': size });
@@ -81,6 +86,8 @@ export async function startFileServer(options: { file: string; contentType: stri
   return {
     origin,
     maxInFlight: () => maxInFlight,
+    /** How long each answered request took, from arrival to the last byte, in order of completion. */
+    requestDurations: () => [...durations],
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -99,7 +99,8 @@ const environmentSchema = z.object({
   POLL_INITIAL_DELAY: duration('30s'),
   POLL_MAX_DELAY: duration('30m'),
   POLL_MAX_WAIT: duration('4h'),
-  DOWNLOAD_CONCURRENCY: positiveInteger(4),
+  // Downloads wait on the network, not the CPU: a few in parallel hide a slow storage's latency.
+  DOWNLOAD_CONCURRENCY: positiveInteger(8),
   JOB_LEASE: duration('60s'),
   LOG_FORMAT: z.enum(['pretty', 'json']).default('pretty'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

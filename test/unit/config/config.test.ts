@@ -34,7 +34,7 @@ describe('loadConfig defaults', () => {
       pollInitialDelayMs: 30_000,
       pollMaxDelayMs: 30 * 60_000,
       pollMaxWaitMs: 4 * 3_600_000,
-      downloadConcurrency: 4,
+      downloadConcurrency: 8,
       jobLeaseMs: 60_000,
       logFormat: 'pretty',
       logLevel: 'info',
