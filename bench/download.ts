@@ -5,6 +5,9 @@ import { makeDataDir, startChildService, testEnvironment, waitFor, type ChildSer
 import { readMemory, resetPeakMemory, round, startFileServer, writeWavFile } from './support.ts';
 
 const MiB = 1024 * 1024;
+const REPETITIONS = 3;
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
 async function run(command: string, args: string[]): Promise<void> {
   const child = spawn(command, args, { stdio: 'inherit' });
@@ -34,8 +37,9 @@ async function timeServiceDownload(service: ChildService, callId: string, url: s
 }
 
 /**
- * One recording per size, served from loopback: the service (streaming, sha256, sniffing,
- * fsync and atomic rename, then the database) against `curl -o` of the same URL.
+ * Recordings of each size, served from loopback: the service (streaming, sha256, sniffing,
+ * fsync and atomic rename, then the database) against `curl -o` of the same URL; medians of
+ * three alternating runs. Peak memory is the service's over all of a size's downloads.
  */
 export async function benchDownload(sizesMiB: number[]) {
   const workDir = await makeDataDir();
@@ -49,17 +53,29 @@ export async function benchDownload(sizesMiB: number[]) {
       // A first download loads the code it needs (sniffing, metadata), so what is measured
       // next is what a download costs, not what the first one after start-up costs.
       await timeServiceDownload(service, `warm-up-${sizeMiB}`, `${server.origin}/warm-up`);
-      const curlOutput = path.join(workDir, 'curl-output');
-      const { curlMs, curlSyncMs } = await timeCurl(`${server.origin}/curl`, curlOutput);
-      fs.rmSync(curlOutput);
       const pid = service.child.pid as number;
       const before = readMemory(pid);
       resetPeakMemory(pid);
-      const serviceMs = await timeServiceDownload(service, `download-${sizeMiB}`, `${server.origin}/download-${sizeMiB}`);
+      // This machine's disk and neighbours are noisy: alternate the two, and take medians.
+      const curlRuns: number[] = [];
+      const curlSyncRuns: number[] = [];
+      const serviceRuns: number[] = [];
+      for (let run = 0; run < REPETITIONS; run++) {
+        const curlOutput = path.join(workDir, 'curl-output');
+        const { curlMs, curlSyncMs } = await timeCurl(`${server.origin}/curl`, curlOutput);
+        fs.rmSync(curlOutput);
+        curlRuns.push(curlMs);
+        curlSyncRuns.push(curlSyncMs);
+        serviceRuns.push(await timeServiceDownload(service, `download-${sizeMiB}-${run}`, `${server.origin}/download-${sizeMiB}-${run}`));
+      }
       const after = readMemory(pid);
+      const curlMs = median(curlRuns);
+      const curlSyncMs = median(curlSyncRuns);
+      const serviceMs = median(serviceRuns);
       const throughput = (ms: number) => round((sizeMiB / ms) * 1000, 0);
       rows.push({
         size_mib: sizeMiB,
+        repetitions: REPETITIONS,
         curl_ms: round(curlMs, 0),
         curl_fsync_ms: round(curlSyncMs, 0),
         service_ms: round(serviceMs, 0),

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, fdatasync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -39,6 +39,7 @@ export interface DownloadedRecording {
 }
 
 const MAX_REDIRECTS = 5;
+const EARLY_SYNC_BYTES = 32 * 1024 * 1024;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 // Client errors where the same request may well succeed later; other 4xx will not change by
 // retrying. Every 5xx is the storage's own trouble and is retried.
@@ -178,9 +179,26 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
   const head = Buffer.alloc(SNIFF_BYTES);
   let size = 0;
   let audio: SniffedAudio | undefined;
+  const file = createWriteStream(tempPath, { flags: 'wx' });
+  // Flushing to disk while the download goes on leaves the final fsync only the last stretch;
+  // its errors surface in that final fsync, which every byte must pass anyway.
+  let descriptor: number | undefined;
+  file.once('open', (fd: number) => (descriptor = fd));
+  let syncedUpTo = 0;
+  let syncing: Promise<void> | undefined;
+  const syncSoFar = (fd: number | undefined) => {
+    if (syncing !== undefined || fd === undefined || size - syncedUpTo < EARLY_SYNC_BYTES) return;
+    syncedUpTo = size;
+    syncing = new Promise<void>((resolve) => fdatasync(fd, () => resolve())).finally(() => (syncing = undefined));
+  };
   const inspect = new Transform({
+    flush(done) {
+      // The file stays open until this returns: never sync a descriptor that was closed.
+      void Promise.resolve(syncing).then(() => done());
+    },
     transform(chunk: Buffer, _encoding, done) {
       size += chunk.length;
+      syncSoFar(descriptor);
       if (size > context.maxBytes) return done(tooLarge(`body exceeds the limit of ${context.maxBytes} bytes`));
       hash.update(chunk);
       if (audio !== undefined || size - chunk.length >= SNIFF_BYTES) return done(null, chunk);
@@ -196,7 +214,6 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
       );
     },
   });
-  const file = createWriteStream(tempPath, { flags: 'wx' });
   let fileError: unknown;
   file.once('error', (error) => (fileError = error));
   try {
