@@ -2,12 +2,11 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../test/support/service-harness.ts';
-import { readMemory, resetPeakMemory, round, startFileServer, writeWavFile } from './support.ts';
+import { median, readMemory, resetPeakMemory, round, startFileServer, writeWavFile } from './support.ts';
 
 const MiB = 1024 * 1024;
 const REPETITIONS = 3;
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
 
 async function run(command: string, args: string[]): Promise<void> {
   const child = spawn(command, args, { stdio: 'inherit' });
