@@ -3,7 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { MAX_CALL_ID_LENGTH, normalizeWebhookPayload, type NormalizeResult } from '../../../src/calls/webhook-event.ts';
 import { buildRecordingUrl } from '../../../src/calls/recording-url.ts';
 
-const C0_OR_DEL = /[\u0000-\u001f\u007f]/;
+/** What a call id may not hold: C0 and C1 control characters, DEL, and lone surrogates. */
+const REFUSED_IN_CALL_ID = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udfff]/u;
 const EVENT_TYPES = ['CALL', 'RECORD', 'DEVICE', 'UNKNOWN'];
 const STATUS_KEYS = ['status', 'recordStatus', 'direction'] as const;
 
@@ -24,7 +25,7 @@ function checkResult(body: unknown, result: NormalizeResult): void {
     expect(event.callId.length).toBeGreaterThan(0);
     expect(event.callId.length).toBeLessThanOrEqual(MAX_CALL_ID_LENGTH);
     expect(event.callId).toBe(event.callId.trim());
-    expect(C0_OR_DEL.test(event.callId)).toBe(false);
+    expect(REFUSED_IN_CALL_ID.test(event.callId)).toBe(false);
     for (const key of STATUS_KEYS) {
       const value = (event as unknown as Record<string, unknown>)[key];
       if (value === undefined || value === null) continue;
@@ -88,7 +89,7 @@ describe('normalizeWebhookPayload properties', () => {
     );
   });
 
-  it('accepts a string call id exactly when, trimmed, it is 1–128 characters without control characters', () => {
+  it('accepts a string call id exactly when, trimmed, it is 1–128 characters of valid text without control characters', () => {
     const idText = fc.oneof(
       fc.string({ maxLength: 140 }),
       fc.string({ unit: 'binary-ascii', maxLength: 140 }),
@@ -99,7 +100,7 @@ describe('normalizeWebhookPayload properties', () => {
       fc.property(idText, fc.constantFrom('CALL', 'RECORD', 'HUMANIZED'), (raw, type) => {
         const result = normalizeWebhookPayload({ type, whatsapp_call_id: raw });
         const trimmed = raw.trim();
-        const valid = trimmed.length > 0 && trimmed.length <= MAX_CALL_ID_LENGTH && !C0_OR_DEL.test(trimmed);
+        const valid = trimmed.length > 0 && trimmed.length <= MAX_CALL_ID_LENGTH && !REFUSED_IN_CALL_ID.test(trimmed);
         if (valid) {
           expect(result).toMatchObject({ ok: true, event: { callId: trimmed } });
         } else {
