@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
-import { buildRecordingUrl, CALL_ID_PLACEHOLDER } from '../calls/recording-url.ts';
+import { buildRecordingUrl, CALL_ID_PLACEHOLDER } from '../calls/recording.ts';
 import { checkRecordingUrl, parseAllowlist, type AllowlistEntry } from '../download/url-guard.ts';
 import { coerceError } from '../errors.ts';
 import { parseDuration, parseSize } from '../units.ts';

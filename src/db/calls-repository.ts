@@ -1,16 +1,11 @@
 import type { Selectable } from 'kysely';
 import type { AttachmentState, CallRecord } from '../calls/call-state.ts';
+import type { RecordingFacts } from '../calls/recording.ts';
 import type { DbOrTrx } from './database.ts';
 import type { CallsTable } from './schema.ts';
 
-export interface Recording {
+export interface Recording extends RecordingFacts {
   key: string;
-  size: number;
-  sha256: string;
-  contentType: string;
-  container: string | null;
-  codec: string | null;
-  durationSeconds: number | null;
   attachedAt: number;
 }
 

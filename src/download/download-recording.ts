@@ -6,6 +6,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import { parseFile } from 'music-metadata';
+import type { RecordingFacts } from '../calls/recording.ts';
 import { AppError, coerceError } from '../errors.ts';
 import type { HttpClient } from './http-client.ts';
 import { sniffAudio, SNIFF_BYTES } from './sniff-audio.ts';
@@ -23,17 +24,9 @@ export interface DownloadRecordingOptions {
   signal: AbortSignal;
 }
 
-export interface DownloadedRecording {
+export interface DownloadedRecording extends RecordingFacts {
   /** A fsynced `<random>.part` file in tmpDir; the caller moves it into the store. */
   tempPath: string;
-  size: number;
-  /** Hex. */
-  sha256: string;
-  contentType: string;
-  /** As named by music-metadata, e.g. 'Ogg', 'MPEG', 'WAVE'; null when unknown. */
-  container: string | null;
-  codec: string | null;
-  durationSeconds: number | null;
   extension: string;
   finalUrl: string;
 }

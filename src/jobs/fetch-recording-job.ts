@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { describeGiveUp, scheduleRetry, type PollTimings } from '../calls/fetch-plan.ts';
-import { buildRecordingUrl } from '../calls/recording-url.ts';
+import { buildRecordingUrl } from '../calls/recording.ts';
 import type { Clock } from '../clock.ts';
 import { attachRecording, failAttachment, findCall, type StoredCall } from '../db/calls-repository.ts';
 import type { Db } from '../db/database.ts';
@@ -70,16 +70,8 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
         // Gone after a successful put; after a failed one, never left behind.
         await rm(file.tempPath, { force: true });
       }
-      const recording = {
-        key,
-        size: file.size,
-        sha256: file.sha256,
-        contentType: file.contentType,
-        container: file.container,
-        codec: file.codec,
-        durationSeconds: file.durationSeconds,
-        attachedAt: clock.now(),
-      };
+      const { size, sha256, contentType, container, codec, durationSeconds } = file;
+      const recording = { key, size, sha256, contentType, container, codec, durationSeconds, attachedAt: clock.now() };
       const attached = await db.transaction().execute(async (trx) => {
         const recorded = await attachRecording(trx, call.callId, recording);
         await deleteFetchJob(trx, call.callId);

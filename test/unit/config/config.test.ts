@@ -1,7 +1,7 @@
 import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildRecordingUrl } from '../../../src/calls/recording-url.ts';
+import { buildRecordingUrl } from '../../../src/calls/recording.ts';
 import { loadConfig, type Config } from '../../../src/config/config.ts';
 import { AppError } from '../../../src/errors.ts';
 
