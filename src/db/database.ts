@@ -16,8 +16,9 @@ export function createDb(database: Config['database']): Db {
   fs.mkdirSync(path.dirname(database.filename), { recursive: true });
   const connection = new SQLite(database.filename);
   connection.pragma('journal_mode = WAL');
-  // NORMAL: commits do not fsync on this (the only) thread. What must survive a power cut before
-  // it is acknowledged (a webhook) waits for `syncWal`, which fsyncs off the event loop.
+  // NORMAL: commits do not fsync (checkpoints still do, on this thread, once per ~1,000 pages).
+  // What must survive a power cut before it is acknowledged (a webhook) waits for
+  // `createWalSync().sync()`, which fsyncs off the event loop.
   connection.pragma('synchronous = NORMAL');
   connection.pragma('foreign_keys = ON');
   connection.pragma('busy_timeout = 5000');
@@ -64,20 +65,42 @@ export async function migrateToLatest(db: Db): Promise<string[]> {
 
 /**
  * Makes every transaction committed so far durable, without blocking the event loop: an
- * fdatasync of the WAL file on libuv's thread pool. It is what `synchronous = FULL` would do
- * inside each commit, on the calling thread. Frames a checkpoint already moved into the
- * database file were synced by that checkpoint, which in WAL mode syncs the database.
- * Hand-written because no SQLite binding for Node offers an asynchronous commit.
+ * fdatasync of the WAL file on libuv's thread pool, where `synchronous = FULL` would fsync
+ * inside each commit on the calling thread. Frames a checkpoint already moved into the
+ * database file were synced by that checkpoint, which in WAL mode syncs the database (on the
+ * event loop, once per ~1,000 pages written). Hand-written because no SQLite binding for Node
+ * offers an asynchronous commit.
+ *
+ * After a failed sync nothing later can be trusted: Linux reports a writeback error once and
+ * marks the pages clean, and a bad WAL frame makes recovery drop every frame after it. So a
+ * failure is final; the caller stops acknowledging until the process restarts.
  */
 export function createWalSync(database: Config['database']) {
-  let wal: Promise<FileHandle> | undefined;
+  let wal: FileHandle | undefined;
+  let failure: Error | undefined;
   return {
+    /** Throws the sync failure, if there was one, so that nothing more is stored after it. */
+    assertHealthy(): void {
+      if (failure) throw failure;
+    },
     async sync(): Promise<void> {
-      wal ??= fsPromises.open(`${database.filename}-wal`, 'r');
-      await (await wal).datasync();
+      if (failure) throw failure;
+      try {
+        wal ??= await fsPromises.open(`${database.filename}-wal`, 'r');
+        await wal.datasync();
+      } catch (caught) {
+        // Opening can fail for a passing reason (EMFILE); only a failed sync is final.
+        if (wal === undefined) throw caught;
+        failure = new AppError(`The database log could not be synced to disk: ${coerceError(caught).message}; restart the service`, {
+          code: 'WAL_SYNC_FAILED',
+          statusCode: 503,
+          cause: caught,
+        });
+        throw failure;
+      }
     },
     async close(): Promise<void> {
-      await (await wal)?.close();
+      await wal?.close();
     },
   };
 }

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream, fdatasync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -172,26 +172,27 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
   const head = Buffer.alloc(SNIFF_BYTES);
   let size = 0;
   let audio: SniffedAudio | undefined;
-  const file = createWriteStream(tempPath, { flags: 'wx' });
-  // Flushing to disk while the download goes on leaves the final fsync only the last stretch;
-  // its errors surface in that final fsync, which every byte must pass anyway.
-  let descriptor: number | undefined;
-  file.once('open', (fd: number) => (descriptor = fd));
+  // The syncs go through a descriptor of our own, opened before any write and closed only by
+  // us: a writeback error is reported to it whichever descriptor wrote the page, early or late,
+  // and it cannot be closed (and its number reused) under a running sync.
+  const handle = await runFileOperation('create', () => open(tempPath, 'wx'));
+  const file = createWriteStream(tempPath, { flags: 'r+' });
+  // Flushing to disk while the download goes on leaves the final fsync only the last stretch.
   let syncedUpTo = 0;
   let syncing: Promise<void> | undefined;
-  const syncSoFar = (fd: number | undefined) => {
-    if (syncing !== undefined || fd === undefined || size - syncedUpTo < EARLY_SYNC_BYTES) return;
+  let syncError: unknown;
+  const syncSoFar = () => {
+    if (syncing !== undefined || size - syncedUpTo < EARLY_SYNC_BYTES) return;
     syncedUpTo = size;
-    syncing = new Promise<void>((resolve) => fdatasync(fd, () => resolve())).finally(() => (syncing = undefined));
+    syncing = handle
+      .datasync()
+      .catch((error: unknown) => void (syncError ??= error))
+      .finally(() => (syncing = undefined));
   };
   const inspect = new Transform({
-    flush(done) {
-      // The file stays open until this returns: never sync a descriptor that was closed.
-      void Promise.resolve(syncing).then(() => done());
-    },
     transform(chunk: Buffer, _encoding, done) {
       size += chunk.length;
-      syncSoFar(descriptor);
+      syncSoFar();
       if (size > context.maxBytes) return done(tooLarge(`body exceeds the limit of ${context.maxBytes} bytes`));
       hash.update(chunk);
       if (audio !== undefined || size - chunk.length >= SNIFF_BYTES) return done(null, chunk);
@@ -210,24 +211,25 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
   let fileError: unknown;
   file.once('error', (error) => (fileError = error));
   try {
-    await pipeline(body, inspect, file);
-  } catch (error) {
-    if (error instanceof AppError || context.signal.aborted) throw error;
-    if (fileError !== undefined) throw temporaryFileError('write', fileError);
-    // undici itself fails a body that ends short of its Content-Length; naming the shortfall
-    // tells a truncated transfer from any other network error.
-    throw toNetworkError(error, describeShortfall(size, context.contentLength));
-  }
-  if (size === 0) throw new AppError('Recording body is empty', { code: 'EMPTY_BODY', statusCode: 502, retryable: true });
-  audio ??= await sniffAudio(head.subarray(0, size), context.declaredType);
-  await runFileOperation('fsync', async () => {
-    const handle = await open(tempPath, 'r+');
     try {
-      await handle.sync();
-    } finally {
-      await handle.close();
+      await pipeline(body, inspect, file);
+    } catch (error) {
+      if (error instanceof AppError || context.signal.aborted) throw error;
+      if (fileError !== undefined) throw temporaryFileError('write', fileError);
+      // undici itself fails a body that ends short of its Content-Length; naming the shortfall
+      // tells a truncated transfer from any other network error.
+      throw toNetworkError(error, describeShortfall(size, context.contentLength));
     }
-  });
+    if (size === 0) throw new AppError('Recording body is empty', { code: 'EMPTY_BODY', statusCode: 502, retryable: true });
+    audio ??= await sniffAudio(head.subarray(0, size), context.declaredType);
+    await syncing;
+    if (syncError !== undefined) throw temporaryFileError('fsync', syncError);
+    await runFileOperation('fsync', () => handle.sync());
+  } finally {
+    // Never close the descriptor under a sync still running on it.
+    await syncing;
+    await handle.close();
+  }
   return { size, sha256: hash.digest('hex'), audio };
 }
 

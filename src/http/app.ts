@@ -59,6 +59,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
     if (statusCode >= 500) {
       request.log.error({ err: error, url: redactUrl(request.url) }, 'Request failed');
+      // A 503 is ours to give (storage unavailable): say so; any other 5xx details stay in the log.
+      if (statusCode === 503) return reply.code(503).send({ error: 'temporarily unable to store events; try again later' });
       return reply.code(500).send({ error: 'internal error' });
     }
     return reply.code(statusCode).send({ error: describeClientError(error) });

@@ -34,6 +34,7 @@ export function createFetchScheduler(deps: {
   let pumpAgain = false;
   let started = false;
   let stopped = false;
+  let stopping: Promise<void> | undefined;
 
   function pump(): Promise<void> {
     if (!started || stopped) return Promise.resolve();
@@ -64,7 +65,9 @@ export function createFetchScheduler(deps: {
       } while (pumpAgain && !stopped);
       await sleepUntilNextJob();
     } catch (caught) {
-      logger.error({ err: coerceError(caught) }, '[WaVoIP Jobs] Could not claim due jobs; trying again shortly');
+      logger.error({ err: coerceError(caught) }, '[WaVoIP Jobs] Could not claim due jobs; trying again in 1s');
+      // Wake-ups meanwhile must not turn a broken database into a busy loop: the timer decides.
+      pumpAgain = false;
       armTimer(1_000);
     }
   }
@@ -115,14 +118,16 @@ export function createFetchScheduler(deps: {
       void pump();
     },
     /** Stops claiming, aborts running jobs (their leases are released by the jobs) and waits for them. */
-    async stop(): Promise<void> {
-      if (stopped) return;
-      stopped = true;
-      await pumping;
-      clearTimeout(timer);
-      clearInterval(heartbeat);
-      for (const { abort } of running.values()) abort.abort();
-      await Promise.all([...running.values()].map(({ promise }) => promise));
+    stop(): Promise<void> {
+      stopping ??= (async () => {
+        stopped = true;
+        await pumping;
+        clearTimeout(timer);
+        clearInterval(heartbeat);
+        for (const { abort } of running.values()) abort.abort();
+        await Promise.all([...running.values()].map(({ promise }) => promise));
+      })();
+      return stopping;
     },
   };
 }

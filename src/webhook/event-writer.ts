@@ -26,6 +26,7 @@ export function createEventWriter(db: Db, walSync: WalSync) {
     while (queue.length > 0) {
       const batch = queue.splice(0, MAX_BATCH);
       try {
+        walSync.assertHealthy();
         await insertEvents(
           db,
           batch.map((pending) => pending.event),

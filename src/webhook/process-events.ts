@@ -16,6 +16,7 @@ import type { Logger } from '../log/logger.ts';
  * gets a turn between batches.
  */
 const BATCH_SIZE = 25;
+const RETRY_DELAY_MS = 1_000;
 
 interface Outcome {
   event: WebhookEvent;
@@ -139,9 +140,13 @@ export function createEventProcessor(deps: {
     }
   }
 
-  /** Processes whatever is stored and unprocessed; safe to call as often as events arrive. */
+  /**
+   * Processes whatever is stored and unprocessed; safe to call as often as events arrive.
+   * After a failure it waits for its retry timer: new webhooks must not turn a broken
+   * database into a busy loop.
+   */
   function wake(): void {
-    if (stopped) return;
+    if (stopped || retryTimer !== undefined) return;
     if (running) {
       wakeAgain = true;
       return;
@@ -150,7 +155,11 @@ export function createEventProcessor(deps: {
     running = drain()
       .catch((caught: unknown) => {
         logger.error({ err: coerceError(caught) }, '[WaVoIP Webhook] Event processing failed; retrying in 1s');
-        if (!stopped) retryTimer = setTimeout(wake, 1_000);
+        if (stopped) return;
+        retryTimer = setTimeout(() => {
+          retryTimer = undefined;
+          wake();
+        }, RETRY_DELAY_MS);
       })
       .finally(() => {
         running = null;
