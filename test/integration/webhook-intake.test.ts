@@ -254,6 +254,14 @@ describe('when applying events fails in the database', () => {
         processed_at: null,
         processing_error: null,
       });
+      // Webhooks keep coming while the database fails: they are stored, and do not turn the
+      // retry into a busy loop (it waits for its timer, about one try a second).
+      const failuresBefore = service.logs().filter((line) => line.msg.startsWith('[WaVoIP Webhook] Event processing failed')).length;
+      for (let index = 0; index < 40; index++) {
+        expect((await service.postWebhook({ type: 'RECORD', whatsapp_call_id: `DB-DOWN-${index}`, record_status: 'MIXING' })).status).toBe(200);
+      }
+      const failuresDuring = service.logs().filter((line) => line.msg.startsWith('[WaVoIP Webhook] Event processing failed')).length - failuresBefore;
+      expect(failuresDuring).toBeLessThan(5);
 
       db.exec('drop trigger refuse_calls');
       await waitFor(async () => (await service.api('/api/calls/DB-DOWN')).status === 200, 'the call after recovery');
