@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -172,17 +173,21 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
   const head = Buffer.alloc(SNIFF_BYTES);
   let size = 0;
   let audio: SniffedAudio | undefined;
-  // The syncs go through a descriptor of our own, opened before any write and closed only by
-  // us: a writeback error is reported to it whichever descriptor wrote the page, early or late,
-  // and it cannot be closed (and its number reused) under a running sync.
-  const handle = await runFileOperation('create', () => open(tempPath, 'wx'));
-  const file = createWriteStream(tempPath, { flags: 'r+' });
+  // Reading starts at once (what undici buffers would be lost with the count if the connection
+  // dropped while we waited for the disk). The syncs go through a descriptor of our own, opened
+  // as soon as the file exists and closed only by us: a writeback error is reported to it
+  // whichever descriptor wrote the page, and it cannot be closed (and its number reused) under
+  // a running sync.
+  const file = createWriteStream(tempPath, { flags: 'wx' });
+  let handle: FileHandle | undefined;
+  const opening = once(file, 'open').then(async () => (handle = await open(tempPath, 'r+')));
+  opening.catch(() => undefined); // the pipeline reports a file that could not be created
   // Flushing to disk while the download goes on leaves the final fsync only the last stretch.
   let syncedUpTo = 0;
   let syncing: Promise<void> | undefined;
   let syncError: unknown;
   const syncSoFar = () => {
-    if (syncing !== undefined || size - syncedUpTo < EARLY_SYNC_BYTES) return;
+    if (syncing !== undefined || handle === undefined || size - syncedUpTo < EARLY_SYNC_BYTES) return;
     syncedUpTo = size;
     syncing = handle
       .datasync()
@@ -222,13 +227,14 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
     }
     if (size === 0) throw new AppError('Recording body is empty', { code: 'EMPTY_BODY', statusCode: 502, retryable: true });
     audio ??= await sniffAudio(head.subarray(0, size), context.declaredType);
+    const syncHandle = await runFileOperation('open', () => opening);
     await syncing;
     if (syncError !== undefined) throw temporaryFileError('fsync', syncError);
-    await runFileOperation('fsync', () => handle.sync());
+    await runFileOperation('fsync', () => syncHandle.sync());
   } finally {
     // Never close the descriptor under a sync still running on it.
     await syncing;
-    await handle.close();
+    await opening.then((opened) => opened.close(), () => undefined);
   }
   return { size, sha256: hash.digest('hex'), audio };
 }
@@ -268,8 +274,9 @@ async function readAudioMetadata(
   }
 }
 
-function describeShortfall(size: number, contentLength: number | undefined): string | undefined {
-  return contentLength !== undefined && size < contentLength ? `received ${size} of ${contentLength} bytes` : undefined;
+/** Said of a body that broke off after it had begun: how much of it came. */
+function describeShortfall(size: number, contentLength: number | undefined): string {
+  return contentLength !== undefined ? `received ${size} of ${contentLength} bytes` : `received ${size} bytes, then the connection ended before the body did`;
 }
 
 function toNetworkError(error: unknown, shortfall?: string): AppError {

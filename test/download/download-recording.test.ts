@@ -143,7 +143,7 @@ describe('downloadRecording failures', () => {
     { name: 'an endless HTML page', behaviour: { kind: 'endless', head: html, contentType: 'text/html' }, code: 'NOT_AUDIO', retryable: true },
     { name: 'an empty 200', behaviour: { kind: 'body', body: Buffer.alloc(0), contentType: 'audio/mpeg' }, code: 'EMPTY_BODY', retryable: true },
     { name: 'a truncated body', behaviour: { kind: 'truncated', body: ogg, contentType: 'audio/ogg' }, code: 'TRUNCATED', retryable: true },
-    { name: 'a reset mid-body', behaviour: { kind: 'reset', body: ogg, contentType: 'audio/ogg' }, code: 'NETWORK', retryable: true },
+    { name: 'a reset mid-body', behaviour: { kind: 'reset', body: ogg, contentType: 'audio/ogg' }, code: 'TRUNCATED', retryable: true },
     { name: 'a stall before headers', behaviour: { kind: 'stall-before-headers' }, code: 'TIMEOUT', retryable: true },
     { name: 'a stall after headers', behaviour: { kind: 'stall-after-headers', contentType: 'audio/ogg' }, code: 'TIMEOUT', retryable: true },
     { name: 'a stall mid-body', behaviour: { kind: 'stall-mid-body', body: ogg, contentType: 'audio/ogg' }, code: 'TIMEOUT', retryable: true },

@@ -7,8 +7,11 @@ import type { AddressInfo } from 'node:net';
  * does. Each path gets a behaviour; an unknown path answers 404 like a recording not ready yet.
  */
 export type FakeBehaviour =
-  /** Answers `status` (default 200) with the bytes; `chunked` omits Content-Length. */
-  | { kind: 'body'; body: Buffer; contentType: string; status?: number; chunked?: boolean }
+  /**
+   * Answers `status` (default 200) with the bytes; `chunked` omits Content-Length. A null
+   * `contentType` sends no Content-Type header at all; `headers` are added to the response.
+   */
+  | { kind: 'body'; body: Buffer; contentType: string | null; status?: number; chunked?: boolean; headers?: Record<string, string> }
   /** A bare status with optional headers (e.g. Retry-After) and a short text body. */
   | { kind: 'status'; status: number; headers?: Record<string, string> }
   /** Declares the full Content-Length, sends half the bytes, then closes the socket. */
@@ -25,7 +28,9 @@ export type FakeBehaviour =
   | { kind: 'endless'; head: Buffer; contentType: string }
   | { kind: 'redirect'; location: string; status?: 301 | 302 | 303 | 307 | 308 }
   /** `first` for the first `times` requests, then `then` (e.g. 404 ×3 then the audio). */
-  | { kind: 'sequence'; first: FakeBehaviour; times: number; then: FakeBehaviour };
+  | { kind: 'sequence'; first: FakeBehaviour; times: number; then: FakeBehaviour }
+  /** Calls `onRequest` as the request arrives, then answers as `then` (e.g. to load the machine just then). */
+  | { kind: 'tap'; onRequest: () => void; then: FakeBehaviour };
 
 export interface FakeWavoipStorage {
   /** `http://127.0.0.1:<port>` */
@@ -34,22 +39,37 @@ export interface FakeWavoipStorage {
   setRoute(path: string, behaviour: FakeBehaviour): void;
   /** How many requests reached `path` so far. */
   requests(path: string): number;
+  /** When (Date.now()) each request to `path` arrived, oldest first. */
+  requestTimes(path: string): number[];
   /** Also destroys open sockets, so stalled responses cannot hang the test run. */
   close(): Promise<void>;
 }
 
-export async function startFakeWavoipStorage(): Promise<FakeWavoipStorage> {
+export interface FakeWavoipStorageOptions {
+  /** Listen on this loopback port (e.g. one a test first saw refused) instead of a free one. */
+  port?: number;
+}
+
+export async function startFakeWavoipStorage(options: FakeWavoipStorageOptions = {}): Promise<FakeWavoipStorage> {
   const routes = new Map<string, FakeBehaviour>();
   const counts = new Map<string, number>();
+  const times = new Map<string, number[]>();
 
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://fake').pathname;
     const count = (counts.get(path) ?? 0) + 1;
     counts.set(path, count);
+    times.set(path, [...(times.get(path) ?? []), Date.now()]);
     const behaviour = routes.get(path) ?? { kind: 'status', status: 404 };
     respondWith(resolveSequence(behaviour, count), req, res);
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   return {
@@ -57,6 +77,7 @@ export async function startFakeWavoipStorage(): Promise<FakeWavoipStorage> {
     url: (path) => `${origin}${path}`,
     setRoute: (path, behaviour) => void routes.set(path, behaviour),
     requests: (path) => counts.get(path) ?? 0,
+    requestTimes: (path) => [...(times.get(path) ?? [])],
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -78,7 +99,8 @@ function respondWith(behaviour: FakeBehaviour, req: IncomingMessage, res: Server
   switch (behaviour.kind) {
     case 'body': {
       res.statusCode = behaviour.status ?? 200;
-      res.setHeader('content-type', behaviour.contentType);
+      for (const [name, value] of Object.entries(behaviour.headers ?? {})) res.setHeader(name, value);
+      if (behaviour.contentType !== null) res.setHeader('content-type', behaviour.contentType);
       if (!behaviour.chunked) {
         res.setHeader('content-length', behaviour.body.length);
         res.end(behaviour.body);
@@ -127,6 +149,10 @@ function respondWith(behaviour: FakeBehaviour, req: IncomingMessage, res: Server
       res.end();
       return;
     }
+    case 'tap':
+      behaviour.onRequest();
+      respondWith(behaviour.then, req, res);
+      return;
     case 'sequence':
       throw new Error('resolveSequence unwraps sequences before responding');
   }
