@@ -49,6 +49,10 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           },
         },
         async (request, reply) => {
+          // The schema lets "Infinity" through as an integer; SQLite would refuse it with a 500.
+          if (!Number.isSafeInteger(request.query.limit)) {
+            return reply.code(400).send({ error: 'querystring/limit must be a whole number from 1 to 200', field: 'limit' });
+          }
           const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor);
           if (after === null) return reply.code(400).send({ error: 'cursor is not one this API returned', field: 'cursor' });
           const page = await listCalls(deps.db, { state: request.query.state, limit: request.query.limit, after });

@@ -77,6 +77,15 @@ export async function listCallEvents(db: DbOrTrx, callId: string): Promise<Timel
     eventId: row.event_id,
     receivedAt: row.received_at,
     type: row.type,
-    payload: JSON.parse(row.payload) as unknown,
+    payload: parseStoredPayload(row.payload),
   }));
+}
+
+/** Raw events are stored as received; one that is not JSON any more is shown as its text. */
+function parseStoredPayload(payload: string): unknown {
+  try {
+    return JSON.parse(payload) as unknown;
+  } catch {
+    return payload;
+  }
 }

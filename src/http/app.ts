@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
@@ -28,6 +29,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // Webhooks and heartbeats would flood the log; the routes log what matters themselves.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: WEBHOOK_BODY_LIMIT,
+    // Call ids are up to 128 characters, and the router counts a parameter after decoding.
+    routerOptions: { maxParamLength: 512 },
     // An undecodable URL: answered like every other client error.
     frameworkErrors: (error, _request, reply) => void (reply as FastifyReply).code(400).send({ error: error.message }),
     // Unknown query parameters are refused by name rather than silently dropped (a typo like
@@ -40,7 +43,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.removeContentTypeParser(['text/plain', 'application/json']);
   app.decorateRequest('rawBody', undefined);
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = body as string;
+    // A byte-order mark is not part of the JSON: stored with it, the raw event could not be read back.
+    const text = (body as string).replace(/^\uFEFF/, '');
     if (text === '') return done(new AppError('body is empty; expected a JSON object', { code: 'EMPTY_BODY', statusCode: 400 }));
     let parsed: unknown;
     try {
@@ -68,6 +72,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: `no route for ${request.method} ${redactUrl(request.url).split('?')[0]}` }),
   );
+
+  // Node answers an Expect header other than 100-continue by itself, with an empty 417.
+  app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
+    response.writeHead(417, { 'content-type': 'application/json; charset=utf-8' });
+    response.end(JSON.stringify({ error: `unsupported Expect header: ${JSON.stringify(request.headers.expect ?? '')}` }));
+  });
 
   registerHealthRoutes(app, deps);
   registerWebhookRoutes(app, deps);
