@@ -92,6 +92,23 @@ describe('restarts and crashes', () => {
     expect(call.events.map((event) => event.event_id)).toContain('acknowledged-before-crash');
   });
 
+  it('on SIGTERM aborts a download in flight, exits 0, and downloads it again after restart', async () => {
+    const dataDir = await makeDataDir();
+    const env = testEnvironment(storage.origin, dataDir);
+    storage.setRoute('/TERM-MID-DOWNLOAD', { kind: 'stall-mid-body', body: wav, contentType: 'audio/wav' });
+    const first = await start(env);
+    await first.postWebhook({ type: 'RECORD', whatsapp_call_id: 'TERM-MID-DOWNLOAD', record_status: 'READY', record_url: storage.url('/TERM-MID-DOWNLOAD') });
+    await waitFor(() => storage.requests('/TERM-MID-DOWNLOAD') === 1 && tempFiles(dataDir).length === 1, 'download in progress');
+    expect(await first.kill('SIGTERM')).toBe(0);
+    expect(first.logs().some((line) => line.call_id === 'TERM-MID-DOWNLOAD' && /interrupted by shutdown/.test(line.msg))).toBe(true);
+    expect(tempFiles(dataDir)).toEqual([]);
+
+    storage.setRoute('/TERM-MID-DOWNLOAD', { kind: 'body', body: wav, contentType: 'audio/wav' });
+    const second = await start(env);
+    const call = await second.waitForAttachment('TERM-MID-DOWNLOAD');
+    expect(call.attachment).toMatchObject({ state: 'attached', size: wav.length });
+  });
+
   it('stops cleanly on SIGTERM with exit code 0', async () => {
     const service = await start(testEnvironment(storage.origin, await makeDataDir()));
     expect(await service.kill('SIGTERM')).toBe(0);
