@@ -10,6 +10,7 @@ import { createHttpClient, type HttpClientTimeouts } from './download/http-clien
 import { buildApp } from './http/app.ts';
 import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
 import { createFetchScheduler } from './jobs/fetch-scheduler.ts';
+import { createRetention } from './jobs/retention.ts';
 import type { Logger } from './log/logger.ts';
 import { createLocalRecordingStore } from './storage/local-recording-store.ts';
 import { createEventWriter } from './webhook/event-writer.ts';
@@ -80,8 +81,10 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = localServiceUrl(config.host, port);
 
+  const retention = createRetention({ db, clock, logger, retentionMs: config.eventRetentionMs });
   scheduler.start();
   events.wake();
+  retention.start();
   logStartup(config, logger, url, apiToken);
 
   let stopping: Promise<void> | undefined;
@@ -93,6 +96,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
         await app.close();
         await events.stop();
         await scheduler.stop();
+        await retention.stop();
         await client.close();
         await walSync.close();
         await db.destroy();

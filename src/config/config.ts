@@ -25,6 +25,7 @@ export interface Config {
   pollMaxWaitMs: number;
   downloadConcurrency: number;
   jobLeaseMs: number;
+  eventRetentionMs: number;
   logFormat: 'pretty' | 'json';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
@@ -102,6 +103,7 @@ const environmentSchema = z.object({
   // Downloads wait on the network, not the CPU: a few in parallel hide a slow storage's latency.
   DOWNLOAD_CONCURRENCY: positiveInteger(8),
   JOB_LEASE: duration('60s'),
+  EVENT_RETENTION: duration('30d'),
   LOG_FORMAT: z.enum(['pretty', 'json']).default('pretty'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).superRefine((settings, ctx) => {
@@ -147,6 +149,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pollMaxWaitMs: settings.POLL_MAX_WAIT,
     downloadConcurrency: settings.DOWNLOAD_CONCURRENCY,
     jobLeaseMs: settings.JOB_LEASE,
+    eventRetentionMs: settings.EVENT_RETENTION,
     logFormat: settings.LOG_FORMAT,
     logLevel: settings.LOG_LEVEL,
   });

@@ -22,3 +22,9 @@ export async function upsertDevice(db: DbOrTrx, device: DeviceUpdate): Promise<v
     )
     .execute();
 }
+
+/** Forgets devices not heard from since `before` (their events are pruned on the same schedule). */
+export async function pruneDevices(db: DbOrTrx, before: number): Promise<number> {
+  const result = await db.deleteFrom('devices').where('last_seen_at', '<', before).executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

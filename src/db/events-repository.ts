@@ -61,6 +61,26 @@ export async function markEventProcessed(db: DbOrTrx, seq: number, processedAt: 
     .execute();
 }
 
+/**
+ * Deletes up to `limit` processed events received before `before`, oldest first; returns how
+ * many. Small batches keep each delete short on the one SQLite connection intake also uses.
+ */
+export async function pruneProcessedEvents(db: DbOrTrx, before: number, limit: number): Promise<number> {
+  const result = await db
+    .deleteFrom('events')
+    .where('seq', 'in', (eb) =>
+      eb
+        .selectFrom('events')
+        .select('seq')
+        .where('received_at', '<', before)
+        .where('processed_at', 'is not', null)
+        .orderBy('seq')
+        .limit(limit),
+    )
+    .executeTakeFirst();
+  return Number(result.numDeletedRows);
+}
+
 export async function markEventsProcessed(db: DbOrTrx, seqs: number[], processedAt: number): Promise<void> {
   if (seqs.length === 0) return;
   await db.updateTable('events').set({ processed_at: processedAt }).where('seq', 'in', seqs).execute();

@@ -36,6 +36,7 @@ describe('loadConfig defaults', () => {
       pollMaxWaitMs: 4 * 3_600_000,
       downloadConcurrency: 8,
       jobLeaseMs: 60_000,
+      eventRetentionMs: 30 * 86_400_000,
       logFormat: 'pretty',
       logLevel: 'info',
     });
