@@ -3,19 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../src/config/config.ts';
 import { makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../test/support/service-harness.ts';
-import { median, round, startFileServer, writeWavFile } from './support.ts';
-
-async function countAttached(service: ChildService): Promise<number> {
-  let count = 0;
-  let cursor: string | null = null;
-  do {
-    const query: string = cursor ? `&cursor=${cursor}` : '';
-    const page = (await (await service.api(`/api/calls?state=attached&limit=200${query}`)).json()) as { calls: unknown[]; next_cursor: string | null };
-    count += page.calls.length;
-    cursor = page.next_cursor;
-  } while (cursor);
-  return count;
-}
+import { listAttachedCalls, median, round, startFileServer, writeWavFile } from './support.ts';
 
 /** Posts `count` READY events at once and waits until `attachedAfter` calls are attached in all. */
 async function downloadAll(service: ChildService, origin: string, prefix: string, count: number, attachedAfter: number): Promise<number> {
@@ -26,7 +14,7 @@ async function downloadAll(service: ChildService, origin: string, prefix: string
     ),
   );
   if (responses.some((response) => response.status !== 200)) throw new Error('a READY was refused');
-  await waitFor(async () => (await countAttached(service)) === attachedAfter, `${count} ${prefix} downloads`, 300_000);
+  await waitFor(async () => (await listAttachedCalls(service)).size === attachedAfter, `${count} ${prefix} downloads`, 300_000);
   return performance.now() - started;
 }
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../test/support/service-harness.ts';
-import { percentile, round, startFileServer, writeWavFile } from './support.ts';
+import { listAttachedCalls, percentile, round, startFileServer, writeWavFile } from './support.ts';
 
 const WARM_UP_CALLS = 10;
 
@@ -42,20 +42,10 @@ export async function benchEndToEnd(calls: number, callsPerSecond: number) {
       sends.push(postCall(service, server.origin, callId).then(() => void acknowledgedAt.set(callId, Date.now())));
     }
     await Promise.all(sends);
-    const attachedAt = new Map<string, number>();
+    let attachedAt = new Map<string, number>();
     await waitFor(
       async () => {
-        let cursor: string | null = null;
-        attachedAt.clear();
-        do {
-          const query: string = cursor ? `&cursor=${cursor}` : '';
-          const body = (await (await service.api(`/api/calls?state=attached&limit=200${query}`)).json()) as {
-            calls: { whatsapp_call_id: string; attachment: { attached_at: string } }[];
-            next_cursor: string | null;
-          };
-          for (const call of body.calls) attachedAt.set(call.whatsapp_call_id, Date.parse(call.attachment.attached_at));
-          cursor = body.next_cursor;
-        } while (cursor);
+        attachedAt = await listAttachedCalls(service);
         return attachedAt.size === calls + WARM_UP_CALLS;
       },
       `all ${calls} calls attached`,

@@ -4,6 +4,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ServiceClient } from '../test/support/service-harness.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const TSX = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
@@ -40,6 +41,22 @@ export async function startScriptServer(script: string): Promise<{ url: string; 
       await exited;
     },
   };
+}
+
+/** Every attached call of a running service, through the read API: call id → attached_at (ms). */
+export async function listAttachedCalls(service: ServiceClient): Promise<Map<string, number>> {
+  const attached = new Map<string, number>();
+  let cursor: string | null = null;
+  do {
+    const query: string = cursor ? `&cursor=${cursor}` : '';
+    const page = (await (await service.api(`/api/calls?state=attached&limit=200${query}`)).json()) as {
+      calls: { whatsapp_call_id: string; attachment: { attached_at: string } }[];
+      next_cursor: string | null;
+    };
+    for (const call of page.calls) attached.set(call.whatsapp_call_id, Date.parse(call.attachment.attached_at));
+    cursor = page.next_cursor;
+  } while (cursor);
+  return attached;
 }
 
 /** Resident and peak resident memory of a process, in MiB, from /proc. */

@@ -53,7 +53,8 @@ export function createEventProcessor(deps: {
         if ('error' in result) invalid.push({ seq: stored.seq, error: result.error });
         else outcomes.push(result);
       }
-      await markEventsProcessed(trx, batch.map((stored) => stored.seq), clock.now());
+      const invalidSeqs = new Set(invalid.map(({ seq }) => seq));
+      await markEventsProcessed(trx, batch.filter((stored) => !invalidSeqs.has(stored.seq)).map((stored) => stored.seq), clock.now());
       for (const { seq, error } of invalid) await markEventProcessed(trx, seq, clock.now(), error);
       return outcomes;
     });
