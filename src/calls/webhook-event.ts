@@ -136,6 +136,8 @@ function readCallId(value: unknown): { ok: true; value: string } | { ok: false; 
   if (/[\u0000-\u001f\u007f-\u009f]/.test(text)) return { ok: false, error: 'whatsapp_call_id must not contain control characters' };
   // A lone surrogate (from a "\ud800" escape) has no UTF-8 form: no URL or file name could carry it.
   if (/[\ud800-\udfff]/u.test(text)) return { ok: false, error: 'whatsapp_call_id must be valid Unicode text' };
+  // URL parsers read these as path steps: the call's API URL could never reach it.
+  if (text === '.' || text === '..') return { ok: false, error: 'whatsapp_call_id must not be "." or ".."' };
   return { ok: true, value: text };
 }
 

@@ -115,6 +115,8 @@ function stripBrackets(host: string): string {
   return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }
 
+const IPV6_GLOBAL_UNICAST = ipaddr.IPv6.parseCIDR('2000::/3');
+
 /**
  * Only ipaddr.js's plain `unicast` counts as public: every named range (loopback, private,
  * link-local, CGNAT, NAT64, 6to4, Teredo, reserved…) either is internal or can tunnel to an
@@ -130,6 +132,9 @@ export function isPublicUnicast(address: string): boolean {
   if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
     parsed = (parsed as ipaddr.IPv6).toIPv4Address();
   }
+  // Public IPv6 addresses are only ever assigned from 2000::/3; ipaddr.js calls the rest of the
+  // space `unicast` too, the deprecated IPv4-compatible `::127.0.0.1` (`::7f00:1`) among it.
+  if (parsed.kind() === 'ipv6' && !parsed.match(IPV6_GLOBAL_UNICAST)) return false;
   return parsed.range() === 'unicast';
 }
 

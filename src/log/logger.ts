@@ -26,7 +26,9 @@ const SECRET_PARAMETERS = new Set(['token', 'device_token']);
  * logged: webhook URLs carry the token in the query string, since the WaVoIP panel has no
  * header field. Parameter names are compared decoded, so `%74oken=` is caught too.
  */
-export function redactUrl(url: string): string {
+export function redactUrl(rawUrl: string): string {
+  // A user:password@ in the authority is a secret too.
+  const url = rawUrl.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, '$1[redacted]@');
   const queryStart = url.indexOf('?');
   if (queryStart === -1) return url;
   const hashStart = url.indexOf('#', queryStart);

@@ -8,7 +8,7 @@ import { upsertDevice } from '../db/devices-repository.ts';
 import { listUnprocessedEvents, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
 import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
 import { coerceError } from '../errors.ts';
-import type { Logger } from '../log/logger.ts';
+import { redactUrl, type Logger } from '../log/logger.ts';
 
 /**
  * Events per transaction. Each batch runs on the event loop without a break (the SQLite driver
@@ -108,7 +108,10 @@ export function createEventProcessor(deps: {
     if (next === null || event.type === 'DEVICE' || event.type === 'UNKNOWN') return;
     const callId = next.callId;
     if (next.recordStatus !== previous?.recordStatus && next.recordStatus === 'READY') {
-      logger.info({ call_id: callId, record_url: next.recordUrl }, `[WaVoIP Webhook] Recording READY for call ${callId}`);
+      logger.info(
+        { call_id: callId, record_url: next.recordUrl === null ? null : redactUrl(next.recordUrl) },
+        `[WaVoIP Webhook] Recording READY for call ${callId}`,
+      );
     }
     if (next.attachment.state !== previous?.attachment.state) {
       const messages: Partial<Record<string, string>> = {

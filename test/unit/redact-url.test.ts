@@ -12,6 +12,9 @@ describe('redactUrl', () => {
     ['/x?tokens=keep', '/x?tokens=keep'],
     ['/x?%ZZ=keep', '/x?%ZZ=keep'],
     ['/x', '/x'],
+    ['https://user:s3cret@h/x', 'https://[redacted]@h/x'],
+    ['https://s3cret@h/x?token=t', 'https://[redacted]@h/x?token=[redacted]'],
+    ['https://h/x?next=a@b', 'https://h/x?next=a@b'],
   ])('%s → %s', (url, expected) => {
     expect(redactUrl(url)).toBe(expected);
   });

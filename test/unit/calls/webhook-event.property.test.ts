@@ -89,18 +89,20 @@ describe('normalizeWebhookPayload properties', () => {
     );
   });
 
-  it('accepts a string call id exactly when, trimmed, it is 1–128 characters of valid text without control characters', () => {
+  it('accepts a string call id exactly when, trimmed, it is 1–128 characters of valid text without control characters, and not a path step', () => {
     const idText = fc.oneof(
       fc.string({ maxLength: 140 }),
       fc.string({ unit: 'binary-ascii', maxLength: 140 }),
       fc.string({ unit: 'binary', maxLength: 140 }),
       fc.integer({ min: 120, max: 135 }).map((length) => ' '.repeat(3) + 'k'.repeat(length) + '\t'),
+      fc.constantFrom('.', '..', ' . ', '...', '..x'),
     );
     fc.assert(
       fc.property(idText, fc.constantFrom('CALL', 'RECORD', 'HUMANIZED'), (raw, type) => {
         const result = normalizeWebhookPayload({ type, whatsapp_call_id: raw });
         const trimmed = raw.trim();
-        const valid = trimmed.length > 0 && trimmed.length <= MAX_CALL_ID_LENGTH && !REFUSED_IN_CALL_ID.test(trimmed);
+        const valid =
+          trimmed.length > 0 && trimmed.length <= MAX_CALL_ID_LENGTH && !REFUSED_IN_CALL_ID.test(trimmed) && trimmed !== '.' && trimmed !== '..';
         if (valid) {
           expect(result).toMatchObject({ ok: true, event: { callId: trimmed } });
         } else {

@@ -133,6 +133,15 @@ describe('normalizeWebhookPayload: whatsapp_call_id', () => {
     expect(refuse({ type, record_status: 'READY', status: 'ENDED', caller: '5511911112222' }).field).toBe('whatsapp_call_id');
   });
 
+  it.each(['.', '..', ' .. '])('refuses %j, which URL parsers read as a path step', (value) => {
+    expect(normalizeWebhookPayload({ type: 'RECORD', whatsapp_call_id: value, record_status: 'READY' })).toMatchObject({
+      ok: false,
+      field: 'whatsapp_call_id',
+      error: 'RECORD event: whatsapp_call_id must not be "." or ".."',
+    });
+    expect(normalizeWebhookPayload({ type: 'RECORD', whatsapp_call_id: '...', record_status: 'READY' }).ok).toBe(true);
+  });
+
   it('refuses C1 control characters (U+0080–U+009F) like the C0 ones', () => {
     for (const value of ['a\u0085b', 'a\u0080b', 'a\u009bb', 'a\u009fb']) {
       expect(normalizeWebhookPayload({ type: 'RECORD', whatsapp_call_id: value, record_status: 'READY' })).toMatchObject({
