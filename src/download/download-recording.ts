@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -9,6 +9,7 @@ import type { Dispatcher } from 'undici';
 import { parseFile } from 'music-metadata';
 import type { RecordingFacts } from '../calls/recording.ts';
 import { AppError, coerceError } from '../errors.ts';
+import { assertRoom, assertRoomForRecording, DATABASE_HEADROOM_BYTES, measureFreeSpace, removeTempFile, storageFault } from '../storage/storage-faults.ts';
 import type { HttpClient } from './http-client.ts';
 import { sniffAudio, SNIFF_BYTES } from './sniff-audio.ts';
 import type { SniffedAudio } from './sniff-audio.ts';
@@ -23,6 +24,8 @@ export interface DownloadRecordingOptions {
   /** Must be on the same filesystem as the store, so moving the file in is an atomic rename. */
   tmpDir: string;
   signal: AbortSignal;
+  /** Free space a download must leave on tmpDir's disk (default DATABASE_HEADROOM_BYTES). */
+  storageHeadroomBytes?: number;
 }
 
 export interface DownloadedRecording extends RecordingFacts {
@@ -34,6 +37,8 @@ export interface DownloadedRecording extends RecordingFacts {
 
 const MAX_REDIRECTS = 5;
 const EARLY_SYNC_BYTES = 32 * 1024 * 1024;
+/** How often a download checks, as it writes, that it leaves the database its headroom. */
+const ROOM_CHECK_BYTES = 1024 * 1024;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 // Client errors where the same request may well succeed later; other 4xx will not change by
 // retrying. Every 5xx is the storage's own trouble and is retried.
@@ -47,6 +52,11 @@ const TIMEOUT_ERROR_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS
  */
 export async function downloadRecording(options: DownloadRecordingOptions): Promise<DownloadedRecording> {
   const { signal } = options;
+  // Measured before the request: once the headers are in, the body is read at once (see
+  // writeBodyToFile), never after waiting for the disk.
+  const headroom = options.storageHeadroomBytes ?? DATABASE_HEADROOM_BYTES;
+  const free = await measureFreeSpace(options.tmpDir);
+  assertRoom(free, { needed: 0, written: 0, headroom });
   const { response, finalUrl } = await requestFollowingRedirects(options);
   assertSuccessStatus(response);
 
@@ -54,6 +64,13 @@ export async function downloadRecording(options: DownloadRecordingOptions): Prom
   if (contentLength !== undefined && contentLength > options.maxBytes) {
     discardBody(response.body);
     throw tooLarge(`Content-Length ${contentLength} exceeds the limit of ${options.maxBytes} bytes`);
+  }
+
+  try {
+    if (contentLength !== undefined) assertRoom(free, { needed: contentLength, written: 0, headroom });
+  } catch (error) {
+    discardBody(response.body);
+    throw error;
   }
 
   const tempPath = join(options.tmpDir, `${randomUUID()}.part`);
@@ -64,6 +81,8 @@ export async function downloadRecording(options: DownloadRecordingOptions): Prom
       signal,
       contentLength,
       declaredType,
+      tmpDir: options.tmpDir,
+      headroom,
     });
     const metadata = await readAudioMetadata(tempPath);
     return {
@@ -77,7 +96,8 @@ export async function downloadRecording(options: DownloadRecordingOptions): Prom
     };
   } catch (error) {
     discardBody(response.body);
-    await rm(tempPath, { force: true });
+    // Never left behind, and a failed removal (read-only storage) never hides why we stopped.
+    await removeTempFile(tempPath);
     throw signal.aborted ? abortedError(error) : error;
   }
 }
@@ -155,6 +175,8 @@ interface WriteContext {
   signal: AbortSignal;
   contentLength: number | undefined;
   declaredType: string | undefined;
+  tmpDir: string;
+  headroom: number;
 }
 
 interface WrittenBody {
@@ -194,10 +216,25 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
       .catch((error: unknown) => void (syncError ??= error))
       .finally(() => (syncing = undefined));
   };
+  // Free space is checked as the file grows, off the data path like the syncs: a body without
+  // Content-Length, or other downloads at the same time, must not take the database's room.
+  let roomCheckedAt = 0;
+  let checkingRoom: Promise<void> | undefined;
+  let roomError: unknown;
+  const checkRoomSoFar = () => {
+    if (checkingRoom !== undefined || size - roomCheckedAt < ROOM_CHECK_BYTES) return;
+    roomCheckedAt = size;
+    const needed = context.contentLength !== undefined ? Math.max(0, context.contentLength - size) : 0;
+    checkingRoom = assertRoomForRecording(context.tmpDir, { needed, written: size, headroom: context.headroom })
+      .catch((error: unknown) => void (roomError ??= error))
+      .finally(() => (checkingRoom = undefined));
+  };
   const inspect = new Transform({
     transform(chunk: Buffer, _encoding, done) {
+      if (roomError !== undefined) return done(coerceError(roomError));
       size += chunk.length;
       syncSoFar();
+      checkRoomSoFar();
       if (size > context.maxBytes) return done(tooLarge(`body exceeds the limit of ${context.maxBytes} bytes`));
       hash.update(chunk);
       if (audio !== undefined || size - chunk.length >= SNIFF_BYTES) return done(null, chunk);
@@ -220,7 +257,7 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
       await pipeline(body, inspect, file);
     } catch (error) {
       if (error instanceof AppError || context.signal.aborted) throw error;
-      if (fileError !== undefined) throw temporaryFileError('write', fileError);
+      if (fileError !== undefined) throw temporaryFileError((fileError as { syscall?: unknown }).syscall === 'open' ? 'create' : 'write', fileError);
       // undici itself fails a body that ends short of its Content-Length; naming the shortfall
       // tells a truncated transfer from any other network error.
       throw toNetworkError(error, describeShortfall(size, context.contentLength));
@@ -234,12 +271,13 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
   } finally {
     // Never close the descriptor under a sync still running on it.
     await syncing;
+    await checkingRoom;
     await opening.then((opened) => opened.close(), () => undefined);
   }
   return { size, sha256: hash.digest('hex'), audio };
 }
 
-/** Disk trouble (full, read-only) is ours, not the upstream's: a distinct code for the operator. */
+/** Disk trouble (full, read-only) is ours, not the upstream's: storageFault names it for the operator. */
 async function runFileOperation<T>(operation: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
@@ -249,12 +287,7 @@ async function runFileOperation<T>(operation: string, run: () => Promise<T>): Pr
 }
 
 function temporaryFileError(operation: string, error: unknown): AppError {
-  return new AppError(`Could not ${operation} the temporary recording file: ${coerceError(error).message}`, {
-    code: 'TEMP_FILE',
-    statusCode: 500,
-    retryable: true,
-    cause: error,
-  });
+  return storageFault(`${operation} the temporary recording file`, error);
 }
 
 /** Container and codec are "nice to know": a parse failure must not fail the download. */

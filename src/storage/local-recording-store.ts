@@ -2,9 +2,9 @@ import { createReadStream, mkdirSync } from 'node:fs';
 import { open, readdir, rename, rm, stat as statFile, writeFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { AppError, coerceError } from '../errors.ts';
 import { assertRecordingKey } from './recording-store.ts';
 import type { RecordingStore } from './recording-store.ts';
+import { removeTempFile, runStorageOperation, storageFault } from './storage-faults.ts';
 
 const TEMP_SUFFIX = '.part';
 
@@ -21,6 +21,19 @@ export function createLocalRecordingStore(dir: string): RecordingStore {
     assertRecordingKey(key);
     return join(dir, key);
   };
+  // Temp files that could not be deleted (the storage was read-only): tried again whenever the
+  // storage has just taken a write, so they do not wait for the next start.
+  let stranded = new Set<string>();
+  const discard = async (tempPath: string): Promise<void> => {
+    if (await removeTempFile(tempPath)) stranded.delete(tempPath);
+    else stranded.add(tempPath);
+  };
+  const retryStranded = async (): Promise<void> => {
+    if (stranded.size === 0) return;
+    const paths = [...stranded];
+    stranded = new Set();
+    await Promise.all(paths.map(discard));
+  };
 
   return {
     tmpDir,
@@ -32,7 +45,10 @@ export function createLocalRecordingStore(dir: string): RecordingStore {
         // The rename lives in the directory entry: without this a power cut can lose the file.
         await syncDirectory(dir);
       });
+      await retryStranded();
     },
+
+    discardTemp: discard,
 
     async stat(key) {
       const path = pathOf(key);
@@ -41,7 +57,7 @@ export function createLocalRecordingStore(dir: string): RecordingStore {
         return { size: stats.size };
       } catch (error) {
         if (isMissingFile(error)) return null;
-        throw storageError(`stat ${key}`, error);
+        throw storageFault(`stat ${key}`, error);
       }
     },
 
@@ -56,18 +72,23 @@ export function createLocalRecordingStore(dir: string): RecordingStore {
 
     async cleanTemp() {
       const names = await runStorageOperation('list the temp directory', () => readdir(tmpDir));
-      const leftovers = names.filter((name) => name.endsWith(TEMP_SUFFIX));
-      await Promise.all(leftovers.map((name) => rm(join(tmpDir, name), { force: true })));
-      return leftovers.length;
+      const leftovers = names.map((name) => join(tmpDir, name)).filter((path) => path.endsWith(TEMP_SUFFIX));
+      // One that cannot go now (read-only storage) must not stop the start: the service still
+      // takes webhooks, and the file goes once the storage takes writes again.
+      await Promise.all(leftovers.map(discard));
+      return leftovers.filter((path) => !stranded.has(path)).length;
     },
 
     async check() {
       // Writing is the only honest test: access(W_OK) misses a full disk and some read-only mounts.
       const probe = join(tmpDir, `check-${randomUUID()}${TEMP_SUFFIX}`);
-      await runStorageOperation('write to the recordings directory', async () => {
-        await writeFile(probe, 'ok', { flag: 'wx' });
-        await rm(probe, { force: true });
-      });
+      try {
+        await runStorageOperation('write to the recordings directory', () => writeFile(probe, 'ok', { flag: 'wx' }));
+      } finally {
+        // A full disk creates the file and then fails the write: never leave one per probe.
+        await removeTempFile(probe);
+      }
+      await retryStranded();
     },
   };
 }
@@ -83,21 +104,4 @@ async function syncDirectory(dir: string): Promise<void> {
 
 function isMissingFile(error: unknown): boolean {
   return (error as { code?: unknown } | null)?.code === 'ENOENT';
-}
-
-async function runStorageOperation<T>(what: string, run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    throw storageError(what, error);
-  }
-}
-
-function storageError(what: string, cause: unknown): AppError {
-  return new AppError(`Could not ${what}: ${coerceError(cause).message}`, {
-    code: 'STORAGE',
-    statusCode: 500,
-    retryable: true,
-    cause,
-  });
 }

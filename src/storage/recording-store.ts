@@ -11,7 +11,15 @@ export interface RecordingStore {
   createReadStream(key: string, range?: { start: number; end: number }): Readable;
   /** Succeeds when nothing is stored under `key`. */
   remove(key: string): Promise<void>;
-  /** Deletes temp files left by a process killed mid-download; returns how many. */
+  /**
+   * Deletes a temp file from `tmpDir` that will not be `put`; never throws. One that cannot be
+   * deleted now (read-only storage) is deleted once the storage takes writes again.
+   */
+  discardTemp(tempPath: string): Promise<void>;
+  /**
+   * Deletes temp files left by a process killed mid-download; returns how many. Never fails
+   * over one it cannot delete (that one waits, as with `discardTemp`).
+   */
   cleanTemp(): Promise<number>;
   /** Downloads write here so that `put` is a rename. */
   readonly tmpDir: string;
