@@ -8,10 +8,14 @@ import { localServiceUrl, type Config } from './config/config.ts';
 import { createDb, createWalSync, migrateToLatest } from './db/database.ts';
 import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
 import { buildApp } from './http/app.ts';
+import { closeGracefully, trackRequestsInFlight } from './http/graceful-close.ts';
+import { createSecretGuard } from './http/secret-guard.ts';
 import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
 import { createFetchScheduler } from './jobs/fetch-scheduler.ts';
 import { createRetention } from './jobs/retention.ts';
+import { createWebhookSilenceMonitor } from './jobs/webhook-silence.ts';
 import type { Logger } from './log/logger.ts';
+import { createMetrics } from './metrics/metrics.ts';
 import { createLocalRecordingStore } from './storage/local-recording-store.ts';
 import { createEventWriter } from './webhook/event-writer.ts';
 import { createEventProcessor } from './webhook/process-events.ts';
@@ -28,6 +32,8 @@ export interface ServiceOptions {
   clock?: Clock;
   random?: () => number;
   httpTimeouts?: Partial<HttpClientTimeouts>;
+  /** A request whose headers and body have not all arrived by then gets 408 (slowloris). */
+  httpRequestTimeoutMs?: number;
 }
 
 /** The one place that wires the service together: database, storage, jobs, HTTP. */
@@ -44,6 +50,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
   if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by an earlier run; their jobs run again');
 
   const apiToken = await resolveApiToken(config);
+  const startedAt = clock.now();
+  const metrics = createMetrics({ db, clock, startedAt });
   const client = createHttpClient(options.httpTimeouts);
   const scheduler = createFetchScheduler({
     db,
@@ -59,6 +67,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
       clock,
       random: options.random ?? Math.random,
       logger,
+      metrics,
       timings: config,
       allowlist: config.recordingUrlAllowlist,
       maxBytes: config.recordingMaxBytes,
@@ -68,7 +77,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: () => scheduler.wake() });
   const walSync = createWalSync(config.database);
   const eventWriter = createEventWriter(db, walSync);
-  const app = buildApp({ config, logger, clock, db, store, apiToken: apiToken.token, eventWriter, events, scheduler });
+  const app = buildApp({ config, logger, clock, db, store, apiToken: apiToken.token, eventWriter, events, scheduler, metrics, secretGuard: createSecretGuard(config.authFailureLimit) }, { requestTimeoutMs: options.httpRequestTimeoutMs });
+  const requests = trackRequestsInFlight(app.server);
 
   try {
     await app.listen({ port: config.port, host: config.host });
@@ -81,10 +91,19 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = localServiceUrl(config.host, port);
 
-  const retention = createRetention({ db, clock, logger, retentionMs: config.eventRetentionMs });
+  const retention = createRetention({
+    db,
+    store,
+    clock,
+    logger,
+    eventRetentionMs: config.eventRetentionMs,
+    recordingRetentionMs: config.recordingRetentionMs,
+  });
+  const silenceMonitor = createWebhookSilenceMonitor({ db, clock, logger, thresholdMs: config.webhookSilenceWarningMs, startedAt });
   scheduler.start();
   events.wake();
   retention.start();
+  silenceMonitor.start();
   logStartup(config, logger, url, apiToken);
 
   let stopping: Promise<void> | undefined;
@@ -93,13 +112,19 @@ export async function startService(config: Config, logger: Logger, options: Serv
     url,
     stop() {
       stopping ??= (async () => {
-        await app.close();
+        // Jobs do not wait for the HTTP side: claiming stops and downloads are aborted at once
+        // (each releases its job, which runs again after restart).
+        const jobsStopped = Promise.all([scheduler.stop(), retention.stop(), silenceMonitor.stop()]).then(() =>
+          logger.info('Shutting down: stopped claiming jobs; a download cut short runs again after restart'),
+        );
+        const graceMs = config.shutdownGraceMs;
+        await Promise.all([closeGracefully(app, requests, { graceMs, logger }), jobsStopped]);
+        // Events acknowledged but not yet applied are applied at the next start.
         await events.stop();
-        await scheduler.stop();
-        await retention.stop();
         await client.close();
         await walSync.close();
         await db.destroy();
+        logger.info('Shutting down: database closed');
       })();
       return stopping;
     },

@@ -6,7 +6,7 @@ import { findCall, listCalls, resetFailedAttachment, type StoredCall } from '../
 import { listCallEvents } from '../db/events-repository.ts';
 import { findFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
-import { secretsMatch } from '../http/secrets.ts';
+import { checkApiToken } from './api-auth.ts';
 import { presentCall, presentEvent } from './call-view.ts';
 
 interface CallParams {
@@ -23,15 +23,7 @@ interface ListQuery {
 export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
   void app.register(
     async (api) => {
-      api.addHook('onRequest', async (request, reply) => {
-        const match = /^Bearer (.+)$/i.exec(request.headers.authorization ?? '');
-        if (!secretsMatch(match?.[1]?.trim(), deps.apiToken)) {
-          return reply
-            .code(401)
-            .header('www-authenticate', 'Bearer')
-            .send({ error: 'missing or wrong API token: send Authorization: Bearer <API_TOKEN>' });
-        }
-      });
+      api.addHook('onRequest', (request, reply) => checkApiToken(deps, request, reply));
 
       api.get<{ Querystring: ListQuery }>(
         '/calls',
@@ -75,6 +67,9 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
         const call = await findCall(deps.db, request.params.id);
         if (call === null) return sendUnknownCall(reply, request.params.id);
         const stat = call.recording ? await deps.store.stat(call.recording.key) : null;
+        if (call.attachment.state === 'expired') {
+          return reply.code(410).send({ error: `call ${call.callId} had a recording; ${call.attachment.reason ?? 'it was deleted'}` });
+        }
         if (call.recording === null || stat === null) {
           return reply.code(404).send({ error: `call ${call.callId} has no recording (attachment is ${call.attachment.state})` });
         }

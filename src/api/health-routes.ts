@@ -3,7 +3,11 @@ import { checkDb } from '../db/database.ts';
 import { coerceError } from '../errors.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 
-/** Unauthenticated, for load balancers and process supervisors; they reveal no call data. */
+/**
+ * Unauthenticated, for load balancers and process supervisors; they reveal no call data.
+ * /readyz: 200 `ready`, 200 `degraded` (recording storage failing, webhooks still taken), or
+ * 503 `unavailable` (the database failing: webhooks cannot be stored).
+ */
 export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
@@ -12,8 +16,10 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
       probe('database', () => checkDb(deps.db)),
       probe('recording storage', () => deps.store.check()),
     ]);
-    const ready = database === 'ok' && storage === 'ok';
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unavailable', database, storage });
+    // Webhooks need only the database. A replica whose storage fails still takes them (and its
+    // downloads retry), so a load balancer must not route them away: that would lose them.
+    const status = database !== 'ok' ? 'unavailable' : storage !== 'ok' ? 'degraded' : 'ready';
+    return reply.code(status === 'unavailable' ? 503 : 200).send({ status, database, storage });
   });
 
   /** The details go to the log, not to the unauthenticated caller. */

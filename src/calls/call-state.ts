@@ -22,7 +22,8 @@ export interface CallFacts {
   endedAt: number | null;
 }
 
-export const ATTACHMENT_STATES = ['pending', 'attached', 'failed', 'empty', 'disabled', 'none'] as const;
+/** `expired`: the recording was attached, then deleted by RECORDING_RETENTION. */
+export const ATTACHMENT_STATES = ['pending', 'attached', 'failed', 'empty', 'disabled', 'none', 'expired'] as const;
 export type AttachmentState = (typeof ATTACHMENT_STATES)[number];
 
 export interface Attachment {
@@ -135,12 +136,12 @@ export function expectedAttachmentState(facts: CallFacts): 'pending' | 'empty' |
 }
 
 /**
- * The attachment after an event. An attached recording is final. A failed one stays failed
+ * The attachment after an event. An attached recording is final, and so is its expiry. A failed one stays failed
  * until something new can change the outcome: a first READY (download again) or a status
  * saying no file will come.
  */
 export function nextAttachment(previous: CallRecord | null, facts: CallFacts): Attachment {
-  if (previous?.attachment.state === 'attached') return previous.attachment;
+  if (previous?.attachment.state === 'attached' || previous?.attachment.state === 'expired') return previous.attachment;
   const expected = expectedAttachmentState(facts);
   if (previous?.attachment.state === 'failed' && expected === 'pending' && !becameReady(previous, facts)) {
     return previous.attachment;

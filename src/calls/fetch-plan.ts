@@ -61,6 +61,11 @@ export function scheduleRetry(input: {
   return Math.min(now + Math.round(delay), deadlineAt);
 }
 
-export function describeGiveUp(timings: PollTimings, lastError: string): string {
-  return `recording not available in time: gave up after ${formatDuration(timings.pollMaxWaitMs)} of retries (last error: ${lastError})`;
+/**
+ * Why a call failed after POLL_MAX_WAIT. `fault` tells whose trouble the last attempt met:
+ * WaVoIP's (the recording never came) or our own recording storage (full, read-only).
+ */
+export function describeGiveUp(timings: PollTimings, lastError: string, fault: 'upstream' | 'storage' = 'upstream'): string {
+  const what = fault === 'storage' ? 'recording could not be stored in time' : 'recording not available in time';
+  return `${what}: gave up after ${formatDuration(timings.pollMaxWaitMs)} of retries (last error: ${lastError})`;
 }

@@ -5,20 +5,32 @@ import { createLogger, redactUrl } from '../log/logger.ts';
 import { startService, type Service } from '../service.ts';
 import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
 
-const SHUTDOWN_GRACE_MS = 10_000;
+/**
+ * Added to SHUTDOWN_GRACE (after which connections still open are closed) for aborting
+ * downloads and closing the database. Reached only if something hangs past that; then the
+ * process exits 1 without a clean close.
+ */
+const SHUTDOWN_MARGIN_MS = 5_000;
 
 export async function serveCommand(): Promise<void> {
   const config = loadConfig();
+  const shutdownDeadlineMs = config.shutdownGraceMs + SHUTDOWN_MARGIN_MS;
   const logger = createLogger(config);
   let service: Service | undefined;
   let stopSignal: NodeJS.Signals | undefined;
 
+  let shuttingDown = false;
   const shutDown = (signal: NodeJS.Signals) => {
+    if (shuttingDown) {
+      logger.warn(`Received ${signal} again: already shutting down (exits within ${shutdownDeadlineMs / 1000}s of the first signal)`);
+      return;
+    }
+    shuttingDown = true;
     logger.info(`Received ${signal}: finishing requests in flight and stopping`);
     const forced = setTimeout(() => {
-      logger.error(`Shutdown took longer than ${SHUTDOWN_GRACE_MS / 1000}s; exiting`);
+      logger.error(`Shutdown did not finish within ${shutdownDeadlineMs / 1000}s; exiting without closing the database cleanly`);
       process.exit(1);
-    }, SHUTDOWN_GRACE_MS).unref();
+    }, shutdownDeadlineMs).unref();
     (service as Service)
       .stop()
       .then(() => {
@@ -31,10 +43,11 @@ export async function serveCommand(): Promise<void> {
         process.exit(1);
       });
   };
-  // Installed before start-up, so that a signal during it still ends in a clean stop.
-  const onSignal = (signal: NodeJS.Signals) => (service ? shutDown(signal) : (stopSignal = signal));
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // Installed before start-up, so that a signal during it still ends in a clean stop. Kept
+  // installed: a second signal must not kill the process halfway through closing the database.
+  const onSignal = (signal: NodeJS.Signals) => (service ? shutDown(signal) : (stopSignal ??= signal));
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
 
   try {
     service = await startService(config, logger);

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import ipaddr from 'ipaddr.js';
 import { z } from 'zod';
 import { AppError } from '../errors.ts';
 import { buildRecordingUrl, CALL_ID_PLACEHOLDER } from '../calls/recording.ts';
@@ -26,22 +27,30 @@ export interface Config {
   downloadConcurrency: number;
   jobLeaseMs: number;
   eventRetentionMs: number;
+  /** Unset: recordings are kept for ever. */
+  recordingRetentionMs: number | undefined;
+  webhookSilenceWarningMs: number;
+  trustProxy: boolean | number | string[];
+  authFailureLimit: number;
+  shutdownGraceMs: number;
   logFormat: 'pretty' | 'json';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
-const duration = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .transform((text, ctx) => {
-      const ms = parseDuration(text);
-      if (ms === undefined || ms <= 0) {
-        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 500ms, 30s, 5m or 4h` });
-        return z.NEVER;
-      }
-      return ms;
-    });
+function toDuration(text: string, ctx: z.RefinementCtx): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration such as 500ms, 30s, 5m or 4h` });
+    return z.NEVER;
+  }
+  return ms;
+}
+
+const duration = (fallback: string) => z.string().default(fallback).transform(toDuration);
+const optionalDuration = z
+  .string()
+  .optional()
+  .transform((text, ctx) => (text === undefined ? undefined : toDuration(text, ctx)));
 
 const positiveInteger = (fallback: number) =>
   z
@@ -104,6 +113,23 @@ const environmentSchema = z.object({
   DOWNLOAD_CONCURRENCY: positiveInteger(8),
   JOB_LEASE: duration('60s'),
   EVENT_RETENTION: duration('30d'),
+  RECORDING_RETENTION: optionalDuration,
+  WEBHOOK_SILENCE_WARNING: duration('24h'),
+  AUTH_FAILURE_LIMIT: positiveInteger(10),
+  SHUTDOWN_GRACE: duration('5s'),
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .transform((text, ctx) => {
+      const value = text.trim().toLowerCase();
+      if (value === 'false') return false;
+      if (value === 'true') return true;
+      if (/^\d{1,2}$/.test(value)) return Number(value);
+      const addresses = value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+      if (addresses.length > 0 && addresses.every(isAddressOrRange)) return addresses;
+      ctx.addIssue({ code: 'custom', message: 'must be false, true, a number of proxy hops, or a comma-separated list of proxy addresses or CIDR ranges' });
+      return z.NEVER;
+    }),
   LOG_FORMAT: z.enum(['pretty', 'json']).default('pretty'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 }).superRefine((settings, ctx) => {
@@ -150,6 +176,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     downloadConcurrency: settings.DOWNLOAD_CONCURRENCY,
     jobLeaseMs: settings.JOB_LEASE,
     eventRetentionMs: settings.EVENT_RETENTION,
+    recordingRetentionMs: settings.RECORDING_RETENTION,
+    webhookSilenceWarningMs: settings.WEBHOOK_SILENCE_WARNING,
+    trustProxy: settings.TRUST_PROXY,
+    authFailureLimit: settings.AUTH_FAILURE_LIMIT,
+    shutdownGraceMs: settings.SHUTDOWN_GRACE,
     logFormat: settings.LOG_FORMAT,
     logLevel: settings.LOG_LEVEL,
   });
@@ -166,6 +197,16 @@ function parseDatabaseUrl(url: string | undefined, dataDir: string): Config['dat
     `Invalid configuration: DATABASE_URL: ${problem}; use sqlite:<path> (or leave it unset for ${path.join(dataDir, 'wavoip-recordings.sqlite')})`,
     { code: 'INVALID_CONFIG' },
   );
+}
+
+function isAddressOrRange(entry: string): boolean {
+  if (ipaddr.isValid(entry)) return true;
+  try {
+    ipaddr.parseCIDR(entry);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** How a client on this machine reaches a service listening on `host` (any address → loopback). */

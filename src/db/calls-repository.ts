@@ -60,7 +60,7 @@ export async function attachRecording(db: DbOrTrx, callId: string, recording: Re
       attached_at: recording.attachedAt,
     })
     .where('call_id', '=', callId)
-    .where('attachment_state', '!=', 'attached')
+    .where('attachment_state', 'not in', ['attached', 'expired'])
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
@@ -147,4 +147,38 @@ function toStoredCall(row: Selectable<CallsTable>): StoredCall {
             attachedAt: row.attached_at ?? 0,
           },
   };
+}
+
+export async function countCallsByAttachmentState(db: DbOrTrx): Promise<Map<AttachmentState, number>> {
+  const rows = await db
+    .selectFrom('calls')
+    .select((eb) => ['attachment_state', eb.fn.countAll<number | string | bigint>().as('count')])
+    .groupBy('attachment_state')
+    .execute();
+  return new Map(rows.map((row) => [row.attachment_state as AttachmentState, Number(row.count)]));
+}
+
+/** Recordings attached before a moment, oldest first: what RECORDING_RETENTION deletes next. */
+export async function listRecordingsAttachedBefore(db: DbOrTrx, before: number, limit: number): Promise<{ callId: string; key: string }[]> {
+  const rows = await db
+    .selectFrom('calls')
+    .select(['call_id', 'recording_key'])
+    .where('attachment_state', '=', 'attached')
+    .where('attached_at', '<', before)
+    .orderBy('attached_at')
+    .limit(limit)
+    .execute();
+  return rows.flatMap((row) => (row.recording_key === null ? [] : [{ callId: row.call_id, key: row.recording_key }]));
+}
+
+/** Marks a call's recording as deleted; its size, sha256 and attach time stay as a record. */
+export async function expireRecording(db: DbOrTrx, callId: string, key: string, reason: string): Promise<boolean> {
+  const result = await db
+    .updateTable('calls')
+    .set({ attachment_state: 'expired', attachment_reason: reason, recording_key: null })
+    .where('call_id', '=', callId)
+    .where('recording_key', '=', key)
+    .where('attachment_state', '=', 'attached')
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
 }

@@ -109,3 +109,9 @@ function parseStoredPayload(payload: string): unknown {
     return payload;
   }
 }
+
+/** When the newest event arrived; the primary key orders events by arrival. */
+export async function findLatestEventReceivedAt(db: DbOrTrx): Promise<number | null> {
+  const row = await db.selectFrom('events').select('received_at').orderBy('seq', 'desc').limit(1).executeTakeFirst();
+  return row ? Number(row.received_at) : null;
+}

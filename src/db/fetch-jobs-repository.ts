@@ -142,3 +142,13 @@ function toFetchJob(row: Selectable<FetchJobsTable>): FetchJob {
     leasedBy: row.locked_by,
   };
 }
+
+/** Jobs whose time has come (leased or not), and the run_at of the one waiting longest. */
+export async function summariseDueFetchJobs(db: DbOrTrx, now: number): Promise<{ due: number; oldestRunAt: number | null }> {
+  const row = await db
+    .selectFrom('fetch_jobs')
+    .select((eb) => [eb.fn.countAll<number | string | bigint>().as('due'), eb.fn.min('run_at').as('oldest')])
+    .where('run_at', '<=', now)
+    .executeTakeFirstOrThrow();
+  return { due: Number(row.due), oldestRunAt: row.oldest === null ? null : Number(row.oldest) };
+}

@@ -3,9 +3,11 @@ import type { Config } from '../config/config.ts';
 import type { Db } from '../db/database.ts';
 import type { FetchScheduler } from '../jobs/fetch-scheduler.ts';
 import type { Logger } from '../log/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { RecordingStore } from '../storage/recording-store.ts';
 import type { EventWriter } from '../webhook/event-writer.ts';
 import type { EventProcessor } from '../webhook/process-events.ts';
+import type { SecretGuard } from './secret-guard.ts';
 
 /** What the HTTP routes need, handed in explicitly rather than hung off the Fastify instance. */
 export interface AppDeps {
@@ -18,4 +20,6 @@ export interface AppDeps {
   eventWriter: EventWriter;
   events: EventProcessor;
   scheduler: FetchScheduler;
+  metrics: Metrics;
+  secretGuard: SecretGuard;
 }

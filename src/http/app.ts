@@ -3,9 +3,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
+import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { redactUrl } from '../log/logger.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
+import type { Config } from '../config/config.ts';
 import type { AppDeps } from './app-deps.ts';
 
 /** WaVoIP's documented events are a few hundred bytes; production consumers cap at 64 KB too. */
@@ -23,16 +25,42 @@ declare module 'fastify' {
   }
 }
 
-export function buildApp(deps: AppDeps): FastifyInstance {
+/**
+ * Sending headers and body must not take longer than this: a client that stalls (slowloris)
+ * gets 408 and its connection closed, rather than holding it for ever. WaVoIP's events are a
+ * few hundred bytes. Answering has no such bound (a recording can take long to stream).
+ */
+export const HTTP_REQUEST_TIMEOUT_MS = 30_000;
+
+export interface AppOptions {
+  requestTimeoutMs?: number;
+}
+
+export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstance {
+  const requestTimeoutMs = options.requestTimeoutMs ?? HTTP_REQUEST_TIMEOUT_MS;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     // Webhooks and heartbeats would flood the log; the routes log what matters themselves.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: WEBHOOK_BODY_LIMIT,
+    requestTimeout: requestTimeoutMs,
+    http: {
+      // Node swaps the two timeouts when headersTimeout (60 s by default) is the longer one, and
+      // a stalled body would then be given 60 s.
+      headersTimeout: requestTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      // Node looks for timed-out requests only this often (30 s by default, which would let a
+      // stalled request live up to twice the timeout).
+      connectionsCheckingInterval: Math.max(Math.ceil(requestTimeoutMs / 10), 10),
+    },
+    // request.ip, which the token lock-out counts by, is the client's only when proxies are named.
+    trustProxy: trustedProxies(deps.config.trustProxy),
     // Call ids are up to 128 characters, and the router counts a parameter after decoding.
     routerOptions: { maxParamLength: 512 },
     // An undecodable URL: answered like every other client error.
-    frameworkErrors: (error, _request, reply) => void (reply as FastifyReply).code(400).send({ error: error.message }),
+    // The message quotes the URL, whose token must not travel back through proxies' logs.
+    frameworkErrors: (error, request, reply) =>
+      void (reply as FastifyReply).code(400).send({ error: error.message.replaceAll(request.url, redactUrl(request.url)) }),
     // Unknown query parameters are refused by name rather than silently dropped (a typo like
     // `status=failed` for `state=failed` would otherwise list every call).
     ajv: { customOptions: { removeAdditional: false } },
@@ -82,7 +110,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerHealthRoutes(app, deps);
   registerWebhookRoutes(app, deps);
   registerCallRoutes(app, deps);
+  registerMetricsRoutes(app, deps);
   return app;
+}
+
+/** Fastify's types leave out the hop count that its proxy-addr takes; a hop count is this function. */
+function trustedProxies(setting: Config['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
+  return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
 }
 
 function describeClientError(error: FastifyError): string {

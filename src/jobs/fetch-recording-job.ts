@@ -1,4 +1,3 @@
-import { rm } from 'node:fs/promises';
 import { describeGiveUp, scheduleRetry, type PollTimings } from '../calls/fetch-plan.ts';
 import { buildRecordingUrl } from '../calls/recording.ts';
 import type { Clock } from '../clock.ts';
@@ -10,6 +9,7 @@ import type { HttpClient } from '../download/http-client.ts';
 import type { AllowlistEntry } from '../download/url-guard.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { redactUrl, type Logger } from '../log/logger.ts';
+import type { FetchOutcome, Metrics } from '../metrics/metrics.ts';
 import { recordingKeyFor } from '../storage/recording-store.ts';
 import type { RecordingStore } from '../storage/recording-store.ts';
 import { formatWait } from '../units.ts';
@@ -22,6 +22,7 @@ export interface FetchRecordingDeps {
   clock: Clock;
   random: () => number;
   logger: Logger;
+  metrics: Pick<Metrics, 'fetches' | 'downloadedBytes' | 'downloadDuration'>;
   timings: PollTimings;
   allowlist: AllowlistEntry[];
   maxBytes: number;
@@ -34,7 +35,7 @@ export interface FetchRecordingDeps {
  * are rescheduled on the retry schedule until the deadline; the rest fail the attachment.
  */
 export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunner {
-  const { db, clock, logger } = deps;
+  const { db, clock, logger, metrics } = deps;
 
   return async function fetchRecording(job: FetchJob, signal: AbortSignal): Promise<void> {
     const call = await findCall(db, job.callId);
@@ -46,7 +47,10 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     const url = call.recordUrl ?? buildRecordingUrl(deps.urlTemplate, call.callId);
     const polling = call.recordStatus !== 'READY';
     const attempt = job.attempts + 1;
-    const context = { call_id: call.callId, url: redactUrl(url), attempt, mode: polling ? ('poll' as const) : ('download' as const) };
+    const mode = polling ? ('poll' as const) : ('download' as const);
+    const context = { call_id: call.callId, url: redactUrl(url), attempt, mode };
+    const count = (outcome: FetchOutcome) => metrics.fetches.inc({ mode, outcome });
+    const startedAt = performance.now();
     logger.info(
       context,
       polling
@@ -67,8 +71,9 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
       try {
         await deps.store.put(file.tempPath, key);
       } finally {
-        // Gone after a successful put; after a failed one, never left behind.
-        await rm(file.tempPath, { force: true });
+        // Gone after a successful put; after a failed one, never left behind. Never throws, so
+        // read-only storage cannot hide the put's own reason behind a failed delete.
+        await deps.store.discardTemp(file.tempPath);
       }
       const { size, sha256, contentType, container, codec, durationSeconds } = file;
       const recording = { key, size, sha256, contentType, container, codec, durationSeconds, attachedAt: clock.now() };
@@ -77,7 +82,10 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
         await deleteFetchJob(trx, call.callId);
         return recorded;
       });
+      count(attached ? 'attached' : 'superseded');
       if (attached) {
+        metrics.downloadedBytes.inc(file.size);
+        metrics.downloadDuration.observe({ mode }, (performance.now() - startedAt) / 1000);
         logger.info(
           { ...context, size: file.size, sha256: file.sha256, content_type: file.contentType, duration_seconds: file.durationSeconds, key, final_url: redactUrl(file.finalUrl) },
           '[WaVoIP Recording Webhook] ✅ Recording attached successfully',
@@ -86,7 +94,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
         await removeUnattachedFile(call.callId, key);
       }
     } catch (caught) {
-      await handleFailure(call, job, signal, caught, context);
+      count(await handleFailure(call, job, signal, caught, context));
     }
   };
 
@@ -102,12 +110,12 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     signal: AbortSignal,
     caught: unknown,
     context: { mode: 'poll' | 'download' } & Record<string, unknown>,
-  ): Promise<void> {
+  ): Promise<FetchOutcome> {
     if (signal.aborted) {
       // Shutting down: the attempt does not count, and the job runs again after restart.
       await releaseFetchJob(db, job);
       logger.info(context, `[WaVoIP Jobs] Fetch for call ${call.callId} interrupted by shutdown; it will run again`);
-      return;
+      return 'interrupted';
     }
     const error = caught instanceof AppError ? caught : new AppError(coerceError(caught).message, { code: 'UNEXPECTED', retryable: true, cause: caught });
     const reason = error.message;
@@ -132,10 +140,12 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
           ? `[WaVoIP Poll] Recording for call ${call.callId} not available yet (${reason}); next poll in ${retryIn}`
           : `[WaVoIP Recording Webhook] Download for call ${call.callId} failed (${reason}); retrying in ${retryIn}`,
       );
-      return;
+      return 'retry';
     }
 
-    const finalReason = error.retryable ? describeGiveUp(deps.timings, reason) : reason;
+    const finalReason = error.retryable
+      ? describeGiveUp(deps.timings, reason, error.code.startsWith('STORAGE') ? 'storage' : 'upstream')
+      : reason;
     const failed = await db.transaction().execute(async (trx) => {
       // An event that rescheduled the job meanwhile (say, READY with a new URL) gets its chance.
       if (!(await deleteFetchJob(trx, call.callId, job.version))) return false;
@@ -143,8 +153,9 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     });
     if (failed) {
       logger.error({ ...context, reason: finalReason, code: error.code }, `[WaVoIP Recording Webhook] ❌ Recording failed for call ${call.callId}: ${finalReason}`);
-    } else {
-      await releaseFetchJob(db, job);
+      return 'failed';
     }
+    await releaseFetchJob(db, job);
+    return 'superseded';
   }
 }

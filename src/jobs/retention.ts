@@ -1,54 +1,78 @@
 import type { Clock } from '../clock.ts';
+import { expireRecording, listRecordingsAttachedBefore } from '../db/calls-repository.ts';
 import type { Db } from '../db/database.ts';
 import { pruneDevices } from '../db/devices-repository.ts';
 import { pruneProcessedEvents } from '../db/events-repository.ts';
-import { coerceError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
+import type { RecordingStore } from '../storage/recording-store.ts';
+import { formatDuration } from '../units.ts';
+import { createPeriodicTask, type PeriodicTask } from './periodic.ts';
 
-const BATCH = 1_000;
+const EVENT_BATCH = 1_000;
+// Each recording is a file to delete: smaller batches keep a turn of the event loop short.
+const RECORDING_BATCH = 100;
 const LONGEST_INTERVAL_MS = 3_600_000;
+
+export interface RetentionDeps {
+  db: Db;
+  store: RecordingStore;
+  clock: Clock;
+  logger: Logger;
+  eventRetentionMs: number;
+  /** Unset: recordings are never deleted. */
+  recordingRetentionMs: number | undefined;
+}
 
 /**
  * Prunes raw events (DEVICE heartbeats above all) and silent devices older than EVENT_RETENTION,
- * a batch at a time with a turn of the event loop between batches. Calls and their recordings
- * are kept; unprocessed events are never pruned.
+ * and, only when RECORDING_RETENTION is set, recordings attached longer ago than that, a batch at
+ * a time with a turn of the event loop between batches. Unprocessed events are never pruned.
  */
-export function createRetention(deps: { db: Db; clock: Clock; logger: Logger; retentionMs: number }) {
-  const { db, clock, logger, retentionMs } = deps;
-  // Often enough that nothing outlives the retention by much; at most hourly.
-  const intervalMs = Math.max(1_000, Math.min(LONGEST_INTERVAL_MS, Math.floor(retentionMs / 10)));
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | undefined;
+export function createRetention(deps: RetentionDeps): PeriodicTask {
+  const { db, store, clock, logger, eventRetentionMs, recordingRetentionMs } = deps;
 
-  async function prune(): Promise<void> {
-    const before = clock.now() - retentionMs;
+  async function pruneEvents(): Promise<void> {
+    const before = clock.now() - eventRetentionMs;
     let events = 0;
     for (;;) {
-      const deleted = await pruneProcessedEvents(db, before, BATCH);
+      const deleted = await pruneProcessedEvents(db, before, EVENT_BATCH);
       events += deleted;
-      if (deleted < BATCH) break;
-      await new Promise((resolve) => setImmediate(resolve));
+      if (deleted < EVENT_BATCH) break;
+      await nextTurn();
     }
     const devices = await pruneDevices(db, before);
     if (events > 0 || devices > 0) logger.info({ events, devices }, `[Retention] Pruned ${events} events and ${devices} devices`);
   }
 
-  function run(): void {
-    running = prune()
-      .catch((caught: unknown) => logger.warn({ err: coerceError(caught) }, '[Retention] Pruning failed; trying again later'))
-      .finally(() => {
-        running = undefined;
-      });
+  async function pruneRecordings(retentionMs: number): Promise<void> {
+    const before = clock.now() - retentionMs;
+    const reason = `recording deleted after RECORDING_RETENTION (${formatDuration(retentionMs)})`;
+    let recordings = 0;
+    for (;;) {
+      const batch = await listRecordingsAttachedBefore(db, before, RECORDING_BATCH);
+      for (const { callId, key } of batch) {
+        // File first: a crash in between leaves a call that is still attached and is expired on
+        // the next run, never an expired call whose file lingers.
+        await store.remove(key);
+        if (await expireRecording(db, callId, key, reason)) recordings += 1;
+      }
+      if (batch.length < RECORDING_BATCH) break;
+      await nextTurn();
+    }
+    if (recordings > 0) logger.info({ recordings }, `[Retention] Deleted ${recordings} recordings attached more than ${formatDuration(retentionMs)} ago`);
   }
 
-  return {
-    start(): void {
-      run();
-      timer = setInterval(run, intervalMs);
+  // Often enough that nothing outlives its retention by much; at most hourly.
+  const shortest = Math.min(eventRetentionMs, recordingRetentionMs ?? Number.POSITIVE_INFINITY);
+  const intervalMs = Math.max(1_000, Math.min(LONGEST_INTERVAL_MS, Math.floor(shortest / 10)));
+  return createPeriodicTask(
+    async () => {
+      await pruneEvents();
+      if (recordingRetentionMs !== undefined) await pruneRecordings(recordingRetentionMs);
     },
-    async stop(): Promise<void> {
-      clearInterval(timer);
-      await running;
-    },
-  };
+    intervalMs,
+    (error) => logger.warn({ err: error }, `[Retention] Pruning failed (${error.message}); trying again later`),
+  );
 }
+
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));

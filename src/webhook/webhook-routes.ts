@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { normalizeWebhookPayload } from '../calls/webhook-event.ts';
 import type { AppDeps } from '../http/app-deps.ts';
-import { secretsMatch } from '../http/secrets.ts';
+import { sendRefusal } from '../http/secret-guard.ts';
+import type { WebhookResult } from '../metrics/metrics.ts';
 
 export const WEBHOOK_PATH = '/webhooks/wavoip';
 
@@ -11,7 +12,9 @@ export const WEBHOOK_PATH = '/webhooks/wavoip';
  * committed; applying it to the call happens afterwards, in the event processor.
  */
 export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void {
-  const { config, clock, logger, events, eventWriter } = deps;
+  const { config, clock, logger, events, eventWriter, metrics, secretGuard } = deps;
+  // The event type, for the metrics, of requests whose body became an event.
+  const eventTypes = new WeakMap<object, string>();
 
   app.get(WEBHOOK_PATH, async (_request, reply) =>
     reply
@@ -26,9 +29,14 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
         if (config.webhookToken === undefined) return;
         const header = request.headers['x-webhook-token'];
         const presented = typeof header === 'string' ? header : request.query.token;
-        if (!secretsMatch(presented, config.webhookToken)) {
-          return reply.code(401).send({ error: 'missing or wrong webhook token: add ?token=<WEBHOOK_TOKEN> to the URL' });
-        }
+        const check = await secretGuard.check(request.ip, presented, config.webhookToken);
+        if (check.result !== 'ok') return sendRefusal(reply, check, 'missing or wrong webhook token: add ?token=<WEBHOOK_TOKEN> to the URL');
+      },
+      onResponse: async (request, reply) => {
+        const result = webhookResult(reply.statusCode);
+        metrics.webhooks.inc({ type: eventTypes.get(request) ?? 'none', result });
+        if (result === 'accepted') metrics.intakeDuration.observe(reply.elapsedTime / 1000);
+        else if (result === 'unauthorized' || result === 'locked_out') metrics.authFailures.inc({ endpoint: 'webhook', result });
       },
     },
     async (request, reply) => {
@@ -36,6 +44,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
       if (!normalized.ok) return reply.code(400).send({ error: normalized.error, field: normalized.field });
 
       const { event } = normalized;
+      eventTypes.set(request, event.type);
       const eventId = randomUUID();
       await eventWriter.append({
         eventId,
@@ -60,4 +69,11 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
       return reply;
     },
   );
+}
+
+function webhookResult(statusCode: number): WebhookResult {
+  if (statusCode < 300) return 'accepted';
+  if (statusCode === 401) return 'unauthorized';
+  if (statusCode === 429) return 'locked_out';
+  return statusCode >= 500 ? 'unavailable' : 'invalid';
 }

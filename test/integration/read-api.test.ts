@@ -60,20 +60,21 @@ describe('authentication', () => {
     expect(await (await fetch(`${service.url}/readyz`)).json()).toEqual({ status: 'ready', database: 'ok', storage: 'ok' });
   });
 
-  it('answers /readyz with 503 while the recording storage cannot be written', async () => {
+  it('answers /readyz 200 "degraded" while the recording storage cannot be written: webhooks are still taken', async () => {
     const other = await startInProcessService(testEnvironment(storage.origin, await makeDataDir()));
     const tmpDir = path.join(other.dataDir, 'recordings', '.tmp');
     try {
       fs.rmSync(tmpDir, { recursive: true });
       fs.writeFileSync(tmpDir, 'not a directory');
       const broken = await fetch(`${other.url}/readyz`);
-      expect(broken.status).toBe(503);
-      expect(await broken.json()).toEqual({ status: 'unavailable', database: 'ok', storage: 'unavailable' });
+      expect(broken.status).toBe(200);
+      expect(await broken.json()).toEqual({ status: 'degraded', database: 'ok', storage: 'unavailable' });
+      expect((await other.postWebhook({ type: 'CALL', whatsapp_call_id: 'DEGRADED', status: 'ACTIVE' })).status).toBe(200);
       expect(other.logs().some((line) => /Readiness check failed: recording storage/.test(line.msg))).toBe(true);
 
       fs.rmSync(tmpDir);
       fs.mkdirSync(tmpDir);
-      expect((await fetch(`${other.url}/readyz`)).status).toBe(200);
+      expect(await (await fetch(`${other.url}/readyz`)).json()).toMatchObject({ status: 'ready' });
     } finally {
       await other.stop();
     }

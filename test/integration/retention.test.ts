@@ -40,3 +40,39 @@ describe('EVENT_RETENTION', () => {
     expect(service.logs().some((line) => line.msg.startsWith('[Retention] Pruned'))).toBe(true);
   });
 });
+
+describe('RECORDING_RETENTION', () => {
+  it('is unset by default: the recording above outlived EVENT_RETENTION', async () => {
+    expect((await service.call('KEPT')).attachment.state).toBe('attached');
+  });
+
+  it('deletes recordings attached longer ago, marks their calls expired and answers 410 for the audio', async () => {
+    const dataDir = await makeDataDir();
+    const expiring = await startInProcessService(testEnvironment(storage.origin, dataDir, { RECORDING_RETENTION: '2s' }));
+    try {
+      storage.setRoute('/EXPIRES', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
+      await expiring.postWebhook({ type: 'RECORD', whatsapp_call_id: 'EXPIRES', record_status: 'READY', record_url: storage.url('/EXPIRES') });
+      await expiring.waitForAttachment('EXPIRES', 'attached');
+      const recordingsDir = path.join(dataDir, 'recordings');
+      const files = () => fs.readdirSync(recordingsDir).filter((name) => !name.startsWith('.'));
+      expect(files()).toHaveLength(1);
+
+      const expired = await expiring.waitForAttachment('EXPIRES', 'expired');
+      expect(expired.attachment).toMatchObject({ state: 'expired', reason: 'recording deleted after RECORDING_RETENTION (2s)', url: null });
+      expect(files()).toEqual([]);
+      const audio = await expiring.api('/api/calls/EXPIRES/recording');
+      expect(audio.status).toBe(410);
+      expect(((await audio.json()) as { error: string }).error).toContain('RECORDING_RETENTION');
+      expect(expiring.logs().some((line) => line.msg === '[Retention] Deleted 1 recordings attached more than 2s ago')).toBe(true);
+
+      // A late duplicate READY does not bring the deleted recording back.
+      await expiring.postWebhook({ type: 'RECORD', whatsapp_call_id: 'EXPIRES', record_status: 'READY', record_url: storage.url('/EXPIRES') });
+      await waitFor(async () => (await expiring.call('EXPIRES')).events.length === 2, 'the duplicate applied');
+      expect((await expiring.call('EXPIRES')).attachment.state).toBe('expired');
+      expect(storage.requests('/EXPIRES')).toBe(1);
+      expect(files()).toEqual([]);
+    } finally {
+      await expiring.stop();
+    }
+  });
+});

@@ -131,11 +131,11 @@ describe('call state properties', () => {
     );
   });
 
-  it('an attached recording stays attached whatever comes next', () => {
+  it.each(['attached', 'expired'] as const)('an %s recording stays so whatever comes next', (state) => {
     fc.assert(
       fc.property(steps, steps, (before, after) => {
-        const attached = withAttachment(fold(before), 'attached', null);
-        expect(fold(after, attached).attachment).toEqual({ state: 'attached', reason: null });
+        const settled = withAttachment(fold(before), state, 'kept');
+        expect(fold(after, settled).attachment).toEqual({ state, reason: 'kept' });
       }),
       { numRuns: 300 },
     );

@@ -96,6 +96,7 @@ describe('planFetch', () => {
       ['attached + ENDED → keep', withAttachment(ready, 'attached', null), [callEvent({ status: 'ENDED', duration: 5 }), 2_000],
         { action: 'keep' }],
       ['attached + DISABLED → keep', withAttachment(waiting, 'attached', null), [recordEvent('DISABLED'), 2_000], { action: 'keep' }],
+      ['expired + READY → keep', withAttachment(ready, 'expired', 'deleted'), [recordEvent('READY'), 2_000], { action: 'keep' }],
     ])('%s', (_name, previous, [event, at], expected) => {
       expect(planFetch(previous, applyCallEvent(previous, event, at), NOW, T)).toEqual(expected);
     });
@@ -169,6 +170,12 @@ describe('describeGiveUp', () => {
   it('gives the default wording', () => {
     expect(describeGiveUp(T, 'timeout after 30s')).toBe(
       'recording not available in time: gave up after 4h of retries (last error: timeout after 30s)',
+    );
+  });
+
+  it('says the storage was the trouble when our own disk failed the last attempt', () => {
+    expect(describeGiveUp(T, 'Recording storage is full (no space left on device)', 'storage')).toBe(
+      'recording could not be stored in time: gave up after 4h of retries (last error: Recording storage is full (no space left on device))',
     );
   });
 });

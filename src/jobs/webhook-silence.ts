@@ -1,0 +1,36 @@
+import type { Clock } from '../clock.ts';
+import type { Db } from '../db/database.ts';
+import type { Logger } from '../log/logger.ts';
+import { lastWebhookOrStart } from '../metrics/metrics.ts';
+import { formatDuration } from '../units.ts';
+import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
+import { createPeriodicTask, type PeriodicTask } from './periodic.ts';
+
+const LONGEST_INTERVAL_MS = 60_000;
+
+/**
+ * Warns when no webhook has arrived for WEBHOOK_SILENCE_WARNING, once per such period of
+ * silence: the usual fault is a device whose panel never got the webhook URL, which
+ * otherwise goes unnoticed until someone looks for a recording.
+ */
+export function createWebhookSilenceMonitor(deps: { db: Db; clock: Clock; logger: Logger; thresholdMs: number; startedAt: number }): PeriodicTask {
+  const { db, clock, logger, thresholdMs, startedAt } = deps;
+  let warned = { since: Number.NaN, periods: 0 };
+
+  async function check(): Promise<void> {
+    const since = await lastWebhookOrStart(db, startedAt);
+    const periods = Math.floor((clock.now() - since) / thresholdMs);
+    if (since !== warned.since) warned = { since, periods: 0 };
+    if (periods <= warned.periods) return;
+    warned.periods = periods;
+    logger.warn(
+      { last_webhook_at: since === startedAt ? null : new Date(since).toISOString(), silent_for_ms: clock.now() - since },
+      `[WaVoIP Webhook] No webhook has arrived for ${formatDuration(periods * thresholdMs)} ` +
+        `(${since === startedAt ? 'since start-up' : `since ${new Date(since).toISOString()}`}). ` +
+        `If devices are making calls, check that each device's WaVoIP panel sends its webhook to https://your-host${WEBHOOK_PATH}?token=<WEBHOOK_TOKEN> and that this address is reachable.`,
+    );
+  }
+
+  const intervalMs = Math.max(1_000, Math.min(LONGEST_INTERVAL_MS, Math.floor(thresholdMs / 10)));
+  return createPeriodicTask(check, intervalMs, (error) => logger.warn({ err: error }, `[WaVoIP Webhook] Could not check for webhook silence: ${error.message}`));
+}

@@ -1,0 +1,332 @@
+/**
+ * Graceful shutdown: on SIGTERM the service stops taking connections, answers the requests in
+ * flight, aborts its downloads (restart.test.ts shows those run again), closes the database and
+ * exits 0, and no client can hold that up for ever: a request that never finishes sending gets
+ * 408 after the request timeout, and at shutdown its connection is closed after the grace.
+ *
+ * The clients here are raw TCP sockets, so that a test decides exactly which bytes have been
+ * sent when the signal arrives. `Expect: 100-continue` makes the service say when it has read a
+ * request's headers (and so counts it as in flight) before the test sends its body.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
+import {
+  API_TOKEN,
+  NO_POLLING,
+  WEBHOOK_TOKEN,
+  makeDataDir,
+  startChildService,
+  startInProcessService,
+  testEnvironment,
+  waitFor,
+  type ChildService,
+  type InProcessService,
+} from '../support/service-harness.ts';
+
+let storage: FakeWavoipStorage;
+const children: ChildService[] = [];
+const inProcess: InProcessService[] = [];
+const connections: RawConnection[] = [];
+
+beforeAll(async () => {
+  storage = await startFakeWavoipStorage();
+});
+afterEach(async () => {
+  for (const connection of connections.splice(0)) connection.socket.destroy();
+  await Promise.all(children.splice(0).map((child) => child.kill('SIGKILL')));
+  await Promise.all(inProcess.splice(0).map((service) => service.stop()));
+});
+afterAll(async () => {
+  await storage?.close();
+});
+
+async function startChild(env: Record<string, string>): Promise<ChildService> {
+  const child = await startChildService(env);
+  children.push(child);
+  return child;
+}
+
+const portOf = (url: string) => Number(new URL(url).port);
+const databaseFile = (dataDir: string) => path.join(dataDir, 'wavoip-recordings.sqlite');
+const WEBHOOK_TARGET = `/webhooks/wavoip?token=${WEBHOOK_TOKEN}`;
+
+/** A 16 MiB WAV (header, then silence): more than loopback buffers hold, so a reader that pauses keeps its answer in flight. */
+function makeLargeWav(bytes: number): Buffer {
+  const wav = Buffer.alloc(bytes);
+  wav.write('RIFF', 0);
+  wav.writeUInt32LE(bytes - 8, 4);
+  wav.write('WAVEfmt ', 8);
+  wav.writeUInt32LE(16, 16);
+  wav.writeUInt16LE(1, 20); // PCM
+  wav.writeUInt16LE(1, 22); // mono
+  wav.writeUInt32LE(16_000, 24);
+  wav.writeUInt32LE(32_000, 28);
+  wav.writeUInt16LE(2, 32);
+  wav.writeUInt16LE(16, 34);
+  wav.write('data', 36);
+  wav.writeUInt32LE(bytes - 44, 40);
+  return wav;
+}
+
+/** One raw HTTP/1.1 connection: the test writes bytes and reads what came back, and sees when the server closes it. */
+class RawConnection {
+  private readonly chunks: Buffer[] = [];
+  private receivedBytes = 0;
+  closed = false;
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.chunks.push(chunk);
+      this.receivedBytes += chunk.length;
+    });
+    socket.on('close', () => (this.closed = true));
+    // A reset when the server closes the connection is judged by what arrived.
+    socket.on('error', () => {});
+  }
+
+  static open(port: number): Promise<RawConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('error', reject);
+      socket.once('connect', () => {
+        socket.off('error', reject);
+        const connection = new RawConnection(socket);
+        connections.push(connection);
+        resolve(connection);
+      });
+    });
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  received(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+
+  receivedCount(): number {
+    return this.receivedBytes;
+  }
+
+  /** Waits for the first final (non-1xx) answer to arrive whole. */
+  async response(what: string): Promise<RawAnswer> {
+    let answer: RawAnswer | undefined;
+    await waitFor(() => (answer = parseAnswer(this.received())) !== undefined, `${what}: a complete answer (got ${preview(this.received())})`);
+    return answer as RawAnswer;
+  }
+}
+
+interface RawAnswer {
+  status: number;
+  headers: Map<string, string>;
+  body: Buffer;
+}
+
+/** The first final answer in `data` once it is complete (Content-Length), else undefined. */
+function parseAnswer(data: Buffer): RawAnswer | undefined {
+  let offset = 0;
+  for (;;) {
+    const headEnd = data.indexOf('\r\n\r\n', offset);
+    if (headEnd === -1) return undefined;
+    const [statusLine = '', ...lines] = data.subarray(offset, headEnd).toString('latin1').split('\r\n');
+    const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1]);
+    const headers = new Map(lines.map((line) => [line.slice(0, line.indexOf(':')).trim().toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
+    offset = headEnd + 4;
+    if (status < 200) continue; // 100 Continue
+    const length = Number(headers.get('content-length'));
+    if (data.length - offset < length) return undefined;
+    return { status, headers, body: data.subarray(offset, offset + length) };
+  }
+}
+
+const preview = (data: Buffer) => JSON.stringify(data.subarray(0, 300).toString('latin1'));
+
+/** Headers of a webhook POST announcing `length` bytes, asking the server to confirm it read them. */
+function webhookHead(port: number, length: number): string {
+  return [
+    `POST ${WEBHOOK_TARGET} HTTP/1.1`,
+    `Host: 127.0.0.1:${port}`,
+    'Content-Type: application/json',
+    `Content-Length: ${length}`,
+    'Expect: 100-continue',
+    '',
+    '',
+  ].join('\r\n');
+}
+
+/** Opens a webhook POST, waits until the service has read its headers, and sends the first `sent` bytes of `body`. */
+async function startWebhook(port: number, body: Buffer, sent: number): Promise<RawConnection> {
+  const connection = await RawConnection.open(port);
+  connection.write(webhookHead(port, body.length));
+  await waitFor(() => connection.received().toString('latin1').startsWith('HTTP/1.1 100 Continue\r\n'), 'the service to read the webhook headers');
+  connection.write(body.subarray(0, sent));
+  return connection;
+}
+
+function connectionRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'));
+  });
+}
+
+/** What a clean close leaves: SQLite checkpoints the WAL into the database and deletes it with the last connection. */
+function expectDatabaseClosedCleanly(dataDir: string): void {
+  expect(fs.existsSync(`${databaseFile(dataDir)}-wal`)).toBe(false);
+  const database = new Database(databaseFile(dataDir), { readonly: true, fileMustExist: true });
+  try {
+    expect(database.pragma('integrity_check', { simple: true })).toBe('ok');
+  } finally {
+    database.close();
+  }
+}
+
+describe('graceful shutdown (SIGTERM)', () => {
+  it('answers the requests in flight, refuses new connections, drops idle ones, closes the database and exits 0', async () => {
+    const dataDir = await makeDataDir();
+    const env = testEnvironment(storage.origin, dataDir, NO_POLLING);
+    const recording = makeLargeWav(16 * 1024 * 1024);
+    storage.setRoute('/GRACEFUL-RECORDING', { kind: 'body', body: recording, contentType: 'audio/wav' });
+    const service = await startChild(env);
+    const port = portOf(service.url);
+    await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'GRACEFUL-RECORDING', record_status: 'READY', record_url: storage.url('/GRACEFUL-RECORDING') });
+    await service.waitForAttachment('GRACEFUL-RECORDING', 'attached');
+
+    // An idle keep-alive connection: answered once, left open.
+    const idle = await RawConnection.open(port);
+    idle.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    expect((await idle.response('GET /healthz')).headers.get('connection')).toBe('keep-alive');
+
+    // A recording being read by a client that has paused: its answer is in flight.
+    const download = await RawConnection.open(port);
+    download.write(`GET /api/calls/GRACEFUL-RECORDING/recording HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${API_TOKEN}\r\n\r\n`);
+    await waitFor(() => download.receivedCount() > 0, 'the recording to start arriving');
+    download.socket.pause();
+
+    // A webhook whose headers and half its body have arrived.
+    const body = Buffer.from(JSON.stringify({ type: 'CALL', whatsapp_call_id: 'GRACEFUL-IN-FLIGHT', status: 'ACTIVE', direction: 'INCOMING' }));
+    const webhook = await startWebhook(port, body, Math.floor(body.length / 2));
+
+    service.child.kill('SIGTERM');
+    await waitFor(
+      () => service.logs().some((line) => line.msg.startsWith('Shutting down: no longer accepting connections; waiting for 2 requests in flight')),
+      'the service to stop listening with the webhook and the recording in flight',
+    );
+    expect(await connectionRefused(port)).toBe(true);
+    await waitFor(() => idle.closed, 'the idle keep-alive connection to be closed by the service');
+    expect(webhook.closed).toBe(false);
+
+    webhook.write(body.subarray(Math.floor(body.length / 2)));
+    const answer = await webhook.response('the webhook in flight');
+    expect(answer.status).toBe(200);
+    const { event_id: eventId } = JSON.parse(answer.body.toString('utf8')) as { received: boolean; event_id: string };
+    expect(JSON.parse(answer.body.toString('utf8'))).toMatchObject({ received: true });
+    // Answered keep-alive, the connection would hold the shutdown until it timed out.
+    expect(answer.headers.get('connection')).toBe('close');
+    await waitFor(() => webhook.closed, 'the webhook connection to be closed after its answer');
+
+    download.socket.resume();
+    await waitFor(() => download.closed, 'the recording to be sent whole and its connection closed');
+    const sent = await download.response('the recording');
+    expect(sent.status).toBe(200);
+    expect(sent.body.length).toBe(recording.length);
+    expect(createHash('sha256').update(sent.body).digest('hex')).toBe(createHash('sha256').update(recording).digest('hex'));
+
+    expect(await service.exited).toBe(0);
+    const messages = service.logs().map((line) => line.msg);
+    expect(messages).toContain('Shutting down: every request in flight was answered');
+    expect(messages).toContain('Shutting down: database closed');
+    expect(messages).toContain('Stopped');
+    expect(messages.some((message) => message.includes('still open after'))).toBe(false);
+
+    expectDatabaseClosedCleanly(dataDir);
+    const database = new Database(databaseFile(dataDir), { readonly: true, fileMustExist: true });
+    const stored = database.prepare('select payload from events where event_id = ?').get(eventId) as { payload: string } | undefined;
+    database.close();
+    expect(stored?.payload).toBe(body.toString('utf8'));
+
+    const restarted = await startChild(env);
+    const call = await restarted.waitForAttachment('GRACEFUL-IN-FLIGHT', 'pending');
+    expect(call.events.map((event) => event.event_id)).toContain(eventId);
+  });
+
+  it('still exits 0, database closed, when a client never finishes its body: its connection is closed after the grace', async () => {
+    const dataDir = await makeDataDir();
+    const service = await startChild(testEnvironment(storage.origin, dataDir, { ...NO_POLLING, SHUTDOWN_GRACE: '300ms' }));
+    const body = Buffer.from(JSON.stringify({ type: 'CALL', whatsapp_call_id: 'NEVER-FINISHED', status: 'ACTIVE' }));
+    const stalled = await startWebhook(portOf(service.url), body, 10);
+
+    service.child.kill('SIGTERM');
+    expect(await service.exited).toBe(0);
+
+    await waitFor(() => stalled.closed, 'the stalled connection to be closed');
+    expect(parseAnswer(stalled.received())).toBeUndefined();
+    const messages = service.logs().map((line) => line.msg);
+    expect(messages).toContain('Shutting down: 1 connection still open after 0.3s (1 request unfinished); closing it');
+    expect(messages).toContain('Shutting down: database closed');
+    expect(messages).toContain('Stopped');
+    expectDatabaseClosedCleanly(dataDir);
+  });
+});
+
+describe('request timeout and shutdown grace', () => {
+  async function startService(options: { httpRequestTimeoutMs?: number; shutdownGrace?: string }): Promise<InProcessService> {
+    const { shutdownGrace, ...serviceOptions } = options;
+    const env = testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, ...(shutdownGrace ? { SHUTDOWN_GRACE: shutdownGrace } : {}) });
+    const service = await startInProcessService(env, serviceOptions);
+    inProcess.push(service);
+    return service;
+  }
+
+  it('answers 408 and closes the connection when a body or the headers stall past the request timeout', async () => {
+    const service = await startService({ httpRequestTimeoutMs: 300 });
+    const port = portOf(service.url);
+
+    const body = Buffer.from(JSON.stringify({ type: 'CALL', whatsapp_call_id: 'SLOW-BODY', status: 'ACTIVE' }));
+    const stalledBody = await startWebhook(port, body, 10);
+    const stalledHeaders = await RawConnection.open(port);
+    stalledHeaders.write(`POST ${WEBHOOK_TARGET} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: appl`);
+
+    for (const [connection, what] of [
+      [stalledBody, 'a stalled body'],
+      [stalledHeaders, 'stalled headers'],
+    ] as const) {
+      const answer = await connection.response(what);
+      expect(answer.status).toBe(408);
+      expect(answer.headers.get('content-type')).toMatch(/^application\/json/);
+      expect(JSON.parse(answer.body.toString('utf8'))).toMatchObject({ error: expect.any(String) });
+      await waitFor(() => connection.closed, `${what}: the connection to be closed`);
+    }
+    expect((await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'PROMPT', status: 'ACTIVE' })).status).toBe(200);
+  });
+
+  it('stop() closes stalled connections (body or headers) after the grace and still closes the database', async () => {
+    const service = await startService({ shutdownGrace: '200ms' });
+    const port = portOf(service.url);
+    const body = Buffer.from(JSON.stringify({ type: 'CALL', whatsapp_call_id: 'STALLED-AT-STOP', status: 'ACTIVE' }));
+    const stalledBody = await startWebhook(port, body, 10);
+    const stalledHeaders = await RawConnection.open(port);
+    stalledHeaders.write(`POST ${WEBHOOK_TARGET} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: appl`);
+    // Once the service answers on another connection, it has read what the stalled one sent.
+    expect((await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'BEFORE-STOP', status: 'ACTIVE' })).status).toBe(200);
+
+    await service.stop();
+
+    await waitFor(() => stalledBody.closed && stalledHeaders.closed, 'the stalled connections to be closed');
+    const messages = service.logs().map((line) => line.msg);
+    expect(messages).toContain('Shutting down: no longer accepting connections; waiting for 1 request in flight (at most 0.2s)');
+    expect(messages).toContain('Shutting down: 2 connections still open after 0.2s (1 request unfinished); closing them');
+    expect(messages).toContain('Shutting down: database closed');
+    expectDatabaseClosedCleanly(service.dataDir);
+  });
+});
