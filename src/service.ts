@@ -1,22 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
-import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from './clock.ts';
 import { resolveApiToken } from './api/api-token.ts';
 import { localServiceUrl, type Config } from './config/config.ts';
-import { createDb, createWalSync, migrateToLatest } from './db/database.ts';
+import { assertMigrated, createDb, createWalSync, migrateToLatest } from './db/database.ts';
+import { createFetchJobSignal } from './db/fetch-job-signal.ts';
 import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
 import { buildApp } from './http/app.ts';
 import { closeGracefully, trackRequestsInFlight } from './http/graceful-close.ts';
 import { createSecretGuard } from './http/secret-guard.ts';
+import { coerceError } from './errors.ts';
 import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
 import { createFetchScheduler } from './jobs/fetch-scheduler.ts';
 import { createRetention } from './jobs/retention.ts';
 import { createWebhookSilenceMonitor } from './jobs/webhook-silence.ts';
 import type { Logger } from './log/logger.ts';
 import { createMetrics } from './metrics/metrics.ts';
-import { createLocalRecordingStore } from './storage/local-recording-store.ts';
+import { createRecordingStore } from './storage/create-recording-store.ts';
 import { createEventWriter } from './webhook/event-writer.ts';
 import { createEventProcessor } from './webhook/process-events.ts';
 import { WEBHOOK_PATH } from './webhook/webhook-routes.ts';
@@ -42,10 +43,19 @@ export async function startService(config: Config, logger: Logger, options: Serv
   await fs.mkdir(config.dataDir, { recursive: true });
 
   const db = createDb(config.database);
-  const applied = await migrateToLatest(db);
-  if (applied.length > 0) logger.info({ migrations: applied }, 'Database migrated');
+  try {
+    if (config.migrateOnStart) {
+      const applied = await migrateToLatest(db);
+      if (applied.length > 0) logger.info({ migrations: applied }, 'Database migrated');
+    } else {
+      await assertMigrated(db);
+    }
+  } catch (caught) {
+    await db.destroy();
+    throw caught;
+  }
 
-  const store = createLocalRecordingStore(path.join(config.dataDir, 'recordings'));
+  const store = createRecordingStore(config.recordingsStorage, config.dataDir);
   const removed = await store.cleanTemp();
   if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by an earlier run; their jobs run again');
 
@@ -74,16 +84,33 @@ export async function startService(config: Config, logger: Logger, options: Serv
       urlTemplate: config.recordingUrlTemplate,
     }),
   });
-  const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: () => scheduler.wake() });
+  const fetchJobSignal = createFetchJobSignal({ db, database: config.database, logger, onAnnounced: () => scheduler.wake() });
+  const events = createEventProcessor({
+    db,
+    clock,
+    logger,
+    timings: config,
+    onFetchScheduled: () => {
+      scheduler.wake();
+      fetchJobSignal.announce();
+    },
+  });
   const walSync = createWalSync(config.database);
   const eventWriter = createEventWriter(db, walSync);
-  const app = buildApp({ config, logger, clock, db, store, apiToken: apiToken.token, eventWriter, events, scheduler, metrics, secretGuard: createSecretGuard(config.authFailureLimit) }, { requestTimeoutMs: options.httpRequestTimeoutMs });
+  const app = buildApp(
+    { config, logger, clock, db, store, apiToken: apiToken.token, eventWriter, events, scheduler, metrics, secretGuards: {
+        webhook: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: false, what: 'webhook', logger }),
+        api: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: true, what: 'API', logger }),
+      },
+    },
+    { requestTimeoutMs: options.httpRequestTimeoutMs },
+  );
   const requests = trackRequestsInFlight(app.server);
 
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (caught) {
-    await Promise.allSettled([app.close(), client.close(), walSync.close()]);
+    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close()]);
     await db.destroy();
     throw caught;
   }
@@ -101,7 +128,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   });
   const silenceMonitor = createWebhookSilenceMonitor({ db, clock, logger, thresholdMs: config.webhookSilenceWarningMs, startedAt });
   scheduler.start();
-  events.wake();
+  events.start();
   retention.start();
   silenceMonitor.start();
   logStartup(config, logger, url, apiToken);
@@ -117,13 +144,18 @@ export async function startService(config: Config, logger: Logger, options: Serv
         const jobsStopped = Promise.all([scheduler.stop(), retention.stop(), silenceMonitor.stop()]).then(() =>
           logger.info('Shutting down: stopped claiming jobs; a download cut short runs again after restart'),
         );
-        const graceMs = config.shutdownGraceMs;
-        await Promise.all([closeGracefully(app, requests, { graceMs, logger }), jobsStopped]);
+        const steps = await Promise.allSettled([closeGracefully(app, requests, { graceMs: config.shutdownGraceMs, logger }), jobsStopped]);
         // Events acknowledged but not yet applied are applied at the next start.
-        await events.stop();
-        await client.close();
-        await walSync.close();
-        await db.destroy();
+        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), client.close(), store.close?.()])));
+        for (const step of steps) {
+          if (step.status === 'rejected') logger.error({ err: coerceError(step.reason) }, `Shutting down: ${coerceError(step.reason).message}; going on`);
+        }
+        // Whatever failed above, the database is closed cleanly; only a failure here fails the stop.
+        try {
+          await walSync.close();
+        } finally {
+          await db.destroy();
+        }
         logger.info('Shutting down: database closed');
       })();
       return stopping;
@@ -132,10 +164,12 @@ export async function startService(config: Config, logger: Logger, options: Serv
 }
 
 function logStartup(config: Config, logger: Logger, url: string, apiToken: Awaited<ReturnType<typeof resolveApiToken>>): void {
-  logger.info({ url, data_dir: config.dataDir, database: config.database.filename }, `wavoip-recordings listening on ${url}`);
+  const database = config.database.dialect === 'sqlite' ? config.database.filename : config.database.redactedUrl;
+  logger.info({ url, data_dir: config.dataDir, database }, `wavoip-recordings listening on ${url}`);
   if (apiToken.generated) {
-    logger.info(`API token generated and saved to ${apiToken.file}: ${apiToken.token}`);
-    logger.info(`Try it: curl -H "Authorization: Bearer ${apiToken.token}" ${url}/api/calls`);
+    // The token itself stays out of the log, which is often shipped elsewhere.
+    logger.info(`API token generated and saved to ${apiToken.file}`);
+    logger.info(`Try it: curl -H "Authorization: Bearer $(cat ${apiToken.file})" ${url}/api/calls`);
   } else if (apiToken.file) {
     logger.info(`API token: the one generated earlier, in ${apiToken.file} (set API_TOKEN to choose your own)`);
   }

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Readable } from 'node:stream';
 import rangeParser from 'range-parser';
 import { ATTACHMENT_STATES, type AttachmentState } from '../calls/call-state.ts';
 import { planRetry } from '../calls/fetch-plan.ts';
@@ -66,14 +67,15 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
       api.get<{ Params: CallParams }>('/calls/:id/recording', async (request, reply) => {
         const call = await findCall(deps.db, request.params.id);
         if (call === null) return sendUnknownCall(reply, request.params.id);
-        const stat = call.recording ? await deps.store.stat(call.recording.key) : null;
         if (call.attachment.state === 'expired') {
           return reply.code(410).send({ error: `call ${call.callId} had a recording; ${call.attachment.reason ?? 'it was deleted'}` });
         }
-        if (call.recording === null || stat === null) {
+        const key = call.recording?.key ?? null;
+        const stat = key === null ? null : await deps.store.stat(key);
+        if (call.recording === null || key === null || stat === null) {
           return reply.code(404).send({ error: `call ${call.callId} has no recording (attachment is ${call.attachment.state})` });
         }
-        return sendRecording(request, reply, deps, call.recording.key, call.recording.contentType, call.recording.sha256, stat.size);
+        return sendRecording(request, reply, deps, key, call.recording.contentType, call.recording.sha256, stat.size);
       });
 
       api.post<{ Params: CallParams }>('/calls/:id/retry', async (request, reply) => {
@@ -105,7 +107,7 @@ function sendUnknownCall(reply: FastifyReply, callId: string) {
   return reply.code(404).send({ error: `no call with whatsapp_call_id ${JSON.stringify(callId)}` });
 }
 
-function sendRecording(
+async function sendRecording(
   request: FastifyRequest,
   reply: FastifyReply,
   deps: AppDeps,
@@ -119,18 +121,25 @@ function sendRecording(
   if (ranges === -1) {
     return reply.code(416).header('content-range', `bytes */${size}`).send({ error: `range not satisfiable: the recording has ${size} bytes` });
   }
-  reply.header('etag', `"${sha256}"`).type(contentType);
   // Several ranges would need multipart/byteranges, which no audio player asks for: send it whole.
   const range = Array.isArray(ranges) && ranges.type === 'bytes' && ranges.length === 1 ? ranges[0] : undefined;
+  // HEAD: Fastify would read a stream to its end and drop it (for S3, the whole object fetched
+  // for nothing). An empty one keeps the headers, Content-Length included, as GET sends them.
+  const body = request.method === 'HEAD' ? Readable.from([]) : await deps.store.openRead(key, range);
+  if (body === null) {
+    // Deleted since the route's stat (retention): the same answer as a recording never stored.
+    return reply.code(404).send({ error: 'the recording is no longer in the recording storage' });
+  }
+  reply.header('etag', `"${sha256}"`).type(contentType);
   if (range === undefined) {
     reply.header('content-length', size);
-    return reply.send(deps.store.createReadStream(key));
+    return reply.send(body);
   }
   reply
     .code(206)
     .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
     .header('content-length', range.end - range.start + 1);
-  return reply.send(deps.store.createReadStream(key, range));
+  return reply.send(body);
 }
 
 function encodeCursor(firstSeenAt: number, callId: string): string {

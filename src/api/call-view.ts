@@ -30,7 +30,7 @@ export function presentCall(call: StoredCall, job?: FetchJob | null) {
       codec: recording?.codec ?? null,
       duration_seconds: recording?.durationSeconds ?? null,
       attached_at: isoTime(recording?.attachedAt ?? null),
-      url: recording ? `/api/calls/${encodeURIComponent(call.callId)}/recording` : null,
+      url: recording?.key ? `/api/calls/${encodeURIComponent(call.callId)}/recording` : null,
       ...(job
         ? { attempts: job.attempts, next_attempt_at: isoTime(job.runAt), give_up_at: isoTime(job.deadlineAt), last_error: job.lastError }
         : {}),

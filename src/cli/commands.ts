@@ -1,5 +1,6 @@
 import { apiTokenFile, readApiToken } from '../api/api-token.ts';
 import { loadConfig, localServiceUrl, type Config } from '../config/config.ts';
+import { createDb, migrateToLatest } from '../db/database.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { createLogger, redactUrl } from '../log/logger.ts';
 import { startService, type Service } from '../service.ts';
@@ -11,6 +12,19 @@ import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
  * process exits 1 without a clean close.
  */
 const SHUTDOWN_MARGIN_MS = 5_000;
+
+/** Applies pending migrations and exits: for deployments that set MIGRATE_ON_START=false. */
+export async function migrateCommand(): Promise<void> {
+  const config = loadConfig();
+  const db = createDb(config.database);
+  try {
+    const applied = await migrateToLatest(db);
+    const where = config.database.dialect === 'sqlite' ? config.database.filename : config.database.redactedUrl;
+    process.stdout.write(applied.length === 0 ? `${where}: already up to date\n` : `${where}: applied ${applied.join(', ')}\n`);
+  } finally {
+    await db.destroy();
+  }
+}
 
 export async function serveCommand(): Promise<void> {
   const config = loadConfig();

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { ATTACHMENT_STATES } from '../calls/call-state.ts';
 import { AppError, coerceError } from '../errors.ts';
-import { listCallsCommand, retryCommand, sendTestEventCommand, serveCommand } from './commands.ts';
+import { listCallsCommand, migrateCommand, retryCommand, sendTestEventCommand, serveCommand } from './commands.ts';
 
 const program = new Command()
   .name('wavoip-recordings')
@@ -13,6 +13,11 @@ program
   .command('serve')
   .description('run the service (what `npm start` runs); configured by environment variables, see the README')
   .action(serveCommand);
+
+program
+  .command('migrate')
+  .description('apply pending database migrations and exit (for MIGRATE_ON_START=false deployments); exits non-zero on failure')
+  .action(migrateCommand);
 
 program
   .command('send-test-event')

@@ -15,7 +15,10 @@ export interface Config {
   port: number;
   host: string;
   dataDir: string;
-  database: { dialect: 'sqlite'; filename: string };
+  database: DatabaseConfig;
+  /** False: the schema is left to `wavoip-recordings migrate`, run before the replicas start. */
+  migrateOnStart: boolean;
+  recordingsStorage: RecordingsStorageConfig;
   webhookToken: string | undefined;
   apiToken: string | undefined;
   recordingUrlAllowlist: AllowlistEntry[];
@@ -30,7 +33,8 @@ export interface Config {
   /** Unset: recordings are kept for ever. */
   recordingRetentionMs: number | undefined;
   webhookSilenceWarningMs: number;
-  trustProxy: boolean | number | string[];
+  /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: none. */
+  trustProxy: string[];
   authFailureLimit: number;
   shutdownGraceMs: number;
   logFormat: 'pretty' | 'json';
@@ -45,6 +49,24 @@ function toDuration(text: string, ctx: z.RefinementCtx): number {
   }
   return ms;
 }
+
+export type DatabaseConfig =
+  | { dialect: 'sqlite'; filename: string }
+  /** `url` holds the password: log `redactedUrl` instead. */
+  | { dialect: 'postgres'; url: string; redactedUrl: string; poolSize: number };
+
+export type RecordingsStorageConfig =
+  | { kind: 'local'; dir: string }
+  | {
+      kind: 's3';
+      bucket: string;
+      /** '' or a prefix ending in '/'. */
+      prefix: string;
+      /** Unset: AWS itself. Credentials come from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID…). */
+      endpoint: string | undefined;
+      region: string;
+      forcePathStyle: boolean;
+    };
 
 const duration = (fallback: string) => z.string().default(fallback).transform(toDuration);
 const optionalDuration = z
@@ -75,6 +97,15 @@ const environmentSchema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   DATA_DIR: z.string().min(1).default('./data'),
   DATABASE_URL: z.string().optional(),
+  DATABASE_POOL_SIZE: positiveInteger(10),
+  MIGRATE_ON_START: z.enum(['true', 'false']).default('true').transform((text) => text === 'true'),
+  RECORDINGS_STORAGE: z.string().optional(),
+  S3_ENDPOINT: z
+    .string()
+    .optional()
+    .refine((text) => text === undefined || /^https?:\/\/[^/?#]+\/?$/.test(text), 'must be an http(s) origin such as https://s3.example.com:9000'),
+  S3_REGION: z.string().min(1).optional(),
+  S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false').transform((text) => text === 'true'),
   WEBHOOK_TOKEN: optionalSecret,
   API_TOKEN: optionalSecret,
   RECORDING_URL_ALLOWLIST: z
@@ -117,17 +148,15 @@ const environmentSchema = z.object({
   WEBHOOK_SILENCE_WARNING: duration('24h'),
   AUTH_FAILURE_LIMIT: positiveInteger(10),
   SHUTDOWN_GRACE: duration('5s'),
+  // Only named proxies: `true` or a hop count would believe a forged X-Forwarded-For from any
+  // client that reaches the service directly, and let it dodge or aim the token lock-out.
   TRUST_PROXY: z
     .string()
-    .default('false')
+    .optional()
     .transform((text, ctx) => {
-      const value = text.trim().toLowerCase();
-      if (value === 'false') return false;
-      if (value === 'true') return true;
-      if (/^\d{1,2}$/.test(value)) return Number(value);
-      const addresses = value.split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
-      if (addresses.length > 0 && addresses.every(isAddressOrRange)) return addresses;
-      ctx.addIssue({ code: 'custom', message: 'must be false, true, a number of proxy hops, or a comma-separated list of proxy addresses or CIDR ranges' });
+      const addresses = (text ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+      if (addresses.every(isAddressOrRange)) return addresses;
+      ctx.addIssue({ code: 'custom', message: 'must be a comma-separated list of proxy addresses or CIDR ranges, such as 10.0.0.0/8,127.0.0.1' });
       return z.NEVER;
     }),
   LOG_FORMAT: z.enum(['pretty', 'json']).default('pretty'),
@@ -164,7 +193,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: settings.PORT,
     host: settings.HOST,
     dataDir,
-    database: parseDatabaseUrl(settings.DATABASE_URL, dataDir),
+    database: parseDatabaseUrl(settings.DATABASE_URL, dataDir, settings.DATABASE_POOL_SIZE),
+    migrateOnStart: settings.MIGRATE_ON_START,
+    recordingsStorage: parseRecordingsStorage(settings, dataDir, env),
     webhookToken: settings.WEBHOOK_TOKEN,
     apiToken: settings.API_TOKEN,
     recordingUrlAllowlist: settings.RECORDING_URL_ALLOWLIST,
@@ -186,21 +217,56 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   });
 }
 
-function parseDatabaseUrl(url: string | undefined, dataDir: string): Config['database'] {
-  if (url === undefined || url.trim() === '') {
-    return { dialect: 'sqlite', filename: path.join(dataDir, 'wavoip-recordings.sqlite') };
-  }
-  const sqlite = /^sqlite:(?:\/\/)?(.*)$/.exec(url.trim());
+function parseDatabaseUrl(url: string | undefined, dataDir: string, poolSize: number): DatabaseConfig {
+  if (url === undefined) return { dialect: 'sqlite', filename: path.join(dataDir, 'wavoip-recordings.sqlite') };
+  const text = url.trim();
+  const sqlite = /^sqlite:(?:\/\/)?(.*)$/.exec(text);
   if (sqlite?.[1]) return { dialect: 'sqlite', filename: path.resolve(sqlite[1]) };
-  const problem = sqlite ? 'sqlite: needs a file path' : `"${url.split(':')[0]}:" is not supported`;
+  if (/^postgres(?:ql)?:\/\//.test(text) && URL.canParse(text)) {
+    const redacted = new URL(text);
+    if (redacted.password !== '') redacted.password = '[redacted]';
+    return { dialect: 'postgres', url: text, redactedUrl: redacted.toString(), poolSize };
+  }
+  const problem = sqlite ? 'sqlite: needs a file path' : `"${text.split(':')[0]}:" is not supported`;
   throw new AppError(
-    `Invalid configuration: DATABASE_URL: ${problem}; use sqlite:<path> (or leave it unset for ${path.join(dataDir, 'wavoip-recordings.sqlite')})`,
+    `Invalid configuration: DATABASE_URL: ${problem}; use postgres://user:password@host:5432/database, sqlite:<path>, ` +
+      `or leave it unset for ${path.join(dataDir, 'wavoip-recordings.sqlite')}`,
     { code: 'INVALID_CONFIG' },
   );
 }
 
+function parseRecordingsStorage(
+  settings: { RECORDINGS_STORAGE?: string | undefined; S3_ENDPOINT?: string | undefined; S3_REGION?: string | undefined; S3_FORCE_PATH_STYLE: boolean },
+  dataDir: string,
+  env: NodeJS.ProcessEnv,
+): RecordingsStorageConfig {
+  const text = settings.RECORDINGS_STORAGE?.trim();
+  if (text === undefined) return { kind: 'local', dir: path.join(dataDir, 'recordings') };
+  const s3 = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(text);
+  if (s3) {
+    const prefix = (s3[2] ?? '').replace(/^\/+|\/+$/g, '');
+    return {
+      kind: 's3',
+      bucket: s3[1]!,
+      prefix: prefix === '' ? '' : `${prefix}/`,
+      endpoint: settings.S3_ENDPOINT?.replace(/\/$/, ''),
+      // The SDK's own variables first, so that a standard AWS setup needs nothing more.
+      region: settings.S3_REGION ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION ?? 'us-east-1',
+      forcePathStyle: settings.S3_FORCE_PATH_STYLE,
+    };
+  }
+  if (!text.includes('://')) return { kind: 'local', dir: path.resolve(text) };
+  throw new AppError(
+    'Invalid configuration: RECORDINGS_STORAGE: use s3://bucket/prefix, a directory path, or leave it unset for DATA_DIR/recordings',
+    { code: 'INVALID_CONFIG' },
+  );
+}
+
+/** A dotted-quad IPv4 or an IPv6 address, optionally with a /prefix; not `1` or `0x7f.1` forms. */
 function isAddressOrRange(entry: string): boolean {
-  if (ipaddr.isValid(entry)) return true;
+  const [address = '', prefix, ...rest] = entry.split('/');
+  if (rest.length > 0 || !(ipaddr.IPv4.isValidFourPartDecimal(address) || ipaddr.IPv6.isValid(address))) return false;
+  if (prefix === undefined) return true;
   try {
     ipaddr.parseCIDR(entry);
     return true;

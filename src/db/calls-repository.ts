@@ -1,11 +1,14 @@
 import type { Selectable } from 'kysely';
 import type { AttachmentState, CallRecord } from '../calls/call-state.ts';
 import type { RecordingFacts } from '../calls/recording.ts';
+import { AppError } from '../errors.ts';
 import type { DbOrTrx } from './database.ts';
+import { isPostgres } from './dialect.ts';
 import type { CallsTable } from './schema.ts';
 
 export interface Recording extends RecordingFacts {
-  key: string;
+  /** Null once RECORDING_RETENTION deleted the file: the facts stay as a record. */
+  key: string | null;
   attachedAt: number;
 }
 
@@ -13,8 +16,17 @@ export interface StoredCall extends CallRecord {
   recording: Recording | null;
 }
 
-export async function findCall(db: DbOrTrx, callId: string): Promise<StoredCall | null> {
-  const row = await db.selectFrom('calls').selectAll().where('call_id', '=', callId).executeTakeFirst();
+/** `forUpdate`: inside a transaction, hold the row until commit (PostgreSQL; SQLite has one writer). */
+export async function findCall(db: DbOrTrx, callId: string, { forUpdate = false } = {}): Promise<StoredCall | null> {
+  // No call id holds a control character (intake refuses them), and PostgreSQL would fail on a
+  // NUL (GET /api/calls/%00 answered 500): there is no such call.
+  if (callId.includes('\u0000')) return null;
+  const row = await db
+    .selectFrom('calls')
+    .selectAll()
+    .where('call_id', '=', callId)
+    .$if(forUpdate && isPostgres(db), (query) => query.forUpdate())
+    .executeTakeFirst();
   return row ? toStoredCall(row) : null;
 }
 
@@ -102,6 +114,8 @@ export async function listCalls(db: DbOrTrx, query: CallPageQuery): Promise<{ ca
   if (query.state) select = select.where('attachment_state', '=', query.state);
   if (query.after) {
     const { firstSeenAt, callId } = query.after;
+    // Never in a cursor this API gave (call ids hold no control character); PostgreSQL would fail on it.
+    if (callId.includes('\u0000')) throw new AppError('cursor is not one this API returned', { code: 'INVALID_CURSOR', statusCode: 400 });
     select = select.where((eb) =>
       eb.or([
         eb('first_seen_at', '<', firstSeenAt),
@@ -134,7 +148,7 @@ function toStoredCall(row: Selectable<CallsTable>): StoredCall {
     endedAt: row.ended_at,
     attachment: { state: row.attachment_state as AttachmentState, reason: row.attachment_reason },
     recording:
-      row.recording_key === null
+      row.recording_sha256 === null
         ? null
         : {
             key: row.recording_key,

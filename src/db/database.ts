@@ -2,8 +2,9 @@ import fs from 'node:fs';
 import fsPromises, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import SQLite from 'better-sqlite3';
-import { Kysely, Migrator, SqliteDialect, sql, type SqliteDatabase, type Transaction } from 'kysely';
-import type { Config } from '../config/config.ts';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect, sql, type SqliteDatabase, type Transaction } from 'kysely';
+import pg from 'pg';
+import type { DatabaseConfig } from '../config/config.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { migrations } from './migrations/index.ts';
 import type { Database } from './schema.ts';
@@ -12,7 +13,8 @@ export type Db = Kysely<Database>;
 /** Repository functions take either the database or an open transaction. */
 export type DbOrTrx = Kysely<Database> | Transaction<Database>;
 
-export function createDb(database: Config['database']): Db {
+export function createDb(database: DatabaseConfig): Db {
+  if (database.dialect === 'postgres') return new Kysely<Database>({ dialect: new PostgresDialect({ pool: createPool(database) }) });
   fs.mkdirSync(path.dirname(database.filename), { recursive: true });
   const connection = new SQLite(database.filename);
   connection.pragma('journal_mode = WAL');
@@ -23,6 +25,25 @@ export function createDb(database: Config['database']): Db {
   connection.pragma('foreign_keys = ON');
   connection.pragma('busy_timeout = 5000');
   return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(connection) }) });
+}
+
+const INT8_OID = 20;
+
+/**
+ * Times are milliseconds since the epoch in bigint columns, and counts are bigint too: read
+ * them as numbers (exact up to 2^53, some 285,000 years of milliseconds) rather than strings.
+ */
+export function createPool(database: Extract<DatabaseConfig, { dialect: 'postgres' }>): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: database.url,
+    max: database.poolSize,
+    connectionTimeoutMillis: 10_000,
+    types: { getTypeParser: (oid: number, format?: string) => (oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format as 'text')) },
+  });
+  // An idle client whose server went away emits here; without a listener that would crash the
+  // process. The next query gets a fresh connection.
+  pool.on('error', () => {});
+  return pool;
 }
 
 const STATEMENT_CACHE_SIZE = 256;
@@ -49,18 +70,34 @@ function withStatementCache(connection: SQLite.Database): SqliteDatabase {
   };
 }
 
-/** Applies every pending migration; throws (never exits 0) when one fails. */
+const migratorFor = (db: Db) => new Migrator({ db, provider: { getMigrations: async () => migrations } });
+
+/**
+ * Applies every pending migration; throws (never exits 0) when one fails. Replicas starting
+ * together against a fresh PostgreSQL database take turns: Kysely holds an advisory lock.
+ */
 export async function migrateToLatest(db: Db): Promise<string[]> {
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations } });
-  const { error, results } = await migrator.migrateToLatest();
+  const { error, results } = await migratorFor(db).migrateToLatest();
   if (error) {
-    const failed = results?.find((result) => result.status === 'Error')?.migrationName ?? 'unknown';
-    throw new AppError(`Database migration ${failed} failed: ${coerceError(error).message}`, {
+    const failed = results?.find((result) => result.status === 'Error')?.migrationName;
+    const what = failed === undefined ? 'Could not migrate the database' : `Database migration ${failed} failed`;
+    throw new AppError(`${what}: ${coerceError(error).message}`, {
       code: 'MIGRATION_FAILED',
       cause: error,
     });
   }
   return (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName);
+}
+
+/** With MIGRATE_ON_START=false: refuses to run against a schema older than this code. */
+export async function assertMigrated(db: Db): Promise<void> {
+  const pending = (await migratorFor(db).getMigrations()).filter((migration) => migration.executedAt === undefined);
+  if (pending.length === 0) return;
+  throw new AppError(
+    `The database schema is not up to date (pending: ${pending.map((migration) => migration.name).join(', ')}); ` +
+      'run `wavoip-recordings migrate` first, or set MIGRATE_ON_START=true',
+    { code: 'MIGRATION_PENDING' },
+  );
 }
 
 /**
@@ -75,7 +112,9 @@ export async function migrateToLatest(db: Db): Promise<string[]> {
  * marks the pages clean, and a bad WAL frame makes recovery drop every frame after it. So a
  * failure is final; the caller stops acknowledging until the process restarts.
  */
-export function createWalSync(database: Config['database']) {
+export function createWalSync(database: DatabaseConfig) {
+  // PostgreSQL syncs its own log at each commit (synchronous_commit), before the commit returns.
+  if (database.dialect === 'postgres') return { assertHealthy() {}, async sync() {}, async close() {} };
   let wal: FileHandle | undefined;
   let failure: Error | undefined;
   return {
@@ -107,9 +146,34 @@ export function createWalSync(database: Config['database']) {
 
 export type WalSync = ReturnType<typeof createWalSync>;
 
-/** An error from the database itself (locked, full, I/O), as opposed to one in our handling of a row. */
+const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
+/**
+ * SQLite result codes of a database in trouble (busy, full, unreadable), not of a bad row. A
+ * constraint or type error (SQLITE_CONSTRAINT, SQLITE_MISMATCH) is the event's own fault. Our
+ * schema has no triggers: one that refuses a write (SQLITE_CONSTRAINT_TRIGGER) is an operator
+ * holding writes back on purpose, so the events wait for it to go.
+ */
+const SQLITE_TRANSIENT = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|READONLY|CANTOPEN|PROTOCOL|NOMEM|INTERRUPT|CORRUPT|NOTADB|AUTH|CONSTRAINT_TRIGGER$)/;
+/**
+ * PostgreSQL SQLSTATE classes of the same kind: 08 connection, 40 rollback (serialization,
+ * deadlock), 53 insufficient resources, 57 operator intervention (shutdown), 58 system error,
+ * 55P03 lock not available, XX internal, and P0001, an exception raised by a trigger or function
+ * (ours have none, as above). Class 22 (data) and 23 (integrity) are the row's fault.
+ */
+const POSTGRES_TRANSIENT = /^(08|40|53|57|58|XX)|^(55P03|P0001)$/;
+
+/**
+ * An error from the database itself (locked, full, unreachable, shutting down), as opposed to
+ * one in our handling of a row: what was being written is tried again later, never marked as
+ * bad. An error the row itself causes (a constraint) would fail the same way for ever.
+ */
 export function isDatabaseError(error: unknown): boolean {
-  return error instanceof SQLite.SqliteError;
+  if (error instanceof SQLite.SqliteError) return SQLITE_TRANSIENT.test(error.code);
+  if (error instanceof pg.DatabaseError) return POSTGRES_TRANSIENT.test(error.code ?? '');
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) return true;
+  // pg's own words for a connection lost or never made, which carry no code.
+  return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(error.message);
 }
 
 export async function checkDb(db: Db): Promise<void> {

@@ -1,4 +1,7 @@
+import { sql, type Transaction } from 'kysely';
 import type { DbOrTrx } from './database.ts';
+import { isPostgres } from './dialect.ts';
+import type { Database } from './schema.ts';
 
 export interface NewEvent {
   eventId: string;
@@ -58,7 +61,19 @@ export async function markEventProcessed(db: DbOrTrx, seq: number, processedAt: 
     .updateTable('events')
     .set({ processed_at: processedAt, processing_error: error })
     .where('seq', '=', seq)
+    .where('processed_at', 'is', null)
     .execute();
+}
+
+// Any fixed number, the same in every replica: it names the lock, nothing else.
+const EVENT_PROCESSING_LOCK = 0x77617670;
+
+/**
+ * Makes replicas sharing a PostgreSQL database apply events one transaction at a time (held
+ * until commit). SQLite has one writer at a time already.
+ */
+export async function lockEventProcessing(trx: Transaction<Database>): Promise<void> {
+  if (isPostgres(trx)) await sql`select pg_advisory_xact_lock(${EVENT_PROCESSING_LOCK})`.execute(trx);
 }
 
 /**

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
-import type { Selectable } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import type { Db, DbOrTrx } from './database.ts';
+import { isPostgres } from './dialect.ts';
 import type { FetchJobsTable } from './schema.ts';
 
 export interface FetchJob {
@@ -38,8 +39,9 @@ export async function deleteFetchJob(db: DbOrTrx, callId: string, version?: numb
 }
 
 /**
- * Leases up to `limit` due jobs to `workerId`, skipping the calls it is already running. The scan walks the run_at index from the
- * oldest due job, so its cost follows the work that is due, not the number of calls stored.
+ * Leases up to `limit` due jobs to `workerId`, skipping the calls it is already running. The scan
+ * walks the run_at index from the oldest due job, so its cost follows the work that is due, not
+ * the number of calls stored.
  */
 export async function claimDueFetchJobs(
   db: Db,
@@ -49,6 +51,9 @@ export async function claimDueFetchJobs(
     let due = selectDueFetchJobs(trx, input.now, input.limit);
     // A job rescheduled while its attempt still runs here waits for that attempt to end.
     if (input.running.length > 0) due = due.where('call_id', 'not in', input.running);
+    // Replicas claiming at the same moment each take different jobs, none waits for another.
+    // (SQLite has one writer at a time, and no such clause.)
+    if (isPostgres(trx)) due = due.forUpdate().skipLocked();
     const rows = await due.execute();
     if (rows.length === 0) return [];
     await trx
@@ -143,12 +148,20 @@ function toFetchJob(row: Selectable<FetchJobsTable>): FetchJob {
   };
 }
 
-/** Jobs whose time has come (leased or not), and the run_at of the one waiting longest. */
-export async function summariseDueFetchJobs(db: DbOrTrx, now: number): Promise<{ due: number; oldestRunAt: number | null }> {
+/**
+ * For the metrics: jobs running (leased), and jobs due but waiting for a slot with the run_at of
+ * the one waiting longest. One pass over the due part of the run_at index.
+ */
+export async function summariseDueFetchJobs(db: DbOrTrx, now: number): Promise<{ running: number; waiting: number; oldestWaitingRunAt: number | null }> {
+  const leased = sql<boolean>`locked_until is not null and locked_until > ${now}`;
   const row = await db
     .selectFrom('fetch_jobs')
-    .select((eb) => [eb.fn.countAll<number | string | bigint>().as('due'), eb.fn.min('run_at').as('oldest')])
+    .select([
+      sql<number>`count(case when ${leased} then 1 end)`.as('running'),
+      sql<number>`count(case when not (${leased}) then 1 end)`.as('waiting'),
+      sql<number | null>`min(case when not (${leased}) then run_at end)`.as('oldest'),
+    ])
     .where('run_at', '<=', now)
     .executeTakeFirstOrThrow();
-  return { due: Number(row.due), oldestRunAt: row.oldest === null ? null : Number(row.oldest) };
+  return { running: Number(row.running), waiting: Number(row.waiting), oldestWaitingRunAt: row.oldest === null ? null : Number(row.oldest) };
 }

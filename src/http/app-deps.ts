@@ -21,5 +21,6 @@ export interface AppDeps {
   events: EventProcessor;
   scheduler: FetchScheduler;
   metrics: Metrics;
-  secretGuard: SecretGuard;
+  /** Separate counts: guessing at the API must not lock out webhooks from the same address. */
+  secretGuards: { webhook: SecretGuard; api: SecretGuard };
 }

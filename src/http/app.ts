@@ -7,7 +7,6 @@ import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { redactUrl } from '../log/logger.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
-import type { Config } from '../config/config.ts';
 import type { AppDeps } from './app-deps.ts';
 
 /** WaVoIP's documented events are a few hundred bytes; production consumers cap at 64 KB too. */
@@ -54,7 +53,7 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
       connectionsCheckingInterval: Math.max(Math.ceil(requestTimeoutMs / 10), 10),
     },
     // request.ip, which the token lock-out counts by, is the client's only when proxies are named.
-    trustProxy: trustedProxies(deps.config.trustProxy),
+    trustProxy: deps.config.trustProxy.length > 0 ? deps.config.trustProxy : false,
     // Call ids are up to 128 characters, and the router counts a parameter after decoding.
     routerOptions: { maxParamLength: 512 },
     // An undecodable URL: answered like every other client error.
@@ -112,11 +111,6 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
   registerCallRoutes(app, deps);
   registerMetricsRoutes(app, deps);
   return app;
-}
-
-/** Fastify's types leave out the hop count that its proxy-addr takes; a hop count is this function. */
-function trustedProxies(setting: Config['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
-  return typeof setting === 'number' ? (_address, hop) => hop < setting : setting;
 }
 
 function describeClientError(error: FastifyError): string {

@@ -1,6 +1,7 @@
 import type { FastifyReply } from 'fastify';
 import ipaddr from 'ipaddr.js';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import type { Logger } from '../log/logger.ts';
 import { secretsMatch } from './secrets.ts';
 
 /** Both how long wrong secrets are counted and how long a lock-out lasts. */
@@ -9,20 +10,33 @@ export const SECRET_FAILURE_WINDOW_SECONDS = 60;
 export type SecretCheck = { result: 'ok' } | { result: 'wrong' } | { result: 'locked-out'; retryAfterSeconds: number };
 
 export interface SecretGuard {
-  /**
-   * Compares a presented secret in constant time. While the client's address is locked out the
-   * secret is not even looked at: answering a right guess differently would let guessing go on.
-   */
+  /** Compares a presented secret in constant time, counting wrong ones per client address. */
   check(clientIp: string, presented: unknown, expected: string): Promise<SecretCheck>;
 }
 
+export interface SecretGuardOptions {
+  /** AUTH_FAILURE_LIMIT: wrong secrets an address may present within the window. */
+  maxFailures: number;
+  /**
+   * API: while an address is locked out its secret is not even looked at, since answering a
+   * right guess differently would let guessing go on. Webhooks: a right secret always passes.
+   * WaVoIP sends every device's webhooks from the same few addresses, and one panel left with
+   * an old token must not shut out all the others; wrong tokens are still refused, and logged.
+   */
+  lockOutRightSecrets: boolean;
+  /** Named in the lock-out warning: `webhook` or `API`. */
+  what: string;
+  logger: Logger;
+}
+
 /**
- * Slows guessing of the webhook and API tokens: after `maxFailures` (AUTH_FAILURE_LIMIT) wrong
- * ones within the window, an address is refused for the window, whatever it presents. Counting failures only means
- * a sender with the right token never gets near the limit, unless it shares an address with the
- * guesser, which is why TRUST_PROXY matters behind a load balancer.
+ * Slows guessing of a token: after `maxFailures` wrong ones within the window, an address is
+ * answered 429 for the window. Counting failures only means a sender with the right token never
+ * gets near the limit, unless it shares an address with the guesser, which is why TRUST_PROXY
+ * matters behind a load balancer. Per process: each replica keeps its own count.
  */
-export function createSecretGuard(maxFailures: number): SecretGuard {
+export function createSecretGuard(options: SecretGuardOptions): SecretGuard {
+  const { maxFailures, lockOutRightSecrets, what, logger } = options;
   const failures = new RateLimiterMemory({
     points: maxFailures,
     duration: SECRET_FAILURE_WINDOW_SECONDS,
@@ -33,14 +47,23 @@ export function createSecretGuard(maxFailures: number): SecretGuard {
   return {
     async check(clientIp, presented, expected) {
       const key = clientKey(clientIp);
-      const recorded = await failures.get(key);
-      if (recorded !== null && recorded.consumedPoints > maxFailures) return lockedOut(recorded.msBeforeNext);
+      if (lockOutRightSecrets) {
+        const recorded = await failures.get(key);
+        if (recorded !== null && recorded.consumedPoints > maxFailures) return lockedOut(recorded.msBeforeNext);
+      }
       if (secretsMatch(presented, expected)) return { result: 'ok' };
       try {
         await failures.consume(key);
       } catch (limited) {
-        if (limited instanceof RateLimiterRes) return lockedOut(limited.msBeforeNext);
-        throw limited;
+        if (!(limited instanceof RateLimiterRes)) throw limited;
+        if (limited.consumedPoints === maxFailures + 1) {
+          logger.warn(
+            { client: key },
+            `${maxFailures} wrong ${what} tokens from ${key} within ${SECRET_FAILURE_WINDOW_SECONDS}s: refusing its wrong tokens with 429 for ${SECRET_FAILURE_WINDOW_SECONDS}s` +
+              (lockOutRightSecrets ? ', and its right ones too' : ''),
+          );
+        }
+        return lockedOut(limited.msBeforeNext);
       }
       return { result: 'wrong' };
     },

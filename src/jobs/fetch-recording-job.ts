@@ -69,7 +69,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
       });
       const key = recordingKeyFor(call.callId, file.sha256, file.extension);
       try {
-        await deps.store.put(file.tempPath, key);
+        await deps.store.put(file.tempPath, key, signal);
       } finally {
         // Gone after a successful put; after a failed one, never left behind. Never throws, so
         // read-only storage cannot hide the put's own reason behind a failed delete.

@@ -2,21 +2,27 @@ import { coerceError } from '../errors.ts';
 
 export interface PeriodicTask {
   start(): void;
-  /** Stops the timer and waits for a run in progress. */
+  /** Stops the timer, tells a run in progress to stop (its signal), and waits for it. */
   stop(): Promise<void>;
 }
 
 /**
  * Runs a task at start and then every intervalMs, never two runs at once. A failing run is
- * reported and the next one tries again; nothing here retries faster than the interval.
+ * reported and the next one tries again; nothing here retries faster than the interval. A long
+ * run must check its signal between steps, so that a shutdown does not wait for all of it.
  */
-export function createPeriodicTask(task: () => Promise<void>, intervalMs: number, onError: (error: Error) => void): PeriodicTask {
+export function createPeriodicTask(
+  task: (signal: AbortSignal) => Promise<void>,
+  intervalMs: number,
+  onError: (error: Error) => void,
+): PeriodicTask {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
+  const stopping = new AbortController();
 
   function run(): void {
-    if (running) return;
-    running = task()
+    if (running || stopping.signal.aborted) return;
+    running = task(stopping.signal)
       .catch((caught: unknown) => onError(coerceError(caught)))
       .finally(() => {
         running = undefined;
@@ -31,6 +37,7 @@ export function createPeriodicTask(task: () => Promise<void>, intervalMs: number
     },
     async stop(): Promise<void> {
       clearInterval(timer);
+      stopping.abort();
       await running;
     },
   };

@@ -31,10 +31,10 @@ export interface RetentionDeps {
 export function createRetention(deps: RetentionDeps): PeriodicTask {
   const { db, store, clock, logger, eventRetentionMs, recordingRetentionMs } = deps;
 
-  async function pruneEvents(): Promise<void> {
+  async function pruneEvents(signal: AbortSignal): Promise<void> {
     const before = clock.now() - eventRetentionMs;
     let events = 0;
-    for (;;) {
+    while (!signal.aborted) {
       const deleted = await pruneProcessedEvents(db, before, EVENT_BATCH);
       events += deleted;
       if (deleted < EVENT_BATCH) break;
@@ -44,13 +44,14 @@ export function createRetention(deps: RetentionDeps): PeriodicTask {
     if (events > 0 || devices > 0) logger.info({ events, devices }, `[Retention] Pruned ${events} events and ${devices} devices`);
   }
 
-  async function pruneRecordings(retentionMs: number): Promise<void> {
+  async function pruneRecordings(retentionMs: number, signal: AbortSignal): Promise<void> {
     const before = clock.now() - retentionMs;
     const reason = `recording deleted after RECORDING_RETENTION (${formatDuration(retentionMs)})`;
     let recordings = 0;
-    for (;;) {
+    while (!signal.aborted) {
       const batch = await listRecordingsAttachedBefore(db, before, RECORDING_BATCH);
       for (const { callId, key } of batch) {
+        if (signal.aborted) break;
         // File first: a crash in between leaves a call that is still attached and is expired on
         // the next run, never an expired call whose file lingers.
         await store.remove(key);
@@ -66,9 +67,9 @@ export function createRetention(deps: RetentionDeps): PeriodicTask {
   const shortest = Math.min(eventRetentionMs, recordingRetentionMs ?? Number.POSITIVE_INFINITY);
   const intervalMs = Math.max(1_000, Math.min(LONGEST_INTERVAL_MS, Math.floor(shortest / 10)));
   return createPeriodicTask(
-    async () => {
-      await pruneEvents();
-      if (recordingRetentionMs !== undefined) await pruneRecordings(recordingRetentionMs);
+    async (signal) => {
+      await pruneEvents(signal);
+      if (recordingRetentionMs !== undefined) await pruneRecordings(recordingRetentionMs, signal);
     },
     intervalMs,
     (error) => logger.warn({ err: error }, `[Retention] Pruning failed (${error.message}); trying again later`),

@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { ATTACHMENT_STATES } from '../calls/call-state.ts';
 import type { Clock } from '../clock.ts';
 import { countCallsByAttachmentState } from '../db/calls-repository.ts';
-import type { Db } from '../db/database.ts';
+import { checkDb, type Db } from '../db/database.ts';
 import { findLatestEventReceivedAt } from '../db/events-repository.ts';
 import { summariseDueFetchJobs } from '../db/fetch-jobs-repository.ts';
 
@@ -24,7 +24,7 @@ export interface Metrics {
 export interface MetricsSources {
   db: Db;
   clock: Clock;
-  /** The moment from which silence is counted when no webhook has arrived since start-up. */
+  /** The moment from which silence is counted while no webhook has ever arrived. */
   startedAt: number;
 }
 
@@ -79,22 +79,60 @@ export function createMetrics(sources: MetricsSources): Metrics {
     }),
   };
 
-  new Gauge({
-    name: `${PREFIX}fetch_jobs_due`,
-    help: 'Fetch jobs whose time has come, running or waiting for a download slot.',
+  // A failing database must not fail the scrape: the counters and process metrics matter most
+  // then. The database-backed gauges keep their last values, and database_up says why.
+  const databaseUp = new Gauge({
+    name: `${PREFIX}database_up`,
+    help: '1 when the database answered this scrape, else 0 (the gauges read from it then keep their last values).',
     registers: [registry],
     async collect() {
-      this.set((await summariseDueFetchJobs(db, clock.now())).due);
+      this.set(await checkDb(db).then(() => 1, () => 0));
+    },
+  });
+  const fromDatabase = async (read: () => Promise<void>) => {
+    try {
+      await read();
+    } catch {
+      databaseUp.set(0);
+    }
+  };
+
+  // One query per scrape for the three job gauges, whichever of them is collected first.
+  let jobSummary: { at: number; value: Promise<Awaited<ReturnType<typeof summariseDueFetchJobs>>> } | undefined;
+  const summariseJobs = () => {
+    const now = clock.now();
+    if (jobSummary === undefined || now - jobSummary.at > 1_000) jobSummary = { at: now, value: summariseDueFetchJobs(db, now) };
+    return jobSummary.value;
+  };
+  new Gauge({
+    name: `${PREFIX}fetch_jobs_running`,
+    help: 'Fetch jobs being downloaded or polled right now, by any replica.',
+    registers: [registry],
+    async collect() {
+      await fromDatabase(async () => {
+        this.set((await summariseJobs()).running);
+      });
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}fetch_jobs_due`,
+    help: 'Fetch jobs whose time has come, waiting for a download slot.',
+    registers: [registry],
+    async collect() {
+      await fromDatabase(async () => {
+        this.set((await summariseJobs()).waiting);
+      });
     },
   });
   new Gauge({
     name: `${PREFIX}fetch_job_oldest_due_age_seconds`,
-    help: 'How long the longest-waiting due fetch job has been due (0 when none is due).',
+    help: 'How long the longest-waiting due fetch job has waited for a slot (0 when none waits): downloads falling behind.',
     registers: [registry],
     async collect() {
-      const now = clock.now();
-      const { oldestRunAt } = await summariseDueFetchJobs(db, now);
-      this.set(oldestRunAt === null ? 0 : (now - oldestRunAt) / 1000);
+      await fromDatabase(async () => {
+        const { oldestWaitingRunAt } = await summariseJobs();
+        this.set(oldestWaitingRunAt === null ? 0 : Math.max(0, clock.now() - oldestWaitingRunAt) / 1000);
+      });
     },
   });
   new Gauge({
@@ -103,23 +141,22 @@ export function createMetrics(sources: MetricsSources): Metrics {
     labelNames: ['attachment_state'],
     registers: [registry],
     async collect() {
-      const counts = await countCallsByAttachmentState(db);
-      for (const state of ATTACHMENT_STATES) this.set({ attachment_state: state }, counts.get(state) ?? 0);
+      await fromDatabase(async () => {
+        const counts = await countCallsByAttachmentState(db);
+        for (const state of ATTACHMENT_STATES) this.set({ attachment_state: state }, counts.get(state) ?? 0);
+      });
     },
   });
   new Gauge({
     name: `${PREFIX}seconds_since_last_webhook`,
-    help: 'Time since the last webhook arrived (counted from start-up when none has since).',
+    help: 'Time since the last webhook arrived, by any replica (counted from start-up while none ever has).',
     registers: [registry],
     async collect() {
-      this.set((clock.now() - (await lastWebhookOrStart(db, sources.startedAt))) / 1000);
+      await fromDatabase(async () => {
+        this.set((clock.now() - ((await findLatestEventReceivedAt(db)) ?? sources.startedAt)) / 1000);
+      });
     },
   });
 
   return metrics;
-}
-
-/** The reference for webhook silence: the newest event, or start-up if that is later. */
-export async function lastWebhookOrStart(db: Db, startedAt: number): Promise<number> {
-  return Math.max(startedAt, (await findLatestEventReceivedAt(db)) ?? 0);
 }

@@ -1,42 +1,26 @@
-import { createReadStream, mkdirSync } from 'node:fs';
-import { open, readdir, rename, rm, stat as statFile, writeFile } from 'node:fs/promises';
-import { randomUUID } from 'node:crypto';
+import { open, rename, rm, stat as statFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { assertRecordingKey } from './recording-store.ts';
 import type { RecordingStore } from './recording-store.ts';
-import { removeTempFile, runStorageOperation, storageFault } from './storage-faults.ts';
-
-const TEMP_SUFFIX = '.part';
+import { DATABASE_HEADROOM_BYTES, runStorageOperation, storageFault } from './storage-faults.ts';
+import { createTempDirectory } from './temp-directory.ts';
 
 /**
  * Recordings as plain files in `dir` (DATA_DIR/recordings). Temp files live in `dir/.tmp`, on the
  * same filesystem, so moving a finished download in is an atomic rename: a reader sees the old
  * file or the new one, never half of one. Creates both directories at once so start-up fails fast
- * on a bad DATA_DIR.
+ * on a bad DATA_DIR. `headroomBytes`: free space below which `check()` reports the store full, as
+ * downloads would find it.
  */
-export function createLocalRecordingStore(dir: string): RecordingStore {
-  const tmpDir = join(dir, '.tmp');
-  mkdirSync(tmpDir, { recursive: true });
+export function createLocalRecordingStore(dir: string, { headroomBytes = DATABASE_HEADROOM_BYTES } = {}): RecordingStore {
+  const temp = createTempDirectory(join(dir, '.tmp'), { headroomBytes, name: 'the recordings directory' });
   const pathOf = (key: string): string => {
     assertRecordingKey(key);
     return join(dir, key);
   };
-  // Temp files that could not be deleted (the storage was read-only): tried again whenever the
-  // storage has just taken a write, so they do not wait for the next start.
-  let stranded = new Set<string>();
-  const discard = async (tempPath: string): Promise<void> => {
-    if (await removeTempFile(tempPath)) stranded.delete(tempPath);
-    else stranded.add(tempPath);
-  };
-  const retryStranded = async (): Promise<void> => {
-    if (stranded.size === 0) return;
-    const paths = [...stranded];
-    stranded = new Set();
-    await Promise.all(paths.map(discard));
-  };
 
   return {
-    tmpDir,
+    tmpDir: temp.path,
 
     async put(tempPath, key) {
       const target = pathOf(key);
@@ -45,10 +29,10 @@ export function createLocalRecordingStore(dir: string): RecordingStore {
         // The rename lives in the directory entry: without this a power cut can lose the file.
         await syncDirectory(dir);
       });
-      await retryStranded();
+      await temp.retryStranded();
     },
 
-    discardTemp: discard,
+    discardTemp: temp.discard,
 
     async stat(key) {
       const path = pathOf(key);
@@ -61,8 +45,18 @@ export function createLocalRecordingStore(dir: string): RecordingStore {
       }
     },
 
-    createReadStream(key, range) {
-      return createReadStream(pathOf(key), range ? { start: range.start, end: range.end } : {});
+    async openRead(key, range) {
+      const path = pathOf(key);
+      // Opened before anything is sent, so that a file deleted since `stat` (retention) is a
+      // 404 like any missing recording, not an error in the middle of a response.
+      let handle;
+      try {
+        handle = await open(path, 'r');
+      } catch (error) {
+        if (isMissingFile(error)) return null;
+        throw storageFault(`read ${key}`, error);
+      }
+      return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
     },
 
     async remove(key) {
@@ -70,26 +64,8 @@ export function createLocalRecordingStore(dir: string): RecordingStore {
       await runStorageOperation(`remove ${key}`, () => rm(path, { force: true }));
     },
 
-    async cleanTemp() {
-      const names = await runStorageOperation('list the temp directory', () => readdir(tmpDir));
-      const leftovers = names.map((name) => join(tmpDir, name)).filter((path) => path.endsWith(TEMP_SUFFIX));
-      // One that cannot go now (read-only storage) must not stop the start: the service still
-      // takes webhooks, and the file goes once the storage takes writes again.
-      await Promise.all(leftovers.map(discard));
-      return leftovers.filter((path) => !stranded.has(path)).length;
-    },
-
-    async check() {
-      // Writing is the only honest test: access(W_OK) misses a full disk and some read-only mounts.
-      const probe = join(tmpDir, `check-${randomUUID()}${TEMP_SUFFIX}`);
-      try {
-        await runStorageOperation('write to the recordings directory', () => writeFile(probe, 'ok', { flag: 'wx' }));
-      } finally {
-        // A full disk creates the file and then fails the write: never leave one per probe.
-        await removeTempFile(probe);
-      }
-      await retryStranded();
-    },
+    cleanTemp: temp.cleanLeftovers,
+    check: temp.checkWritable,
   };
 }
 

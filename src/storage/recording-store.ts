@@ -2,13 +2,21 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.ts';
 
-/** Where finished recordings live; local disk today, an object store could sit behind it later. */
+/** Where finished recordings live: a local directory, or an S3 bucket (`RECORDINGS_STORAGE`). */
 export interface RecordingStore {
-  /** Moves a downloaded temp file (from `tmpDir`) in under `key`; the same key holds the same bytes. */
-  put(tempPath: string, key: string): Promise<void>;
+  /**
+   * Moves a downloaded temp file (from `tmpDir`) in under `key`; the same key holds the same
+   * bytes. Resolves only once the recording is complete and durable under `key`; when it
+   * rejects, `key` holds no part of this file (it holds what it held before, or nothing).
+   * `signal` (shutdown) interrupts a put that takes time (an upload), which then rejects.
+   */
+  put(tempPath: string, key: string, signal?: AbortSignal): Promise<void>;
   stat(key: string): Promise<{ size: number } | null>;
-  /** `range` is inclusive at both ends, as in an HTTP Range header. */
-  createReadStream(key: string, range?: { start: number; end: number }): Readable;
+  /**
+   * Opens `key` for reading; null when nothing is stored under it (as `stat`). `range` is
+   * inclusive at both ends, as in an HTTP Range header, and must lie within the recording.
+   */
+  openRead(key: string, range?: { start: number; end: number }): Promise<Readable | null>;
   /** Succeeds when nothing is stored under `key`. */
   remove(key: string): Promise<void>;
   /**
@@ -21,10 +29,12 @@ export interface RecordingStore {
    * over one it cannot delete (that one waits, as with `discardTemp`).
    */
   cleanTemp(): Promise<number>;
-  /** Downloads write here so that `put` is a rename. */
+  /** Downloads write here: on the store's own filesystem (a rename), or local disk (S3). */
   readonly tmpDir: string;
   /** Throws when the store cannot take a new recording (for the readiness probe). */
   check(): Promise<void>;
+  /** Releases connections (the S3 client's sockets); the store is not used afterwards. */
+  close?(): Promise<void>;
 }
 
 const KEY_PATTERN = /^[A-Za-z0-9_-]+\.[a-z0-9]{1,10}$/;

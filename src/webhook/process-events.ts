@@ -5,7 +5,7 @@ import type { Clock } from '../clock.ts';
 import { findCall, saveCall } from '../db/calls-repository.ts';
 import { isDatabaseError, type Db, type DbOrTrx } from '../db/database.ts';
 import { upsertDevice } from '../db/devices-repository.ts';
-import { listUnprocessedEvents, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
+import { listUnprocessedEvents, lockEventProcessing, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
 import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
 import { coerceError } from '../errors.ts';
 import { redactUrl, type Logger } from '../log/logger.ts';
@@ -17,6 +17,11 @@ import { redactUrl, type Logger } from '../log/logger.ts';
  */
 const BATCH_SIZE = 25;
 const RETRY_DELAY_MS = 1_000;
+/**
+ * Events are normally applied by the process that took them, at once. This scan picks up those
+ * a replica acknowledged but died before applying (its peers share the database).
+ */
+const SWEEP_INTERVAL_MS = 5_000;
 
 interface Outcome {
   event: WebhookEvent;
@@ -42,26 +47,35 @@ export function createEventProcessor(deps: {
   let wakeAgain = false;
   let stopped = false;
   let retryTimer: NodeJS.Timeout | undefined;
+  let sweepTimer: NodeJS.Timeout | undefined;
 
-  /** Applies a batch in one transaction: one commit for up to BATCH_SIZE events. */
-  async function applyEvents(batch: StoredEvent[]): Promise<Outcome[]> {
+  /**
+   * Applies the oldest unprocessed events, up to BATCH_SIZE, in one transaction: one commit for
+   * all of them. Listed inside the transaction, after taking the processing lock, so that
+   * replicas sharing a PostgreSQL database never apply the same event at the same time.
+   */
+  async function applyNextEvents(): Promise<{ batch: StoredEvent[]; outcomes: Outcome[] }> {
     return db.transaction().execute(async (trx) => {
+      await lockEventProcessing(trx);
+      const batch = await listUnprocessedEvents(trx, BATCH_SIZE);
       const outcomes: Outcome[] = [];
       const invalid: { seq: number; error: string }[] = [];
       for (const stored of batch) {
-        const result = await applyEvent(trx, stored);
+        const result = await applyEvent(trx, stored).catch((caught: unknown) => {
+          throw isDatabaseError(caught) ? caught : new EventNotApplied(stored, caught);
+        });
         if ('error' in result) invalid.push({ seq: stored.seq, error: result.error });
         else outcomes.push(result);
       }
       const invalidSeqs = new Set(invalid.map(({ seq }) => seq));
       await markEventsProcessed(trx, batch.filter((stored) => !invalidSeqs.has(stored.seq)).map((stored) => stored.seq), clock.now());
       for (const { seq, error } of invalid) await markEventProcessed(trx, seq, clock.now(), error);
-      return outcomes;
+      return { batch, outcomes };
     });
   }
 
   async function applyEvent(trx: DbOrTrx, stored: StoredEvent): Promise<Outcome | { error: string }> {
-    const normalized = normalizeWebhookPayload(JSON.parse(stored.payload));
+    const normalized = normalizeWebhookPayload(JSON.parse(stored.payload, withoutNul));
     const now = clock.now();
     if (!normalized.ok) return { error: normalized.error };
     const { event } = normalized;
@@ -69,7 +83,8 @@ export function createEventProcessor(deps: {
     if (event.type === 'DEVICE' && event.deviceId !== null) {
       await upsertDevice(trx, { deviceId: event.deviceId, phone: event.phone, status: event.status, seenAt: stored.receivedAt });
     } else if (event.type === 'CALL' || event.type === 'RECORD') {
-      const previous = await findCall(trx, event.callId);
+      // Locked until commit: a download attaching meanwhile waits, rather than being overwritten.
+      const previous = await findCall(trx, event.callId, { forUpdate: true });
       const next = applyCallEvent(previous, event, stored.receivedAt);
       await saveCall(trx, next);
       const plan = planFetch(previous, next, now, deps.timings);
@@ -81,27 +96,6 @@ export function createEventProcessor(deps: {
       outcome = { event, previous, next, plan };
     }
     return outcome;
-  }
-
-  /**
-   * When a batch fails, one event at a time, so that one event that cannot be applied does not
-   * block the rest. A database error is not the event's fault: it propagates, and the whole
-   * batch is tried again later; nothing is marked processed.
-   */
-  async function applyEventsOneByOne(batch: StoredEvent[], batchError: unknown): Promise<Outcome[]> {
-    if (isDatabaseError(batchError)) throw batchError;
-    const outcomes: Outcome[] = [];
-    for (const stored of batch) {
-      try {
-        outcomes.push(...(await applyEvents([stored])));
-      } catch (caught) {
-        if (isDatabaseError(caught)) throw caught;
-        const error = coerceError(caught);
-        logger.error({ event_id: stored.eventId, err: error }, `[WaVoIP Webhook] Could not apply event ${stored.eventId}; kept with the error`);
-        await markEventProcessed(db, stored.seq, clock.now(), error.message);
-      }
-    }
-    return outcomes;
   }
 
   function logOutcome({ event, previous, next, plan }: Outcome): void {
@@ -132,14 +126,23 @@ export function createEventProcessor(deps: {
 
   async function drain(): Promise<void> {
     while (!stopped) {
-      const batch = await listUnprocessedEvents(db, BATCH_SIZE);
-      if (batch.length === 0) return;
-      const outcomes = await applyEvents(batch).catch((error: unknown) => applyEventsOneByOne(batch, error));
-      for (const outcome of outcomes) logOutcome(outcome);
-      if (outcomes.some((outcome) => outcome.plan.action === 'fetch-now' || outcome.plan.action === 'poll')) {
+      let applied: { batch: StoredEvent[]; outcomes: Outcome[] };
+      try {
+        applied = await applyNextEvents();
+      } catch (caught) {
+        // A database error is not the event's fault: it propagates, and the batch is tried
+        // again later. An event that cannot be applied is kept with its error, and the rest go on.
+        if (!(caught instanceof EventNotApplied)) throw caught;
+        const { stored, cause } = caught;
+        logger.error({ event_id: stored.eventId, err: cause }, `[WaVoIP Webhook] Could not apply event ${stored.eventId}; kept with the error`);
+        await markEventProcessed(db, stored.seq, clock.now(), cause.message);
+        continue;
+      }
+      for (const outcome of applied.outcomes) logOutcome(outcome);
+      if (applied.outcomes.some((outcome) => outcome.plan.action === 'fetch-now' || outcome.plan.action === 'poll')) {
         deps.onFetchScheduled();
       }
-      if (batch.length < BATCH_SIZE) return;
+      if (applied.batch.length < BATCH_SIZE) return;
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
@@ -177,10 +180,17 @@ export function createEventProcessor(deps: {
   }
 
   return {
+    /** Applies what earlier runs left unprocessed, then keeps sweeping for stray events. */
+    start(): void {
+      wake();
+      sweepTimer = setInterval(wake, SWEEP_INTERVAL_MS);
+      sweepTimer.unref();
+    },
     wake,
     idle,
     async stop(): Promise<void> {
       stopped = true;
+      clearInterval(sweepTimer);
       clearTimeout(retryTimer);
       await idle();
     },
@@ -188,3 +198,26 @@ export function createEventProcessor(deps: {
 }
 
 export type EventProcessor = ReturnType<typeof createEventProcessor>;
+
+/**
+ * A PostgreSQL text value cannot hold U+0000 (SQLite's can): one `\u0000` in a caller, a status or
+ * a record_url made every write of the event's facts fail as a database error, retried for ever
+ * and holding back every event after it. Such a character becomes U+FFFD, on both databases, as
+ * invalid UTF-8 in a body already does. (A call id with a control character is refused at intake.)
+ */
+function withoutNul(_key: string, value: unknown): unknown {
+  return typeof value === 'string' && value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
+}
+
+/** An event whose application failed for a reason of its own (not the database's). */
+class EventNotApplied extends Error {
+  override readonly cause: Error;
+  constructor(
+    readonly stored: StoredEvent,
+    cause: unknown,
+  ) {
+    const error = coerceError(cause);
+    super(error.message);
+    this.cause = error;
+  }
+}

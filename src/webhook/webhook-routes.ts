@@ -12,7 +12,7 @@ export const WEBHOOK_PATH = '/webhooks/wavoip';
  * committed; applying it to the call happens afterwards, in the event processor.
  */
 export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void {
-  const { config, clock, logger, events, eventWriter, metrics, secretGuard } = deps;
+  const { config, clock, logger, events, eventWriter, metrics, secretGuards } = deps;
   // The event type, for the metrics, of requests whose body became an event.
   const eventTypes = new WeakMap<object, string>();
 
@@ -29,7 +29,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
         if (config.webhookToken === undefined) return;
         const header = request.headers['x-webhook-token'];
         const presented = typeof header === 'string' ? header : request.query.token;
-        const check = await secretGuard.check(request.ip, presented, config.webhookToken);
+        const check = await secretGuards.webhook.check(request.ip, presented, config.webhookToken);
         if (check.result !== 'ok') return sendRefusal(reply, check, 'missing or wrong webhook token: add ?token=<WEBHOOK_TOKEN> to the URL');
       },
       onResponse: async (request, reply) => {

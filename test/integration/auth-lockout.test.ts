@@ -62,28 +62,35 @@ describe(`AUTH_FAILURE_LIMIT=${LIMIT}: repeated wrong tokens lock the address ou
   });
   afterAll(() => service?.stop());
 
-  it('answers 401 up to the limit, then 429 with Retry-After, even to the right token', async () => {
-    const guesser = '127.0.0.2';
+  it('webhooks: 401 up to the limit, then 429 with Retry-After and a warning; a right token still passes', async () => {
+    const device = '127.0.0.2';
     for (let attempt = 1; attempt <= LIMIT; attempt += 1) {
-      expect((await send(service, { ...webhook(`wrong-guess-${attempt}`), from: guesser })).status).toBe(401);
+      expect((await send(service, { ...webhook(`wrong-guess-${attempt}`), from: device })).status).toBe(401);
     }
-    const locked = await send(service, { ...webhook('wrong-guess-again'), from: guesser });
+    const locked = await send(service, { ...webhook('wrong-guess-again'), from: device });
     expect(locked.status).toBe(429);
     expect(Number(locked.retryAfter)).toBeGreaterThan(0);
     expect(locked.body.error).toMatch(/too many wrong tokens from your address; try again in \d+s/);
+    expect(service.logs().some((line) => line.level === 40 && line.msg === `${LIMIT} wrong webhook tokens from 127.0.0.2 within 60s: refusing its wrong tokens with 429 for 60s`)).toBe(true);
 
-    // A right guess must not be told apart from a wrong one while locked out.
-    expect((await send(service, { ...webhook(WEBHOOK_TOKEN), from: guesser })).status).toBe(429);
-    expect((await send(service, { ...api(API_TOKEN), from: guesser })).status).toBe(429);
+    // WaVoIP sends every device's webhooks from the same addresses: one panel with an old token
+    // must not shut out the others.
+    expect((await send(service, { ...webhook(WEBHOOK_TOKEN), from: device })).status).toBe(200);
+    expect((await send(service, { ...webhook('still-wrong'), from: device })).status).toBe(429);
+    // Counted apart from the API.
+    expect((await send(service, { ...api(API_TOKEN), from: device })).status).toBe(200);
   });
 
-  it('counts wrong API tokens too, and /healthz stays open to a locked-out address', async () => {
+  it('API: after the limit the address is refused whatever it sends, so guessing cannot go on; webhooks and /healthz stay open', async () => {
     const guesser = '127.0.0.3';
     for (let attempt = 1; attempt <= LIMIT; attempt += 1) {
       expect((await send(service, { ...api(`wrong-api-token-${attempt}`), from: guesser })).status).toBe(401);
     }
     expect((await send(service, { ...api('wrong-api-token-4'), from: guesser })).status).toBe(429);
-    expect((await send(service, { ...webhook(WEBHOOK_TOKEN), from: guesser })).status).toBe(429);
+    // A right guess must not be told apart from a wrong one while locked out.
+    expect((await send(service, { ...api(API_TOKEN), from: guesser })).status).toBe(429);
+    expect(service.logs().some((line) => line.msg === `${LIMIT} wrong API tokens from 127.0.0.3 within 60s: refusing its wrong tokens with 429 for 60s, and its right ones too`)).toBe(true);
+    expect((await send(service, { ...webhook(WEBHOOK_TOKEN), from: guesser })).status).toBe(200);
     expect((await send(service, { path: '/healthz', from: guesser })).status).toBe(200);
   });
 
@@ -105,6 +112,7 @@ describe(`AUTH_FAILURE_LIMIT=${LIMIT}: repeated wrong tokens lock the address ou
     const metrics = await (await service.api('/metrics')).text();
     expect(metrics).toMatch(/wavoip_recordings_auth_failures_total\{endpoint="webhook",result="unauthorized"\} [1-9]/);
     expect(metrics).toMatch(/wavoip_recordings_auth_failures_total\{endpoint="webhook",result="locked_out"\} [1-9]/);
+    expect(metrics).toMatch(/wavoip_recordings_auth_failures_total\{endpoint="api",result="unauthorized"\} [1-9]/);
     expect(metrics).toMatch(/wavoip_recordings_auth_failures_total\{endpoint="api",result="locked_out"\} [1-9]/);
   });
 });
@@ -129,6 +137,12 @@ describe('TRUST_PROXY: the lock-out counts by the client behind the proxy', () =
       testEnvironment(storage.origin, await makeDataDir(), { AUTH_FAILURE_LIMIT: '2', TRUST_PROXY: '127.0.0.7' }),
     );
     try {
+      // A client reaching the service directly, not through the named proxy, cannot forge its address.
+      const direct = '127.0.0.9';
+      for (let attempt = 0; attempt < 3; attempt += 1) {
+        await send(service, { ...api('wrong'), from: direct, headers: { authorization: 'Bearer wrong', 'x-forwarded-for': `198.51.100.${attempt + 10}` } });
+      }
+      expect((await send(service, { ...api(API_TOKEN), from: direct, headers: { authorization: `Bearer ${API_TOKEN}`, 'x-forwarded-for': '198.51.100.99' } })).status).toBe(429);
       const proxy = '127.0.0.7';
       const viaProxy = (client: string, token: string) =>
         send(service, { ...api(token), from: proxy, headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': client } });

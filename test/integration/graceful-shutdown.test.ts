@@ -27,6 +27,7 @@ import {
   type ChildService,
   type InProcessService,
 } from '../support/service-harness.ts';
+import { openTestDatabase, testDialect } from '../support/test-database.ts';
 
 let storage: FakeWavoipStorage;
 const children: ChildService[] = [];
@@ -180,14 +181,32 @@ function connectionRefused(port: number): Promise<boolean> {
   });
 }
 
-/** What a clean close leaves: SQLite checkpoints the WAL into the database and deletes it with the last connection. */
-function expectDatabaseClosedCleanly(dataDir: string): void {
-  expect(fs.existsSync(`${databaseFile(dataDir)}-wal`)).toBe(false);
-  const database = new Database(databaseFile(dataDir), { readonly: true, fileMustExist: true });
+/**
+ * What a clean close leaves. SQLite (the WAL file and `integrity_check` exist only there):
+ * the WAL checkpointed into the database and deleted with the last connection, and an intact
+ * file. PostgreSQL keeps its own files consistent; what the service must do there is end its
+ * connections (the pool and the LISTEN one), so none of them is left on the server. (An idle
+ * pooled connection that was leaked would only go after the pool's 10 s idle timeout.)
+ */
+async function expectDatabaseClosedCleanly(env: Record<string, string>): Promise<void> {
+  if (testDialect === 'sqlite') {
+    const file = databaseFile(env.DATA_DIR as string);
+    expect(fs.existsSync(`${file}-wal`)).toBe(false);
+    const database = new Database(file, { readonly: true, fileMustExist: true });
+    try {
+      expect(database.pragma('integrity_check', { simple: true })).toBe('ok');
+    } finally {
+      database.close();
+    }
+    return;
+  }
+  const database = await openTestDatabase(env);
   try {
-    expect(database.pragma('integrity_check', { simple: true })).toBe('ok');
+    const others = async () =>
+      (await database.get<{ n: number }>('select count(*) as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()'))?.n;
+    await waitFor(async () => (await others()) === 0, "the service's connections to be closed", 5_000);
   } finally {
-    database.close();
+    await database.close();
   }
 }
 
@@ -209,9 +228,10 @@ describe('graceful shutdown (SIGTERM)', () => {
 
     // A recording being read by a client that has paused: its answer is in flight.
     const download = await RawConnection.open(port);
+    // Paused on its first chunk: polling for it instead left the whole 16 MiB time to arrive.
+    download.socket.once('data', () => download.socket.pause());
     download.write(`GET /api/calls/GRACEFUL-RECORDING/recording HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${API_TOKEN}\r\n\r\n`);
     await waitFor(() => download.receivedCount() > 0, 'the recording to start arriving');
-    download.socket.pause();
 
     // A webhook whose headers and half its body have arrived.
     const body = Buffer.from(JSON.stringify({ type: 'CALL', whatsapp_call_id: 'GRACEFUL-IN-FLIGHT', status: 'ACTIVE', direction: 'INCOMING' }));
@@ -221,7 +241,10 @@ describe('graceful shutdown (SIGTERM)', () => {
     await waitFor(
       () => service.logs().some((line) => line.msg.startsWith('Shutting down: no longer accepting connections; waiting for 2 requests in flight')),
       'the service to stop listening with the webhook and the recording in flight',
-    );
+    ).catch((error: Error) => {
+      const log = service.logs().slice(-10).map((line) => line.msg);
+      throw new Error(`${error.message} (${download.receivedCount()} of ${recording.length} bytes of the recording read; last log lines: ${JSON.stringify(log)})`);
+    });
     expect(await connectionRefused(port)).toBe(true);
     await waitFor(() => idle.closed, 'the idle keep-alive connection to be closed by the service');
     expect(webhook.closed).toBe(false);
@@ -249,10 +272,10 @@ describe('graceful shutdown (SIGTERM)', () => {
     expect(messages).toContain('Stopped');
     expect(messages.some((message) => message.includes('still open after'))).toBe(false);
 
-    expectDatabaseClosedCleanly(dataDir);
-    const database = new Database(databaseFile(dataDir), { readonly: true, fileMustExist: true });
-    const stored = database.prepare('select payload from events where event_id = ?').get(eventId) as { payload: string } | undefined;
-    database.close();
+    await expectDatabaseClosedCleanly(env);
+    const database = await openTestDatabase(env);
+    const stored = await database.get<{ payload: string }>('select payload from events where event_id = ?', [eventId]);
+    await database.close();
     expect(stored?.payload).toBe(body.toString('utf8'));
 
     const restarted = await startChild(env);
@@ -261,8 +284,8 @@ describe('graceful shutdown (SIGTERM)', () => {
   });
 
   it('still exits 0, database closed, when a client never finishes its body: its connection is closed after the grace', async () => {
-    const dataDir = await makeDataDir();
-    const service = await startChild(testEnvironment(storage.origin, dataDir, { ...NO_POLLING, SHUTDOWN_GRACE: '300ms' }));
+    const env = testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, SHUTDOWN_GRACE: '300ms' });
+    const service = await startChild(env);
     const body = Buffer.from(JSON.stringify({ type: 'CALL', whatsapp_call_id: 'NEVER-FINISHED', status: 'ACTIVE' }));
     const stalled = await startWebhook(portOf(service.url), body, 10);
 
@@ -275,17 +298,17 @@ describe('graceful shutdown (SIGTERM)', () => {
     expect(messages).toContain('Shutting down: 1 connection still open after 0.3s (1 request unfinished); closing it');
     expect(messages).toContain('Shutting down: database closed');
     expect(messages).toContain('Stopped');
-    expectDatabaseClosedCleanly(dataDir);
+    await expectDatabaseClosedCleanly(env);
   });
 });
 
 describe('request timeout and shutdown grace', () => {
-  async function startService(options: { httpRequestTimeoutMs?: number; shutdownGrace?: string }): Promise<InProcessService> {
+  async function startService(options: { httpRequestTimeoutMs?: number; shutdownGrace?: string }): Promise<InProcessService & { env: Record<string, string> }> {
     const { shutdownGrace, ...serviceOptions } = options;
     const env = testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, ...(shutdownGrace ? { SHUTDOWN_GRACE: shutdownGrace } : {}) });
     const service = await startInProcessService(env, serviceOptions);
     inProcess.push(service);
-    return service;
+    return Object.assign(service, { env });
   }
 
   it('answers 408 and closes the connection when a body or the headers stall past the request timeout', async () => {
@@ -327,6 +350,6 @@ describe('request timeout and shutdown grace', () => {
     expect(messages).toContain('Shutting down: no longer accepting connections; waiting for 1 request in flight (at most 0.2s)');
     expect(messages).toContain('Shutting down: 2 connections still open after 0.2s (1 request unfinished); closing them');
     expect(messages).toContain('Shutting down: database closed');
-    expectDatabaseClosedCleanly(service.dataDir);
+    await expectDatabaseClosedCleanly(service.env);
   });
 });

@@ -7,7 +7,7 @@
  * - never answer 5xx, and answer every 4xx with JSON carrying an `error` string;
  * - keep answering (/healthz 200 after every batch; a crash would take this process down too);
  * - not pollute any prototype (the service shares this process, so the test can look);
- * - acknowledge (200) only what it has stored: every 200 is checked against the SQLite file at once;
+ * - acknowledge (200) only what it has stored: every 200 is checked against the database at once;
  * - keep its memory bounded over a large batch.
  *
  * The inputs with which fuzzing found defects (since fixed: a leading BOM, an Expect header, a
@@ -19,10 +19,8 @@
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import fs from 'node:fs';
-import path from 'node:path';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { normalizeWebhookPayload } from '../../src/calls/webhook-event.ts';
@@ -37,6 +35,7 @@ import {
   waitFor,
   type InProcessService,
 } from '../support/service-harness.ts';
+import { openTestDatabase, type TestDatabase } from '../support/test-database.ts';
 
 const mp3 = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url));
 const RECORDED_CALL = 'HOSTILE-RECORDED';
@@ -51,11 +50,17 @@ const runs = (count: number) => Math.max(1, Math.round(count * Number(process.en
 let storage: FakeWavoipStorage;
 let service: InProcessService;
 let port: number;
-/** One read-only connection to the service's database file for the whole run. */
-let database: Database.Database;
-let storedEvent: Database.Statement<[string], { payload: string }>;
+/** One connection to the service's database for the whole run. */
+let database: TestDatabase;
+const storedEvent = (eventId: string) => database.get<{ payload: string }>('select payload from events where event_id = ?', [eventId]);
 let prototypesBefore: Fingerprint;
-let eventState: Database.Statement<[string], { processed_at: number | null; processing_error: string | null; call_id: string | null }>;
+const eventState = (eventId: string) =>
+  database.get<{ processed_at: number | null; processing_error: string | null; call_id: string | null }>(
+    'select processed_at, processing_error, call_id from events where event_id = ?',
+    [eventId],
+  );
+const countEvents = async (where: string, params: unknown[] = []) =>
+  (await database.get<{ n: number }>(`select count(*) as n from events where ${where}`, params))?.n;
 /**
  * Every event acknowledged with 200 during the run, with the sha256 of the payload it must be
  * stored with (a hash, not the text: the memory test must not measure what the test keeps).
@@ -65,11 +70,10 @@ const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').diges
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
-  service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), NO_POLLING));
+  const env = testEnvironment(storage.origin, await makeDataDir(), NO_POLLING);
+  service = await startInProcessService(env);
   port = Number(new URL(service.url).port);
-  database = new Database(path.join(service.dataDir, 'wavoip-recordings.sqlite'), { readonly: true, fileMustExist: true });
-  storedEvent = database.prepare('select payload from events where event_id = ?');
-  eventState = database.prepare('select processed_at, processing_error, call_id from events where event_id = ?');
+  database = await openTestDatabase(env);
 
   // One attached recording for the Range fuzzing, one failed call for the retry route.
   storage.setRoute(`/${RECORDED_CALL}`, { kind: 'body', body: mp3, contentType: 'audio/mpeg' });
@@ -81,7 +85,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  database?.close();
+  await database?.close();
   await service?.stop();
   await storage?.close();
 });
@@ -251,7 +255,7 @@ async function postWebhook(
     if (answer.received !== true || typeof answer.event_id !== 'string') {
       throw new Error(`200 without {received: true, event_id} to ${describeRequest(response.request)}: ${preview(response.body)}`);
     }
-    const row = storedEvent.get(answer.event_id);
+    const row = await storedEvent(answer.event_id);
     if (row === undefined) throw new Error(`200 for event ${answer.event_id}, which is not in the database: ${describeRequest(response.request)}`);
     const expected = bytes.toString('utf8').replace(/^\uFEFF/, '');
     if (row.payload !== expected) throw new Error(`event ${answer.event_id} stored as ${JSON.stringify(row.payload.slice(0, 200))}, sent ${preview(bytes)}`);
@@ -267,11 +271,11 @@ async function postWebhook(
  */
 async function expectApplied(eventId: string, request: RawRequest): Promise<void> {
   const deadline = Date.now() + 5_000;
-  let row = eventState.get(eventId);
+  let row = await eventState(eventId);
   while (row !== undefined && row.processed_at === null) {
     if (Date.now() > deadline) throw new Error(`event ${eventId} acknowledged but still unprocessed after 5 s: ${describeRequest(request)}`);
     await sleep(1);
-    row = eventState.get(eventId);
+    row = await eventState(eventId);
   }
   if (row === undefined) throw new Error(`event ${eventId} acknowledged but not in the database: ${describeRequest(request)}`);
   if (row.processing_error !== null) {
@@ -794,19 +798,19 @@ describe('webhook endpoint under fuzzing', () => {
       expect(response.status).toBe(200);
       const { event_id: eventId } = JSON.parse(response.body.toString('utf8')) as { event_id: string };
       acknowledged.set(eventId, sha256(bytes.toString('utf8').replace(/^\uFEFF/, '')));
-      await waitFor(() => eventState.get(eventId)?.processed_at !== null, `event ${eventId} processed`, 5_000);
+      await waitFor(async () => (await eventState(eventId))?.processed_at !== null, `event ${eventId} processed`, 5_000);
       return eventId;
     }
     // 1. fast-check's counterexample, shrunk: ["{}"] after the BOM (an UNKNOWN event; another seed gave
     //    {"type":"w…w"}). Acknowledged with 200, then marked processed with a JSON.parse error.
     const counterexample = await postRaw(Buffer.concat([BOM, Buffer.from('{}')]));
-    expect.soft(eventState.get(counterexample)?.processing_error ?? null, 'the acknowledged event was not applied').toBeNull();
+    expect.soft((await eventState(counterexample))?.processing_error ?? null, 'the acknowledged event was not applied').toBeNull();
 
     // 2. The same on a call that exists: the event is lost for the call, and the call can no longer be read.
     const callId = `BOM-${Date.now()}`;
     expect((await postWebhook(JSON.stringify({ type: 'CALL', whatsapp_call_id: callId, status: 'ACTIVE' }))).status).toBe(200);
     const eventId = await postRaw(Buffer.concat([BOM, Buffer.from(JSON.stringify({ type: 'CALL', whatsapp_call_id: callId, status: 'ENDED', duration: 30 }))]));
-    expect.soft(eventState.get(eventId)?.processing_error ?? null, 'the acknowledged event was not applied').toBeNull();
+    expect.soft((await eventState(eventId))?.processing_error ?? null, 'the acknowledged event was not applied').toBeNull();
     const call = await send({ method: 'GET', target: `/api/calls/${callId}`, headers: [AUTH] });
     expect.soft(call.status, `GET /api/calls/${callId}: ${call.body.toString('utf8')}`).toBe(200);
     expect.soft(JSON.parse(call.body.toString('utf8'))).toMatchObject({ status: 'ENDED', duration: 30 });
@@ -977,8 +981,7 @@ describe('read API under fuzzing (with a valid token)', () => {
     const response = await postWebhook(JSON.stringify({ type: 'CALL', whatsapp_call_id: callId, status: 'ACTIVE' }));
     expect(response.status).toBe(200);
     const { event_id: eventId } = JSON.parse(response.body.toString('utf8')) as { event_id: string };
-    const processed = database.prepare('select processed_at from events where event_id = ?');
-    await waitFor(() => (processed.get(eventId) as { processed_at: number | null }).processed_at !== null, `event ${eventId} processed`, 5_000);
+    await waitFor(async () => (await eventState(eventId))?.processed_at !== null, `event ${eventId} processed`, 5_000);
     const encoded = percentEncode(callId);
     const call = await api('GET', `/api/calls/${encoded}`);
     expect(call.status, `GET /api/calls/${encoded}: ${call.body.toString('utf8').slice(0, 300)}`).toBe(200);
@@ -1013,7 +1016,7 @@ describe('slow and broken request bodies', () => {
         checkAnswer(response);
         expect(response.status).toBe(200);
         const { event_id: eventId } = JSON.parse(response.body.toString('utf8')) as { event_id: string };
-        expect(storedEvent.get(eventId)).toEqual({ payload: text });
+        expect(await storedEvent(eventId)).toEqual({ payload: text });
         acknowledged.set(eventId, sha256(text));
         await expectApplied(eventId, request);
       }),
@@ -1034,8 +1037,7 @@ describe('slow and broken request bodies', () => {
     });
   }
 
-  const countEventsFor = (callId: string) =>
-    (database.prepare('select count(*) as n from events where call_id = ?').get(callId) as { n: number }).n;
+  const countEventsFor = (callId: string) => countEvents('call_id = ?', [callId]);
 
   it('stores nothing from a body that stalls mid-way and is then closed, and keeps serving others meanwhile', async () => {
     let run = 0;
@@ -1054,7 +1056,7 @@ describe('slow and broken request bodies', () => {
         else socket.end();
         await new Promise((resolve) => socket.once('close', resolve));
         await sleep(10);
-        expect(countEventsFor(callId)).toBe(0);
+        expect(await countEventsFor(callId)).toBe(0);
       }),
       { numRuns: runs(6) },
     );
@@ -1075,7 +1077,7 @@ describe('slow and broken request bodies', () => {
       await Promise.all(stalled.map((socket) => new Promise((resolve) => { socket.once('close', resolve); socket.end(); })));
     }
     await waitFor(async () => (await connections()) <= before, 'the stalled connections to be released', 5_000);
-    expect(countEventsFor('STALL-MANY')).toBe(0);
+    expect(await countEventsFor('STALL-MANY')).toBe(0);
   });
 });
 
@@ -1118,7 +1120,7 @@ describe('memory', () => {
           }
         }),
       );
-      await waitFor(() => (database.prepare('select count(*) as n from events where processed_at is null').get() as { n: number }).n === 0, 'events processed', 15_000);
+      await waitFor(async () => (await countEvents('processed_at is null')) === 0, 'events processed', 15_000);
     }
     const reading = () => {
       gc?.();
@@ -1161,14 +1163,14 @@ describe('memory', () => {
 describe('after the fuzzing', () => {
   it('has every acknowledged event stored exactly, and has applied all of them without errors', async () => {
     expect(acknowledged.size).toBeGreaterThan(100);
-    for (const [eventId, hash] of acknowledged) expect(sha256(storedEvent.get(eventId)?.payload ?? ''), eventId).toBe(hash);
+    for (const [eventId, hash] of acknowledged) expect(sha256((await storedEvent(eventId))?.payload ?? ''), eventId).toBe(hash);
     await waitFor(
-      () => (database.prepare('select count(*) as n from events where processed_at is null').get() as { n: number }).n === 0,
+      async () => (await countEvents('processed_at is null')) === 0,
       'every stored event to be processed',
       15_000,
     );
     // Soft, so that the readiness check below still runs.
-    expect.soft(database.prepare('select event_id, processing_error from events where processing_error is not null').all()).toEqual([]);
+    expect.soft(await database.all('select event_id, processing_error from events where processing_error is not null')).toEqual([]);
     expect((await send({ method: 'GET', target: '/readyz' })).status).toBe(200);
   });
 });

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { NO_POLLING, makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
+import { waitForEventsApplied } from '../support/test-database.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 
@@ -13,10 +14,14 @@ afterAll(async () => {
   await storage?.close();
 });
 
-async function withService(env: Record<string, string>, run: (service: InProcessService) => Promise<void>): Promise<void> {
-  const service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), env));
+async function withService(
+  overrides: Record<string, string>,
+  run: (service: InProcessService, env: Record<string, string>) => Promise<void>,
+): Promise<void> {
+  const env = testEnvironment(storage.origin, await makeDataDir(), overrides);
+  const service = await startInProcessService(env);
   try {
-    await run(service);
+    await run(service, env);
   } finally {
     await service.stop();
   }
@@ -107,13 +112,13 @@ describe('backup polling when no READY comes', () => {
     }));
 
   it('takes READY before the call ended, and RECORD before CALL', () =>
-    withService({ ...NO_POLLING }, async (service) => {
+    withService({ ...NO_POLLING }, async (service, env) => {
       storage.setRoute('/OUT-OF-ORDER', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
       await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'OUT-OF-ORDER', record_status: 'READY' });
       await service.waitForAttachment('OUT-OF-ORDER', 'attached');
       await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'OUT-OF-ORDER', record_status: 'MIXING' });
       for (const event of endedCall('OUT-OF-ORDER')) await service.postWebhook(event);
-      await waitFor(async () => (await service.call('OUT-OF-ORDER')).events.length === 4, 'four events');
+      await waitForEventsApplied(env);
       const call = await service.call('OUT-OF-ORDER');
       expect(call).toMatchObject({ status: 'ENDED', record_status: 'READY', caller: '5511911112222', attachment: { state: 'attached' } });
       expect(call.events.map((event) => event.payload.status ?? event.payload.record_status)).toEqual(['READY', 'MIXING', 'ACTIVE', 'ENDED']);

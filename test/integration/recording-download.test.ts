@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
+import { waitForEventsApplied } from '../support/test-database.ts';
 
 const audio = {
   mp3: fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url)),
@@ -14,11 +15,13 @@ const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex
 
 let storage: FakeWavoipStorage;
 let service: InProcessService;
+let env: Record<string, string>;
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
+  env = testEnvironment(storage.origin, await makeDataDir(), { POLL_MAX_WAIT: '3s', RECORDING_MAX_BYTES: '400KiB' });
   service = await startInProcessService(
-    testEnvironment(storage.origin, await makeDataDir(), { POLL_MAX_WAIT: '3s', RECORDING_MAX_BYTES: '400KiB' }),
+    env,
     { httpTimeouts: { connectTimeoutMs: 1_000, headersTimeoutMs: 500, bodyTimeoutMs: 500 } },
   );
 });
@@ -170,6 +173,8 @@ describe('exactly one attachment per call', () => {
     );
     expect(responses.every((response) => response.status === 200)).toBe(true);
     const call = await service.waitForAttachment('DUP-READY');
+    // Every duplicate applied, not only the first (on PostgreSQL the rest may still be queued).
+    await waitForEventsApplied(env);
     expect(call.attachment.state).toBe('attached');
     expect(storage.requests('/DUP-READY')).toBe(1);
     expect(service.logs().filter((line) => line.call_id === 'DUP-READY' && line.msg.includes('✅'))).toHaveLength(1);
@@ -203,6 +208,7 @@ describe('a job made again while its old attempt still runs', () => {
     await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'REMADE', record_status: 'DISABLED' });
     await service.waitForAttachment('REMADE', 'disabled');
     await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'REMADE', record_status: 'READY' });
+    await waitForEventsApplied(env); // READY takes the call from disabled back to pending
     const call = await service.waitForAttachment('REMADE');
     expect(call.attachment).toMatchObject({ state: 'attached', sha256: sha256(audio.ogg) });
     expect(storage.requests('/REMADE')).toBe(2);

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { NO_POLLING, makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+import { openTestDatabase } from '../support/test-database.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 const wav = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url));
@@ -77,15 +77,15 @@ describe('restarts and crashes', () => {
     await first.kill('SIGKILL');
 
     // As a crash between the commit and the processing leaves it: stored, acknowledged, unapplied.
-    const db = new Database(path.join(dataDir, 'wavoip-recordings.sqlite'));
-    db.prepare('insert into events (event_id, received_at, type, call_id, payload) values (?, ?, ?, ?, ?)').run(
+    const db = await openTestDatabase(env);
+    await db.run('insert into events (event_id, received_at, type, call_id, payload) values (?, ?, ?, ?, ?)', [
       'acknowledged-before-crash',
       Date.now(),
       'RECORD',
       'BEFORE-CRASH',
       JSON.stringify({ type: 'RECORD', whatsapp_call_id: 'BEFORE-CRASH', record_status: 'DISABLED' }),
-    );
-    db.close();
+    ]);
+    await db.close();
 
     const second = await start(env);
     const call = await second.waitForAttachment('BEFORE-CRASH', 'disabled');
@@ -122,7 +122,9 @@ describe('restarts and crashes', () => {
     const token = fs.readFileSync(path.join(dataDir, 'api-token'), 'utf8').trim();
     expect(token.length).toBeGreaterThanOrEqual(32);
     expect((fs.statSync(path.join(dataDir, 'api-token')).mode & 0o777).toString(8)).toBe('600');
-    expect(first.logs().some((line) => line.msg.includes(`Authorization: Bearer ${token}`))).toBe(true);
+    const tokenFile = path.join(dataDir, 'api-token');
+    expect(first.logs().some((line) => line.msg.includes(`Authorization: Bearer $(cat ${tokenFile})`))).toBe(true);
+    expect(first.logs().some((line) => JSON.stringify(line).includes(token))).toBe(false);
     expect((await first.api('/api/calls', { token })).status).toBe(200);
     expect((await fetch(`${first.url}/api/calls`)).status).toBe(401);
     await first.kill('SIGTERM');

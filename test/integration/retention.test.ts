@@ -1,18 +1,21 @@
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
+import { openTestDatabase, waitForEventsApplied } from '../support/test-database.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 
 let storage: FakeWavoipStorage;
 let service: InProcessService;
+let env: Record<string, string>;
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
-  service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { EVENT_RETENTION: '2s' }));
+  env = testEnvironment(storage.origin, await makeDataDir(), { EVENT_RETENTION: '2s' });
+  service = await startInProcessService(env);
 });
 afterAll(async () => {
   await service?.stop();
@@ -26,12 +29,12 @@ describe('EVENT_RETENTION', () => {
     await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'KEPT', record_status: 'READY', record_url: storage.url('/KEPT') });
     expect((await service.waitForAttachment('KEPT')).events).toHaveLength(1);
 
-    const db = new Database(path.join(service.dataDir, 'wavoip-recordings.sqlite'), { readonly: true });
+    const db = await openTestDatabase(env);
     try {
-      const count = (table: string) => (db.prepare(`select count(*) as n from ${table}`).get() as { n: number }).n;
-      await waitFor(() => count('events') === 0 && count('devices') === 0, 'events and devices pruned', 20_000);
+      const count = async (table: string) => (await db.get<{ n: number }>(`select count(*) as n from ${table}`))?.n;
+      await waitFor(async () => (await count('events')) === 0 && (await count('devices')) === 0, 'events and devices pruned', 20_000);
     } finally {
-      db.close();
+      await db.close();
     }
     const call = await service.call('KEPT');
     expect(call.events).toEqual([]);
@@ -48,7 +51,8 @@ describe('RECORDING_RETENTION', () => {
 
   it('deletes recordings attached longer ago, marks their calls expired and answers 410 for the audio', async () => {
     const dataDir = await makeDataDir();
-    const expiring = await startInProcessService(testEnvironment(storage.origin, dataDir, { RECORDING_RETENTION: '2s' }));
+    const expiringEnv = testEnvironment(storage.origin, dataDir, { RECORDING_RETENTION: '2s' });
+    const expiring = await startInProcessService(expiringEnv);
     try {
       storage.setRoute('/EXPIRES', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
       await expiring.postWebhook({ type: 'RECORD', whatsapp_call_id: 'EXPIRES', record_status: 'READY', record_url: storage.url('/EXPIRES') });
@@ -58,7 +62,15 @@ describe('RECORDING_RETENTION', () => {
       expect(files()).toHaveLength(1);
 
       const expired = await expiring.waitForAttachment('EXPIRES', 'expired');
-      expect(expired.attachment).toMatchObject({ state: 'expired', reason: 'recording deleted after RECORDING_RETENTION (2s)', url: null });
+      expect(expired.attachment).toMatchObject({
+        state: 'expired',
+        reason: 'recording deleted after RECORDING_RETENTION (2s)',
+        url: null,
+        size: ogg.length,
+        sha256: createHash('sha256').update(ogg).digest('hex'),
+        content_type: 'audio/ogg',
+      });
+      expect(expired.attachment.attached_at).not.toBeNull();
       expect(files()).toEqual([]);
       const audio = await expiring.api('/api/calls/EXPIRES/recording');
       expect(audio.status).toBe(410);
@@ -67,7 +79,8 @@ describe('RECORDING_RETENTION', () => {
 
       // A late duplicate READY does not bring the deleted recording back.
       await expiring.postWebhook({ type: 'RECORD', whatsapp_call_id: 'EXPIRES', record_status: 'READY', record_url: storage.url('/EXPIRES') });
-      await waitFor(async () => (await expiring.call('EXPIRES')).events.length === 2, 'the duplicate applied');
+      await waitFor(async () => (await expiring.call('EXPIRES')).events.length === 2, 'the duplicate stored');
+      await waitForEventsApplied(expiringEnv);
       expect((await expiring.call('EXPIRES')).attachment.state).toBe('expired');
       expect(storage.requests('/EXPIRES')).toBe(1);
       expect(files()).toEqual([]);

@@ -66,9 +66,17 @@ async function attachmentOf(service: InProcessService, callId: string): Promise<
   return (await service.call(callId)).attachment as AttachmentView;
 }
 
+/**
+ * Posts READY and waits until it is applied (the call reads READY): the webhook is answered
+ * before its event is applied, and on PostgreSQL the next API request may come first.
+ */
 async function sendReady(service: InProcessService, callId: string, recordUrl: string): Promise<void> {
   const response = await service.postWebhook({ type: 'RECORD', action: 'UPDATE', whatsapp_call_id: callId, id_session: 789, record_status: 'READY', record_url: recordUrl });
   expect(response.status).toBe(200);
+  await waitFor(async () => {
+    const answer = await service.api(`/api/calls/${encodeURIComponent(callId)}`);
+    return answer.status === 200 && ((await answer.json()) as CallView).record_status === 'READY';
+  }, `READY applied to call ${callId}`);
 }
 
 /**
@@ -202,7 +210,8 @@ const skipNote = unavailable === undefined ? '' : ` — skipped: ${unavailable}`
 // ---------------------------------------------------------------------------------------------
 // Disk full. The whole DATA_DIR (database and recordings) on a tmpfs with room for the database
 // but not for a recording: DATABASE_HEADROOM_BYTES, which downloads leave to the database so
-// that webhooks can still be stored, plus 8 MiB.
+// that webhooks can still be stored, plus 8 MiB. (In the postgres project the database is on
+// the server, not on this disk: the same cases then show the recordings' side alone.)
 // ---------------------------------------------------------------------------------------------
 describe.skipIf(unavailable !== undefined)(`disk full: DATA_DIR on a small tmpfs${skipNote}`, () => {
   const DISK_SIZE = `${(DATABASE_HEADROOM_BYTES + 8 * MiB) / MiB}m`;
@@ -278,9 +287,12 @@ describe.skipIf(unavailable !== undefined)(`disk full: DATA_DIR on a small tmpfs
     expect(waiting.last_error).toMatch(/^Recording storage is full: [\d.]+ KiB is free and 64 MiB is kept free for the database$/);
     expect(failuresLogged(service, callId)).toEqual([]);
 
-    // The database still has room: webhooks go on being acknowledged and stored.
+    // The database still has room: webhooks go on being acknowledged and stored, and /readyz
+    // says so, while telling that downloads cannot be stored.
     await expectWebhooksStored(service, 'DURING-FULL-ENOSPC');
+    expect(await readyz(service)).toEqual({ status: 200, body: { status: 'degraded', database: 'ok', storage: 'unavailable' } });
     fs.rmSync(ballast());
+    expect((await readyz(service)).body).toMatchObject({ status: 'ready' });
   });
 
   it('a recording without Content-Length: written until the room runs out, then its temp file removed, retried', async () => {

@@ -76,9 +76,17 @@ async function attachmentOf(service: InProcessService, callId: string): Promise<
   return (await service.call(callId)).attachment as AttachmentView;
 }
 
+/**
+ * Posts READY and waits until it is applied (the call reads READY): the webhook is answered
+ * before its event is applied, and on PostgreSQL the next API request may come first.
+ */
 async function sendReady(service: InProcessService, callId: string, recordUrl: string): Promise<void> {
   const response = await service.postWebhook({ type: 'RECORD', action: 'UPDATE', whatsapp_call_id: callId, id_session: 789, record_status: 'READY', record_url: recordUrl });
   expect(response.status).toBe(200);
+  await waitFor(async () => {
+    const answer = await service.api(`/api/calls/${encodeURIComponent(callId)}`);
+    return answer.status === 200 && ((await answer.json()) as CallView).record_status === 'READY';
+  }, `READY applied to call ${callId}`);
 }
 
 /** A call that ended without READY: the backup poller fetches the template URL. */

@@ -1,6 +1,4 @@
 import fs from 'node:fs';
-import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import {
@@ -12,6 +10,7 @@ import {
   waitFor,
   type InProcessService,
 } from '../support/service-harness.ts';
+import { openTestDatabase, testDialect, waitForEventsApplied, type TestDatabase } from '../support/test-database.ts';
 
 const payloads = JSON.parse(fs.readFileSync(new URL('../fixtures/wavoip-payloads.json', import.meta.url), 'utf8')) as Record<
   string,
@@ -20,10 +19,12 @@ const payloads = JSON.parse(fs.readFileSync(new URL('../fixtures/wavoip-payloads
 
 let storage: FakeWavoipStorage;
 let service: InProcessService;
+let env: Record<string, string>;
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
-  service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), NO_POLLING));
+  env = testEnvironment(storage.origin, await makeDataDir(), NO_POLLING);
+  service = await startInProcessService(env);
 });
 
 afterAll(async () => {
@@ -31,14 +32,17 @@ afterAll(async () => {
   await storage?.close();
 });
 
-function readDatabase<T>(query: (db: Database.Database) => T): T {
-  const db = new Database(path.join(service.dataDir, 'wavoip-recordings.sqlite'), { readonly: true });
+/** Reads the service's database from a connection of its own, opened for this one query. */
+async function readDatabase<T>(query: (db: TestDatabase) => Promise<T>): Promise<T> {
+  const db = await openTestDatabase(env);
   try {
-    return query(db);
+    return await query(db);
   } finally {
-    db.close();
+    await db.close();
   }
 }
+
+const countEvents = () => readDatabase(async (db) => (await db.get<{ n: number }>('select count(*) as n from events'))?.n);
 
 describe('POST /webhooks/wavoip', () => {
   it('acknowledges only once the raw event is committed, with its event id', async () => {
@@ -46,10 +50,10 @@ describe('POST /webhooks/wavoip', () => {
     expect(response.status).toBe(200);
     const body = (await response.json()) as { received: boolean; event_id: string };
     expect(body.received).toBe(true);
-    // Read straight from the database file, from another connection: the row is already durable.
-    const row = readDatabase((db) => db.prepare('select call_id, type, payload from events where event_id = ?').get(body.event_id)) as
-      | { call_id: string; type: string; payload: string }
-      | undefined;
+    // Read straight from the database, from another connection: the row is already durable.
+    const row = await readDatabase((db) =>
+      db.get<{ call_id: string; type: string; payload: string }>('select call_id, type, payload from events where event_id = ?', [body.event_id]),
+    );
     expect(row).toMatchObject({ call_id: 'ACK-1', type: 'CALL' });
     expect(JSON.parse(row?.payload ?? '{}')).toMatchObject({ transport: 'WSS', is_contact: true });
   });
@@ -59,7 +63,7 @@ describe('POST /webhooks/wavoip', () => {
     const response = await service.postWebhook(raw);
     expect(response.status).toBe(200);
     const { event_id } = (await response.json()) as { event_id: string };
-    expect(readDatabase((db) => db.prepare('select payload from events where event_id = ?').get(event_id))).toEqual({ payload: raw });
+    expect(await readDatabase((db) => db.get('select payload from events where event_id = ?', [event_id]))).toEqual({ payload: raw });
   });
 
   it.each(Object.keys(payloads).filter((name) => !name.startsWith('_')))('accepts the %s payload', async (name) => {
@@ -71,8 +75,9 @@ describe('POST /webhooks/wavoip', () => {
   it('keeps a numeric and a string call id as the same text key', async () => {
     await service.postWebhook({ type: 'CALL', action: 'CREATE', whatsapp_call_id: 987654, status: 'ACTIVE', direction: 'INCOMING' });
     await service.postWebhook({ type: 'RECORD', whatsapp_call_id: '987654', record_status: 'RECORDING' });
-    await waitFor(async () => (await service.call('987654')).events.length === 2, 'both events on call 987654');
+    await waitForEventsApplied(env);
     const call = await service.call('987654');
+    expect(call.events).toHaveLength(2);
     expect(call).toMatchObject({ whatsapp_call_id: '987654', status: 'ACTIVE', direction: 'INCOMING', record_status: 'RECORDING' });
   });
 
@@ -98,7 +103,7 @@ describe('POST /webhooks/wavoip', () => {
     const unknownType = await service.postWebhook({ type: 'PRESENCE', foo: 1 });
     expect(unknownType.status).toBe(200);
     const { event_id } = (await unknownType.json()) as { event_id: string };
-    expect(readDatabase((db) => db.prepare('select type from events where event_id = ?').get(event_id))).toEqual({ type: 'UNKNOWN' });
+    expect(await readDatabase((db) => db.get('select type from events where event_id = ?', [event_id]))).toEqual({ type: 'UNKNOWN' });
 
     const unknownStatus = await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'ODD-STATUS', status: 'TELEPORTING', record_status: 'WHATEVER' });
     expect(unknownStatus.status).toBe(200);
@@ -109,10 +114,10 @@ describe('POST /webhooks/wavoip', () => {
   it('updates the device on DEVICE events', async () => {
     await service.postWebhook({ type: 'DEVICE', action: 'UPDATE', id_session: 4242, phone: '5511900000000', status: 'open' });
     await service.postWebhook({ type: 'DEVICE', action: 'UPDATE', id_session: 4242, status: 'close' });
-    const deviceStatus = () =>
-      readDatabase((db) => db.prepare('select status from devices where device_id = ?').get('4242') as { status: string } | undefined)?.status;
-    await waitFor(() => deviceStatus() === 'close', 'device 4242 closed');
-    expect(readDatabase((db) => db.prepare('select phone, status from devices where device_id = ?').get('4242'))).toEqual({
+    const deviceStatus = async () =>
+      (await readDatabase((db) => db.get<{ status: string }>('select status from devices where device_id = ?', ['4242'])))?.status;
+    await waitFor(async () => (await deviceStatus()) === 'close', 'device 4242 closed');
+    expect(await readDatabase((db) => db.get('select phone, status from devices where device_id = ?', ['4242']))).toEqual({
       phone: '5511900000000',
       status: 'close',
     });
@@ -124,8 +129,9 @@ describe('POST /webhooks/wavoip', () => {
     expect(responses.map((response) => response.status)).toEqual(Array(20).fill(200));
     const ids = await Promise.all(responses.map(async (response) => ((await response.json()) as { event_id: string }).event_id));
     expect(new Set(ids).size).toBe(20);
-    await waitFor(async () => (await service.call('DUP-1')).events.length === 20, 'all 20 deliveries in the timeline');
+    await waitForEventsApplied(env);
     const call = await service.call('DUP-1');
+    expect(call.events).toHaveLength(20);
     expect(call).toMatchObject({ status: 'ENDED', duration: 0, attachment: { state: 'none' } });
     expect(call.events.map((event) => event.event_id).sort()).toEqual([...ids].sort());
   });
@@ -147,12 +153,12 @@ describe('bad input', () => {
     ['plain text', '{"type":"RECORD"}', 'text/plain', 415, /application\/json/],
     ['a body over 64 KiB', JSON.stringify({ type: 'CALL', whatsapp_call_id: '1', pad: 'x'.repeat(70_000) }), 'application/json', 413, /64 KiB/],
   ])('refuses %s with a clear error', async (_name, body, contentType, status, message) => {
-    const before = readDatabase((db) => (db.prepare('select count(*) as n from events').get() as { n: number }).n);
+    const before = await countEvents();
     const response = await service.postWebhook(body, { contentType });
     expect(response.status).toBe(status);
     const answer = (await response.json()) as { error: string };
     expect(answer.error).toMatch(message);
-    expect(readDatabase((db) => (db.prepare('select count(*) as n from events').get() as { n: number }).n)).toBe(before);
+    expect(await countEvents()).toBe(before);
   });
 
   it('answers an undecodable URL with a JSON 400', async () => {
@@ -170,14 +176,13 @@ describe('bad input', () => {
 
 describe('webhook token', () => {
   it('refuses a missing or wrong token with 401 and stores nothing', async () => {
-    const countEvents = () => readDatabase((db) => (db.prepare('select count(*) as n from events').get() as { n: number }).n);
-    const before = countEvents();
+    const before = await countEvents();
     for (const token of [null, 'wrong-token', `${WEBHOOK_TOKEN}x`]) {
       const response = await service.postWebhook(payloads.record_manual_test, { token });
       expect(response.status).toBe(401);
       expect(((await response.json()) as { error: string }).error).toMatch(/token/);
     }
-    expect(countEvents()).toBe(before);
+    expect(await countEvents()).toBe(before);
   });
 
   it('refuses a repeated or encoded token parameter with 401, and never logs it', async () => {
@@ -238,11 +243,21 @@ describe('without WEBHOOK_TOKEN', () => {
 });
 
 describe('when applying events fails in the database', () => {
+  // A real database failure on every write to calls, as a full or failing disk would give.
+  const refuseCalls =
+    testDialect === 'sqlite'
+      ? [`create trigger refuse_calls before insert on calls begin select raise(abort, 'simulated database failure'); end`]
+      : [
+          `create function refuse_calls() returns trigger language plpgsql as $$ begin raise exception 'simulated database failure'; end $$`,
+          'create trigger refuse_calls before insert on calls for each row execute function refuse_calls()',
+        ];
+  const allowCalls =
+    testDialect === 'sqlite' ? ['drop trigger if exists refuse_calls'] : ['drop trigger if exists refuse_calls on calls', 'drop function if exists refuse_calls()'];
+
   it('keeps the acknowledged events unprocessed and applies them once the database recovers', async () => {
-    const db = new Database(path.join(service.dataDir, 'wavoip-recordings.sqlite'));
+    const db = await openTestDatabase(env);
     try {
-      // A real SQLite failure on every write to calls, as a full or failing disk would give.
-      db.exec(`create trigger refuse_calls before insert on calls begin select raise(abort, 'simulated database failure'); end`);
+      for (const statement of refuseCalls) await db.run(statement);
       const response = await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'DB-DOWN', status: 'ACTIVE' });
       expect(response.status).toBe(200);
       const { event_id } = (await response.json()) as { event_id: string };
@@ -250,7 +265,7 @@ describe('when applying events fails in the database', () => {
         () => service.logs().some((line) => line.msg.startsWith('[WaVoIP Webhook] Event processing failed') && /simulated/.test(JSON.stringify(line.err))),
         'processing to fail',
       );
-      expect(db.prepare('select processed_at, processing_error from events where event_id = ?').get(event_id)).toEqual({
+      expect(await db.get('select processed_at, processing_error from events where event_id = ?', [event_id])).toEqual({
         processed_at: null,
         processing_error: null,
       });
@@ -263,12 +278,12 @@ describe('when applying events fails in the database', () => {
       const failuresDuring = service.logs().filter((line) => line.msg.startsWith('[WaVoIP Webhook] Event processing failed')).length - failuresBefore;
       expect(failuresDuring).toBeLessThan(5);
 
-      db.exec('drop trigger refuse_calls');
+      for (const statement of allowCalls) await db.run(statement);
       await waitFor(async () => (await service.api('/api/calls/DB-DOWN')).status === 200, 'the call after recovery');
-      expect(db.prepare('select processing_error from events where event_id = ?').get(event_id)).toEqual({ processing_error: null });
+      expect(await db.get('select processing_error from events where event_id = ?', [event_id])).toEqual({ processing_error: null });
     } finally {
-      db.exec('drop trigger if exists refuse_calls');
-      db.close();
+      for (const statement of allowCalls) await db.run(statement);
+      await db.close();
     }
   });
 });

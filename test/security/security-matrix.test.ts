@@ -20,10 +20,6 @@
  *
  * Scattered tests cover much of this too (test/download, test/storage, test/integration); they
  * stay. Nothing here measures time.
- *
- * Known defects, left failing on purpose (section 4): the "Recording READY" log line carries the
- * record_url unredacted (src/webhook/process-events.ts), and redactUrl leaves a password in the
- * URL's userinfo (src/log/logger.ts), so six rows of section 4 fail until those are fixed.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -31,7 +27,6 @@ import { createServer, request as httpRequest, type IncomingHttpHeaders } from '
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { downloadRecording, type DownloadedRecording } from '../../src/download/download-recording.ts';
 import { createHttpClient, type HttpClient } from '../../src/download/http-client.ts';
@@ -50,6 +45,7 @@ import {
   type CallView,
   type InProcessService,
 } from '../support/service-harness.ts';
+import { openTestDatabase, testDialect, type TestDatabase } from '../support/test-database.ts';
 
 const mp3 = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url));
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
@@ -506,19 +502,20 @@ describe('2. Path traversal: hostile call ids are refused or stored safely insid
   let storage: FakeWavoipStorage;
   let service: InProcessService;
   let recordingsDir: string;
-  let database: Database.Database;
+  let database: TestDatabase;
   const passwd = fs.existsSync('/etc/passwd') ? fs.readFileSync('/etc/passwd', 'utf8').split('\n')[0] ?? 'root:' : 'root:';
-  const countEvents = () => (database.prepare('select count(*) as n from events').get() as { n: number }).n;
+  const countEvents = async () => (await database.get<{ n: number }>('select count(*) as n from events'))?.n;
 
   beforeAll(async () => {
     storage = await startFakeWavoipStorage();
-    service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), NO_POLLING));
+    const env = testEnvironment(storage.origin, await makeDataDir(), NO_POLLING);
+    service = await startInProcessService(env);
     recordingsDir = path.join(service.dataDir, 'recordings');
-    database = new Database(path.join(service.dataDir, 'wavoip-recordings.sqlite'), { readonly: true, fileMustExist: true });
+    database = await openTestDatabase(env);
   });
 
   afterAll(async () => {
-    database?.close();
+    await database?.close();
     await service?.stop();
     await storage?.close();
   });
@@ -596,7 +593,7 @@ describe('2. Path traversal: hostile call ids are refused or stored safely insid
   ];
 
   it.each(REFUSED_IDS)('$name → 400 naming whatsapp_call_id, nothing stored', async ({ value, error }) => {
-    const before = countEvents();
+    const before = await countEvents();
     const files = fs.readdirSync(recordingsDir).sort();
 
     const response = await service.postWebhook({ type: 'RECORD', whatsapp_call_id: value, record_status: 'READY', record_url: storage.url('/never') });
@@ -606,7 +603,7 @@ describe('2. Path traversal: hostile call ids are refused or stored safely insid
     expect(answer.field).toBe('whatsapp_call_id');
     expect(answer.error).toMatch(/whatsapp_call_id/);
     expect(answer.error).toMatch(error);
-    expect(countEvents()).toBe(before);
+    expect(await countEvents()).toBe(before);
     expect(fs.readdirSync(recordingsDir).sort()).toEqual(files);
     expect(storage.requests('/never')).toBe(0);
   });
@@ -622,7 +619,9 @@ describe('2. Path traversal: hostile call ids are refused or stored safely insid
     };
     walk(service.dataDir);
     const outsideStore = found.filter((file) => path.dirname(file) !== 'recordings');
-    expect(outsideStore.every((file) => /^wavoip-recordings\.sqlite(-wal|-shm)?$/.test(file))).toBe(true);
+    // On PostgreSQL the database lives on the server: nothing at all outside the store.
+    const isDatabaseFile = (file: string) => testDialect === 'sqlite' && /^wavoip-recordings\.sqlite(-wal|-shm)?$/.test(file);
+    expect(outsideStore.filter((file) => !isDatabaseFile(file))).toEqual([]);
     expect(fs.readdirSync(path.join(recordingsDir, '.tmp'))).toEqual([]);
     expect(found.filter((file) => path.dirname(file) === 'recordings')).toHaveLength(STORED_IDS.length);
   });
@@ -673,13 +672,14 @@ describe('2. Path traversal: hostile call ids are refused or stored safely insid
 describe('3. Authentication: every API route wants the API token; health stays open; webhooks want theirs', () => {
   let storage: FakeWavoipStorage;
   let service: InProcessService;
-  let database: Database.Database;
-  const countEvents = () => (database.prepare('select count(*) as n from events').get() as { n: number }).n;
+  let database: TestDatabase;
+  const countEvents = async () => (await database.get<{ n: number }>('select count(*) as n from events'))?.n;
 
   beforeAll(async () => {
     storage = await startFakeWavoipStorage();
-    service = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), NO_POLLING));
-    database = new Database(path.join(service.dataDir, 'wavoip-recordings.sqlite'), { readonly: true, fileMustExist: true });
+    const env = testEnvironment(storage.origin, await makeDataDir(), NO_POLLING);
+    service = await startInProcessService(env);
+    database = await openTestDatabase(env);
     storage.setRoute('/AUTH-ATTACHED', { kind: 'body', body: mp3, contentType: 'audio/mpeg' });
     await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'AUTH-ATTACHED', record_status: 'READY', record_url: storage.url('/AUTH-ATTACHED') });
     await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'AUTH-FAILED', record_status: 'READY', record_url: 'http://10.0.0.1/x' });
@@ -688,7 +688,7 @@ describe('3. Authentication: every API route wants the API token; health stays o
   });
 
   afterAll(async () => {
-    database?.close();
+    await database?.close();
     await service?.stop();
     await storage?.close();
   });
@@ -759,7 +759,7 @@ describe('3. Authentication: every API route wants the API token; health stays o
   it.each(WEBHOOK_REFUSALS.map((row, index) => ({ ...row, callId: `AUTH-WEBHOOK-${index}` })))(
     'webhook with $credential → 401, nothing stored',
     async ({ query, headers, callId }) => {
-      const before = countEvents();
+      const before = await countEvents();
       const response = await fetch(`${service.url}/webhooks/wavoip${query ? `?${query}` : ''}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', ...headers },
@@ -767,7 +767,7 @@ describe('3. Authentication: every API route wants the API token; health stays o
       });
       expect(response.status).toBe(401);
       expect(((await response.json()) as { error: string }).error).toMatch(/webhook token/);
-      expect(countEvents()).toBe(before);
+      expect(await countEvents()).toBe(before);
       expect((await service.api(`/api/calls/${callId}`)).status).toBe(404);
     },
   );
@@ -781,7 +781,8 @@ describe('3. Authentication: every API route wants the API token; health stays o
       { change: 'API_TOKEN removed (a token is generated into DATA_DIR)', next: '' },
     ])('$change', async ({ next }) => {
       const dataDir = await makeDataDir();
-      const first = await startInProcessService(testEnvironment(storage.origin, dataDir, { ...NO_POLLING, API_TOKEN: OLD_TOKEN }));
+      const firstEnv = testEnvironment(storage.origin, dataDir, { ...NO_POLLING, API_TOKEN: OLD_TOKEN });
+      const first = await startInProcessService(firstEnv);
       try {
         await first.postWebhook({ type: 'RECORD', whatsapp_call_id: 'RESTART-FAILED', record_status: 'READY', record_url: 'http://10.0.0.1/x' });
         first.apiToken = OLD_TOKEN;
@@ -790,7 +791,8 @@ describe('3. Authentication: every API route wants the API token; health stays o
         await first.stop();
       }
 
-      const second = await startInProcessService(testEnvironment(storage.origin, dataDir, { ...NO_POLLING, API_TOKEN: next }));
+      // The same service restarted: same DATA_DIR, same database.
+      const second = await startInProcessService({ ...firstEnv, API_TOKEN: next });
       try {
         const current = next === '' ? fs.readFileSync(path.join(dataDir, 'api-token'), 'utf8').trim() : next;
         expect(current).not.toBe(OLD_TOKEN);

@@ -266,9 +266,10 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     expect(await readdir(tmpDir)).toEqual([]);
   });
 
+  // A tmpfs of a few hundred KiB: no room for the 64 MiB the service keeps for the database.
   describe('the local store', () => {
     it('put on read-only storage → STORAGE_READ_ONLY; put works again once writable', async () => {
-      const store = createLocalRecordingStore(join(root, 'recordings'));
+      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
       const temp = join(store.tmpDir, 'a.part');
       await writeFile(temp, 'recording');
       disk.remount('ro');
@@ -280,7 +281,7 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     });
 
     it.each(['put', 'check'] as const)('discardTemp on read-only storage never throws; the file goes after the next %s once writable', async (write) => {
-      const store = createLocalRecordingStore(join(root, 'recordings'));
+      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
       const stranded = join(store.tmpDir, 'failed-attempt.part');
       await writeFile(stranded, 'partial');
       const next = join(store.tmpDir, 'next.part');
@@ -295,7 +296,7 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     });
 
     it('check on a full disk fails STORAGE_FULL and leaves no probe file behind', async () => {
-      const store = createLocalRecordingStore(join(root, 'recordings'));
+      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
       // Fill the disk to the last byte, as another program would.
       const ballast = fs.openSync(join(root, 'ballast'), 'w');
       try {
@@ -316,7 +317,7 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     });
 
     it('check on read-only storage fails STORAGE_READ_ONLY', async () => {
-      const store = createLocalRecordingStore(join(root, 'recordings'));
+      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
       disk.remount('ro');
       expect(await failure(store.check())).toMatchObject({ code: 'STORAGE_READ_ONLY' });
       disk.remount('rw');
@@ -324,7 +325,7 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     });
 
     it('cleanTemp on read-only storage skips what it cannot remove instead of failing the start', async () => {
-      const store = createLocalRecordingStore(join(root, 'recordings'));
+      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
       await writeFile(join(store.tmpDir, 'killed.part'), 'partial');
       disk.remount('ro');
       expect(await store.cleanTemp()).toBe(0);

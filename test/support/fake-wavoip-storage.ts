@@ -30,7 +30,9 @@ export type FakeBehaviour =
   /** `first` for the first `times` requests, then `then` (e.g. 404 ×3 then the audio). */
   | { kind: 'sequence'; first: FakeBehaviour; times: number; then: FakeBehaviour }
   /** Calls `onRequest` as the request arrives, then answers as `then` (e.g. to load the machine just then). */
-  | { kind: 'tap'; onRequest: () => void; then: FakeBehaviour };
+  | { kind: 'tap'; onRequest: () => void; then: FakeBehaviour }
+  /** Waits `delayMs` before answering as `then`: a storage far away, so downloads overlap. */
+  | { kind: 'delayed'; delayMs: number; then: FakeBehaviour };
 
 export interface FakeWavoipStorage {
   /** `http://127.0.0.1:<port>` */
@@ -39,6 +41,8 @@ export interface FakeWavoipStorage {
   setRoute(path: string, behaviour: FakeBehaviour): void;
   /** How many requests reached `path` so far. */
   requests(path: string): number;
+  /** How many responses to `path` were sent in full (not cut off by a client that went away). */
+  completed(path: string): number;
   /** When (Date.now()) each request to `path` arrived, oldest first. */
   requestTimes(path: string): number[];
   /** Also destroys open sockets, so stalled responses cannot hang the test run. */
@@ -53,6 +57,7 @@ export interface FakeWavoipStorageOptions {
 export async function startFakeWavoipStorage(options: FakeWavoipStorageOptions = {}): Promise<FakeWavoipStorage> {
   const routes = new Map<string, FakeBehaviour>();
   const counts = new Map<string, number>();
+  const completedCounts = new Map<string, number>();
   const times = new Map<string, number[]>();
 
   const server = createServer((req, res) => {
@@ -60,6 +65,7 @@ export async function startFakeWavoipStorage(options: FakeWavoipStorageOptions =
     const count = (counts.get(path) ?? 0) + 1;
     counts.set(path, count);
     times.set(path, [...(times.get(path) ?? []), Date.now()]);
+    res.on('finish', () => completedCounts.set(path, (completedCounts.get(path) ?? 0) + 1));
     const behaviour = routes.get(path) ?? { kind: 'status', status: 404 };
     respondWith(resolveSequence(behaviour, count), req, res);
   });
@@ -77,6 +83,7 @@ export async function startFakeWavoipStorage(options: FakeWavoipStorageOptions =
     url: (path) => `${origin}${path}`,
     setRoute: (path, behaviour) => void routes.set(path, behaviour),
     requests: (path) => counts.get(path) ?? 0,
+    completed: (path) => completedCounts.get(path) ?? 0,
     requestTimes: (path) => [...(times.get(path) ?? [])],
     close: () =>
       new Promise<void>((resolve) => {
@@ -153,6 +160,11 @@ function respondWith(behaviour: FakeBehaviour, req: IncomingMessage, res: Server
       behaviour.onRequest();
       respondWith(behaviour.then, req, res);
       return;
+    case 'delayed': {
+      const timer = setTimeout(() => respondWith(behaviour.then, req, res), behaviour.delayMs);
+      res.on('close', () => clearTimeout(timer));
+      return;
+    }
     case 'sequence':
       throw new Error('resolveSequence unwraps sequences before responding');
   }

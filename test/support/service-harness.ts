@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../src/config/config.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { startService, type Service, type ServiceOptions } from '../../src/service.ts';
+import { databaseEnvironment, ensureDatabase } from './test-database.ts';
 
 export const WEBHOOK_TOKEN = 'test-webhook-token-123';
 export const API_TOKEN = 'test-api-token-123456';
@@ -45,6 +46,7 @@ export function testEnvironment(storageOrigin: string, dataDir: string, override
     AUTH_FAILURE_LIMIT: '999999',
     LOG_FORMAT: 'json',
     LOG_LEVEL: 'debug',
+    ...databaseEnvironment(),
     ...overrides,
   };
 }
@@ -136,6 +138,7 @@ export async function startInProcessService(
       done();
     },
   });
+  await ensureDatabase(env);
   const config = loadConfig(env);
   const service = await startService(config, createLogger(config, sink), options);
   const client = new ServiceClient(service.url, () => [...lines]) as InProcessService;
@@ -158,6 +161,7 @@ export interface ChildService extends ServiceClient {
  * line would take CPU from the service being measured).
  */
 export async function startChildService(env: Record<string, string>, { keepLogs = true } = {}): Promise<ChildService> {
+  await ensureDatabase(env);
   const lines: LogLine[] = [];
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/wavoip-recordings.js'), 'serve'], {
     // The data directory, so that a developer's own .env in the repository cannot leak in.

@@ -1,13 +1,20 @@
 import { sql, type Kysely } from 'kysely';
+import { isPostgres } from '../dialect.ts';
 
 // Frozen: typed against Kysely<any> so later schema changes never alter what this did.
 // Kysely runs SQLite migrations outside a transaction, so every statement is `if not exists`:
-// a migration interrupted half-way simply completes on the next start.
+// a migration interrupted half-way simply completes on the next start. On PostgreSQL Kysely
+// runs them in one transaction, under an advisory lock that makes concurrent starts wait.
 export async function up(db: Kysely<any>): Promise<void> {
-  await db.schema
-    .createTable('events')
-    .ifNotExists()
-    .addColumn('seq', 'integer', (column) => column.primaryKey().autoIncrement())
+  // Where the two differ: PostgreSQL has no AUTOINCREMENT, its `real` is single precision, and
+  // its `integer` is 32-bit (job versions are random 47-bit numbers).
+  const postgres = isPostgres(db);
+  const float = postgres ? 'double precision' : 'real';
+  const events = db.schema.createTable('events').ifNotExists();
+  await (postgres
+    ? events.addColumn('seq', 'bigserial', (column) => column.primaryKey())
+    : events.addColumn('seq', 'integer', (column) => column.primaryKey().autoIncrement())
+  )
     .addColumn('event_id', 'text', (column) => column.notNull().unique())
     .addColumn('received_at', 'bigint', (column) => column.notNull())
     .addColumn('type', 'text', (column) => column.notNull())
@@ -36,7 +43,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('device_id', 'text')
     .addColumn('status', 'text')
     .addColumn('was_connected', 'integer', (column) => column.notNull().defaultTo(0))
-    .addColumn('duration', 'real')
+    .addColumn('duration', float)
     .addColumn('record_status', 'text')
     .addColumn('record_url', 'text')
     .addColumn('first_seen_at', 'bigint', (column) => column.notNull())
@@ -50,7 +57,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('recording_content_type', 'text')
     .addColumn('recording_container', 'text')
     .addColumn('recording_codec', 'text')
-    .addColumn('recording_duration_seconds', 'real')
+    .addColumn('recording_duration_seconds', float)
     .addColumn('attached_at', 'bigint')
     .execute();
   await db.schema.createIndex('calls_newest')
@@ -72,7 +79,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('last_error', 'text')
     .addColumn('locked_until', 'bigint')
     .addColumn('locked_by', 'text')
-    .addColumn('version', 'integer', (column) => column.notNull().defaultTo(0))
+    .addColumn('version', postgres ? 'bigint' : 'integer', (column) => column.notNull().defaultTo(0))
     .execute();
   await db.schema.createIndex('fetch_jobs_run_at')
     .ifNotExists().on('fetch_jobs').column('run_at').execute();

@@ -26,6 +26,8 @@ describe('loadConfig defaults', () => {
       host: '0.0.0.0',
       dataDir,
       database: { dialect: 'sqlite', filename: path.join(dataDir, 'wavoip-recordings.sqlite') },
+      migrateOnStart: true,
+      recordingsStorage: { kind: 'local', dir: path.join(dataDir, 'recordings') },
       webhookToken: undefined,
       apiToken: undefined,
       recordingUrlAllowlist: [{ kind: 'host', host: 'storage.wavoip.com' }],
@@ -39,7 +41,7 @@ describe('loadConfig defaults', () => {
       eventRetentionMs: 30 * 86_400_000,
       recordingRetentionMs: undefined,
       webhookSilenceWarningMs: 24 * 3_600_000,
-      trustProxy: false,
+      trustProxy: [],
       authFailureLimit: 10,
       shutdownGraceMs: 5_000,
       logFormat: 'pretty',
@@ -51,7 +53,7 @@ describe('loadConfig defaults', () => {
     const config = loadConfig({ DATA_DIR: 'var/wavoip' });
     expect(config.dataDir).toBe(path.resolve('var/wavoip'));
     expect(path.isAbsolute(config.dataDir)).toBe(true);
-    expect(path.dirname(config.database.filename)).toBe(config.dataDir);
+    expect(config.database.dialect === 'sqlite' && path.dirname(config.database.filename)).toBe(config.dataDir);
     expect(loadConfig({ DATA_DIR: '/srv/rec' }).database).toEqual({ dialect: 'sqlite', filename: '/srv/rec/wavoip-recordings.sqlite' });
   });
 
@@ -98,8 +100,6 @@ describe('loadConfig reads every variable', () => {
     ['WEBHOOK_SILENCE_WARNING', { WEBHOOK_SILENCE_WARNING: '2h' }, { webhookSilenceWarningMs: 7_200_000 }],
     ['AUTH_FAILURE_LIMIT', { AUTH_FAILURE_LIMIT: '50' }, { authFailureLimit: 50 }],
     ['SHUTDOWN_GRACE', { SHUTDOWN_GRACE: '25s' }, { shutdownGraceMs: 25_000 }],
-    ['TRUST_PROXY true', { TRUST_PROXY: 'true' }, { trustProxy: true }],
-    ['TRUST_PROXY hops', { TRUST_PROXY: '2' }, { trustProxy: 2 }],
     ['TRUST_PROXY addresses', { TRUST_PROXY: '10.0.0.0/8, 127.0.0.1,::1' }, { trustProxy: ['10.0.0.0/8', '127.0.0.1', '::1'] }],
     ['LOG_FORMAT', { LOG_FORMAT: 'json' }, { logFormat: 'json' }],
     ['LOG_LEVEL debug', { LOG_LEVEL: 'debug' }, { logLevel: 'debug' }],
@@ -152,7 +152,8 @@ describe('loadConfig refuses bad variables, naming them', () => {
     ['WEBHOOK_SILENCE_WARNING', '1 day'],
     ['AUTH_FAILURE_LIMIT', '0'],
     ['SHUTDOWN_GRACE', '0s'],
-    ['TRUST_PROXY', 'yes'],
+    ['TRUST_PROXY', 'true'],
+    ['TRUST_PROXY', '1'],
     ['TRUST_PROXY', '10.0.0.0/33'],
     ['TRUST_PROXY', 'proxy.local'],
     ['LOG_FORMAT', 'xml'],
@@ -228,19 +229,56 @@ describe('loadConfig DATABASE_URL', () => {
   });
 
   it.each([
-    'postgres://wavoip:s3cretPass@db.internal:5432/wavoip',
-    'postgresql://wavoip:s3cretPass@db.internal/wavoip',
-  ])('refuses PostgreSQL (%s) clearly, without echoing the password', (url) => {
-    const message = configError({ DATABASE_URL: url }).message;
-    expect(message).toContain('DATABASE_URL');
-    expect(message).toMatch(/postgres/);
-    expect(message).toMatch(/not supported/);
-    expect(message).toContain('sqlite:');
+    ['postgres://wavoip:s3cretPass@db.internal:5432/wavoip', 'postgres://wavoip:%5Bredacted%5D@db.internal:5432/wavoip'],
+    ['postgresql://wavoip:s3cretPass@db.internal/wavoip', 'postgresql://wavoip:%5Bredacted%5D@db.internal/wavoip'],
+    ['postgres://127.0.0.1/wavoip', 'postgres://127.0.0.1/wavoip'],
+  ])('selects PostgreSQL for %s, with a redacted form for the log', (url, redactedUrl) => {
+    expect(loadConfig({ DATABASE_URL: url }).database).toEqual({ dialect: 'postgres', url, redactedUrl, poolSize: 10 });
+    expect(loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '40' }).database).toMatchObject({ poolSize: 40 });
+  });
+
+  it('does not echo the password of a PostgreSQL URL it refuses', () => {
+    const message = configError({ DATABASE_URL: 'postgres://wavoip:s3cretPass@db.internal:5432/wavoip', DATABASE_POOL_SIZE: '0' }).message;
+    expect(message).toContain('DATABASE_POOL_SIZE');
     expect(message).not.toContain('s3cretPass');
   });
 
   it.each(['mysql://root@localhost/db', 'file:calls.db', 'sqlite:', 'calls.db'])('refuses %j', (url) => {
     expect(configError({ DATABASE_URL: url }).message).toContain('DATABASE_URL');
+  });
+
+  it.each([['true', true], ['false', false]] as const)('reads MIGRATE_ON_START=%s', (text, migrateOnStart) => {
+    expect(loadConfig({ MIGRATE_ON_START: text }).migrateOnStart).toBe(migrateOnStart);
+  });
+
+  it('refuses MIGRATE_ON_START=no', () => {
+    expect(configError({ MIGRATE_ON_START: 'no' }).message).toContain('MIGRATE_ON_START');
+  });
+});
+
+describe('loadConfig RECORDINGS_STORAGE', () => {
+  it.each<[Record<string, string>, unknown]>([
+    [{ RECORDINGS_STORAGE: 's3://recordings' }, { kind: 's3', bucket: 'recordings', prefix: '', endpoint: undefined, region: 'us-east-1', forcePathStyle: false }],
+    [{ RECORDINGS_STORAGE: 's3://my.bucket/calls/2026/' }, { kind: 's3', bucket: 'my.bucket', prefix: 'calls/2026/', endpoint: undefined, region: 'us-east-1', forcePathStyle: false }],
+    [
+      { RECORDINGS_STORAGE: 's3://rec/x', S3_ENDPOINT: 'http://127.0.0.1:9000/', S3_REGION: 'sa-east-1', S3_FORCE_PATH_STYLE: 'true' },
+      { kind: 's3', bucket: 'rec', prefix: 'x/', endpoint: 'http://127.0.0.1:9000', region: 'sa-east-1', forcePathStyle: true },
+    ],
+    [{ RECORDINGS_STORAGE: 's3://rec', AWS_REGION: 'eu-west-1' }, { kind: 's3', bucket: 'rec', prefix: '', endpoint: undefined, region: 'eu-west-1', forcePathStyle: false }],
+    [{ RECORDINGS_STORAGE: '/mnt/recordings' }, { kind: 'local', dir: '/mnt/recordings' }],
+  ])('reads %j', (env, expected) => {
+    expect(loadConfig(env).recordingsStorage).toEqual(expected);
+  });
+
+  it.each<[Record<string, string>, string]>([
+    [{ RECORDINGS_STORAGE: 's3://' }, 'RECORDINGS_STORAGE'],
+    [{ RECORDINGS_STORAGE: 's3://Bad_Bucket' }, 'RECORDINGS_STORAGE'],
+    [{ RECORDINGS_STORAGE: 'gs://bucket' }, 'RECORDINGS_STORAGE'],
+    [{ S3_ENDPOINT: 'minio:9000' }, 'S3_ENDPOINT'],
+    [{ S3_ENDPOINT: 'http://minio:9000/path' }, 'S3_ENDPOINT'],
+    [{ S3_FORCE_PATH_STYLE: 'yes' }, 'S3_FORCE_PATH_STYLE'],
+  ])('refuses %j, naming %s', (env, variable) => {
+    expect(configError(env).message).toContain(variable);
   });
 });
 

@@ -1,0 +1,36 @@
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { isDatabaseError } from '../../src/db/database.ts';
+
+const postgresError = (code: string) => Object.assign(new pg.DatabaseError('failed', 0, 'error'), { code });
+
+describe('isDatabaseError: the database in trouble (retry later) or a row at fault (keep it with its error)', () => {
+  it.each(['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR_FSYNC', 'SQLITE_FULL', 'SQLITE_READONLY', 'SQLITE_CANTOPEN', 'SQLITE_CORRUPT', 'SQLITE_CONSTRAINT_TRIGGER'])(
+    'SQLite %s: the database',
+    (code) => expect(isDatabaseError(new SQLite.SqliteError('failed', code))).toBe(true),
+  );
+
+  it.each(['SQLITE_CONSTRAINT_NOTNULL', 'SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_MISMATCH', 'SQLITE_TOOBIG', 'SQLITE_ERROR'])(
+    'SQLite %s: the row',
+    (code) => expect(isDatabaseError(new SQLite.SqliteError('failed', code))).toBe(false),
+  );
+
+  it.each(['08006', '08001', '40001', '40P01', '53300', '57P01', '58030', 'XX000', '55P03', 'P0001'])('PostgreSQL %s: the database', (code) =>
+    expect(isDatabaseError(postgresError(code))).toBe(true),
+  );
+
+  it.each(['23502', '23505', '22001', '22P02', '42703'])('PostgreSQL %s: the row (or our query)', (code) =>
+    expect(isDatabaseError(postgresError(code))).toBe(false),
+  );
+
+  it.each([
+    Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' }),
+    new Error('Connection terminated unexpectedly'),
+    new Error('timeout exceeded when trying to connect'),
+  ])('a lost connection ($message): the database', (error) => expect(isDatabaseError(error)).toBe(true));
+
+  it.each([new TypeError('x is undefined'), new SyntaxError('Unexpected token'), 'a string', null])('%s: not the database', (error) =>
+    expect(isDatabaseError(error)).toBe(false),
+  );
+});
