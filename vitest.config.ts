@@ -44,9 +44,6 @@ export default defineConfig(async () => {
                   ...shared,
                   name: 'postgres',
                   include: ['test/integration/**/*.test.ts', 'test/security/**/*.test.ts', 'test/db/**/*.test.ts'],
-                  // The crash test kills SQLite's single process mid-write; on PostgreSQL the fleet
-                  // test kills replicas instead.
-                  exclude: ['test/integration/crash-safety.test.ts'],
                   env: { TEST_DATABASE: 'postgres', TEST_POSTGRES_URL: POSTGRES_URL },
                   globalSetup: ['test/support/postgres-setup.ts'],
                 },

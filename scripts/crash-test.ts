@@ -1,28 +1,36 @@
 /**
  * Crash safety, shown (issue 4, point 1). Several concurrent clients deliver thousands of WaVoIP
- * webhooks to the real service (a child process on a real SQLite DATA_DIR, next to a loopback
- * fake storage serving real audio), while the service is SIGKILLed at random moments and
- * restarted on the same DATA_DIR. Clients retry until they get a 200 with an event_id, as
- * WaVoIP does. After a last restart and quiescence, the database and DATA_DIR must show that
- * nothing acknowledged was lost, every READY call is attached exactly once with the right
- * bytes, and nothing partial, orphaned or stuck is left. Exits non-zero when a check fails.
+ * webhooks to the real service (a child process on a real DATA_DIR and database, next to a
+ * loopback fake storage serving real audio), while the service is SIGKILLed at random moments
+ * and restarted on the same DATA_DIR and database. Clients retry until they get a 200 with an
+ * event_id, as WaVoIP does. After a last restart and quiescence, the database and DATA_DIR must
+ * show that nothing acknowledged was lost, every READY call is attached exactly once with the
+ * right bytes, and nothing partial, orphaned or stuck is left. Exits non-zero when a check fails.
  *
  *   npx tsx scripts/crash-test.ts [--events N] [--clients K] [--kills M] [--rate R] [--seed S] [--keep]
+ *                                 [--database-url postgres://…]
  *
  * --rate paces the deliveries (events a second for all clients together; 0 = as fast as
  * possible) so that kills land during intake, processing and downloads alike, not after a
  * burst that is over in a second. --seed replays the same event stream and kill points (the
- * interleaving of clients still varies). --keep keeps DATA_DIR even when every check passes.
+ * interleaving of clients still varies). --keep keeps DATA_DIR (and the PostgreSQL database)
+ * even when every check passes.
+ *
+ * The database is SQLite in DATA_DIR unless --database-url (or else DATABASE_URL) gives a
+ * PostgreSQL server: its admin URL (database `postgres`) makes the run create a database
+ * `wavoip_crash_<random>`; a URL naming another database makes it create that one, which must
+ * not exist yet. Either way the database is the run's own, and is dropped however the run ends
+ * (unless --keep).
  */
 import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import Database from 'better-sqlite3';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../test/support/fake-wavoip-storage.ts';
-import { WEBHOOK_TOKEN, makeDataDir, testEnvironment, type LogLine } from '../test/support/service-harness.ts';
+import type { LogLine } from '../test/support/service-harness.ts';
+import { UsageError, runDatabase, type Queries, type RunDatabase } from './crash-test/database.ts';
 import { loadFixtures, makePlan, seededRandom, type Delivery, type Plan } from './crash-test/plan.ts';
-import { ServiceUnderTest, sleep } from './crash-test/service-under-test.ts';
+import type { ServiceUnderTest } from './crash-test/service-under-test.ts';
 import { verify, type Check } from './crash-test/verify.ts';
 
 const { values: args } = parseArgs({
@@ -33,6 +41,7 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '150' },
     seed: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    'database-url': { type: 'string' },
   },
 });
 
@@ -50,6 +59,26 @@ const CLIENTS = integerArg('clients', args.clients, 1);
 const KILLS = integerArg('kills', args.kills, 0);
 const RATE = integerArg('rate', args.rate, 0);
 const SEED = args.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : integerArg('seed', args.seed, 0);
+const database: RunDatabase = (() => {
+  try {
+    // An empty DATABASE_URL counts as unset, as it does for the service.
+    return runDatabase(args['database-url'] || process.env.DATABASE_URL || undefined);
+  } catch (error) {
+    console.error(`crash test: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(2);
+  }
+})();
+
+// The harness reads, when it loads (test/support/test-database.ts), which database tests use
+// (TEST_DATABASE, set by vitest's postgres project) and the server where it creates them
+// (TEST_POSTGRES_URL). This run decides both itself, so it sets them first and loads the harness
+// after: the service gets the DATABASE_URL above, and the harness's check that the database
+// exists looks on the same server.
+delete process.env.TEST_DATABASE;
+if (database.adminUrl !== null) process.env.TEST_POSTGRES_URL = database.adminUrl;
+const { WEBHOOK_TOKEN, makeDataDir, testEnvironment } = await import('../test/support/service-harness.ts');
+const serviceUnderTest = await import('./crash-test/service-under-test.ts');
+const { sleep } = serviceUnderTest;
 /**
  * Never-READY calls are given up after this, which bounds how long quiescence takes. It is also
  * how long a READY whose file is not published yet is retried, so it must outlast a few
@@ -119,12 +148,11 @@ async function runClients(service: ServiceUnderTest, plan: Plan, traffic: Traffi
 }
 
 /** What the service was in the middle of, sampled just before a kill, to show where kills land. */
-function describeWork(dataDir: string, traffic: Traffic, fixtureSizes: Set<number>): string {
-  const db = new Database(path.join(dataDir, 'wavoip-recordings.sqlite'), { fileMustExist: true });
+async function describeWork(dataDir: string, traffic: Traffic, fixtureSizes: Set<number>): Promise<string> {
+  const db = await database.open(dataDir);
   try {
-    const count = (query: string) => db.prepare(query).pluck().get() as number;
-    const unapplied = count('select count(*) from events where processed_at is null');
-    const leased = count('select count(*) from fetch_jobs where locked_until is not null');
+    const unapplied = await db.count('select count(*) from events where processed_at is null');
+    const leased = await db.count('select count(*) from fetch_jobs where locked_until is not null');
     // A temp file as long as a fixture is past the transfer: in fsync, rename or attach.
     const partials = partialDownloads(dataDir);
     const written = partials.filter((file) => fixtureSizes.has(fsSync.statSync(file, { throwIfNoEntry: false })?.size ?? -1)).length;
@@ -132,7 +160,7 @@ function describeWork(dataDir: string, traffic: Traffic, fixtureSizes: Set<numbe
   } finally {
     // Closed before the kill: a connection kept open would spare the next process SQLite's
     // crash recovery of the WAL, which is part of what is under test.
-    db.close();
+    await db.close();
   }
 }
 
@@ -173,7 +201,7 @@ async function runKiller(
     while (traffic.started < point) await sleep(5);
     const aimed = index % 2 === 1 && (await downloadUnderWay(dataDir, 1_000));
     if (!aimed) await sleep(random() * 300);
-    const work = describeWork(dataDir, traffic, fixtureSizes);
+    const work = await describeWork(dataDir, traffic, fixtureSizes);
     await service.crashAndRestart();
     notes.push(`kill ${index + 1} at delivery ${point}${aimed ? ', aimed at a download' : ''}: ${work}`);
   }
@@ -181,15 +209,14 @@ async function runKiller(
 }
 
 /** Waits until nothing is left to do: every event applied, no call pending, no job scheduled. */
-async function waitForQuiescence(db: Database.Database): Promise<{ quiet: boolean; waitedMs: number }> {
+async function waitForQuiescence(db: Queries): Promise<{ quiet: boolean; waitedMs: number }> {
   const startedAt = Date.now();
-  const count = (query: string) => db.prepare(query).pluck().get() as number;
   let quietSamples = 0;
   while (Date.now() - startedAt < QUIESCENCE_TIMEOUT_MS) {
     const busy =
-      count('select count(*) from events where processed_at is null') +
-      count("select count(*) from calls where attachment_state = 'pending'") +
-      count('select count(*) from fetch_jobs');
+      (await db.count('select count(*) from events where processed_at is null')) +
+      (await db.count("select count(*) from calls where attachment_state = 'pending'")) +
+      (await db.count('select count(*) from fetch_jobs'));
     quietSamples = busy === 0 ? quietSamples + 1 : 0;
     // Twice in a row, so a state caught mid-transaction cannot pass for the end.
     if (quietSamples >= 2) return { quiet: true, waitedMs: Date.now() - startedAt };
@@ -212,6 +239,22 @@ function attachmentsPerCall(logs: LogLine[]): Map<string, number> {
 let active: ServiceUnderTest | undefined;
 process.on('exit', () => active?.child()?.child.kill('SIGKILL'));
 
+let ending: Promise<never> | undefined;
+/**
+ * Every way the run ends comes here, verdict or not: the service killed if it still runs, the
+ * run's PostgreSQL database dropped (unless --keep), then the exit.
+ */
+function end(code: number): Promise<never> {
+  ending ??= (async () => {
+    active?.child()?.child.kill('SIGKILL');
+    if (!args.keep) {
+      await database.drop().catch((error: unknown) => console.error(`crash test: could not drop the run's database (${database.label}):`, error));
+    }
+    process.exit(code);
+  })();
+  return ending;
+}
+
 async function main(): Promise<number> {
   const storage: FakeWavoipStorage = await startFakeWavoipStorage();
   const random = seededRandom(SEED);
@@ -223,6 +266,7 @@ async function main(): Promise<number> {
     storage.setRoute(source.path, source.notFoundFirst > 0 ? { kind: 'sequence', first: { kind: 'status', status: 404 }, times: source.notFoundFirst, then: audio } : audio);
   }
 
+  await database.create();
   const dataDir = await makeDataDir();
   const env = testEnvironment(storage.origin, dataDir, {
     JOB_LEASE: '1s',
@@ -231,22 +275,26 @@ async function main(): Promise<number> {
     POLL_MAX_WAIT: `${POLL_MAX_WAIT_MS}ms`,
     // DEVICE heartbeats log at debug; parsing those lines would only take CPU from the service.
     LOG_LEVEL: 'info',
+    ...database.env,
   });
-  const service = new ServiceUnderTest(env);
+  const service = new serviceUnderTest.ServiceUnderTest(env, (error) => {
+    console.error('crash test: the service died on its own and could not be started again:', error);
+    void end(2);
+  });
   active = service;
-  const stopOnSignal = () => void service.stop().finally(() => process.exit(130));
+  const stopOnSignal = () => void service.stop().finally(() => end(130));
   process.once('SIGINT', stopOnSignal);
   process.once('SIGTERM', stopOnSignal);
   const watchdog = setTimeout(() => {
     console.error(`crash test: no verdict after ${WATCHDOG_MS / 1000}s; DATA_DIR kept at ${dataDir}`);
-    service.child()?.child.kill('SIGKILL');
-    process.exit(1);
+    void end(1);
   }, WATCHDOG_MS);
   watchdog.unref();
 
   console.log(`crash test: seed ${SEED}, ${plan.deliveries.length} deliveries (${plan.calls.length} calls), ${CLIENTS} clients, ${KILLS} kills, rate ${RATE || 'unpaced'}/s`);
   console.log(`stream: ${plan.duplicates} redeliveries of the same body, ${plan.callsOutOfOrder} calls whose events arrive out of order`);
   console.log(`DATA_DIR ${dataDir}`);
+  console.log(`database ${database.label}`);
   const began = Date.now();
   await service.boot();
   const traffic: Traffic = { sent: 0, acknowledged: new Map(), refused: [], started: 0, inFlight: 0 };
@@ -258,16 +306,16 @@ async function main(): Promise<number> {
 
   // One more crash before the verdict: whatever the last run had in flight must be recovered too.
   await service.crashAndRestart();
-  const db = new Database(path.join(dataDir, 'wavoip-recordings.sqlite'));
+  const db = await database.open(dataDir);
   const { quiet, waitedMs } = await waitForQuiescence(db);
   const logs = service.allLogs();
   // Logged at each start for the temp files a killed download left: proof kills hit downloads.
   const partialsRemoved = logs
     .filter((line) => line.msg.includes('partial download') && typeof line.removed === 'number')
     .reduce((sum, line) => sum + (line.removed as number), 0);
-  const verdict = verify({ db, dataDir, calls: plan.calls, acknowledged: traffic.acknowledged, attachLogs: attachmentsPerCall(logs), now: Date.now() });
-  const states = db.prepare('select attachment_state as state, count(*) as n from calls group by attachment_state order by 1').all() as { state: string; n: number }[];
-  db.close();
+  const verdict = await verify({ db, dataDir, calls: plan.calls, acknowledged: traffic.acknowledged, attachLogs: attachmentsPerCall(logs), now: Date.now() });
+  const states = await db.all<{ state: string; n: number }>('select attachment_state as state, count(*) as n from calls group by attachment_state order by 1');
+  await db.close();
   await service.stop();
   await storage.close();
   clearTimeout(watchdog);
@@ -301,6 +349,7 @@ time         = delivery ${(deliveredMs / 1000).toFixed(1)}s, quiescence ${(waite
     // Every run's log in one file: what each process did before its kill is the evidence.
     await fs.writeFile(path.join(dataDir, 'service-log.jsonl'), logs.map((line) => JSON.stringify(line)).join('\n'));
     console.log(`\nDATA_DIR kept for inspection, with every run's log in service-log.jsonl: ${dataDir}`);
+    if (database.dialect === 'postgres') console.log(args.keep ? `database kept: ${database.label}` : 'the database is dropped; --keep keeps it too');
     console.log(`(the same event stream and kill points: --seed ${SEED})`);
   } else {
     await fs.rm(dataDir, { recursive: true, force: true });
@@ -310,9 +359,9 @@ time         = delivery ${(deliveredMs / 1000).toFixed(1)}s, quiescence ${(waite
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => end(code),
   (error: unknown) => {
-    console.error('crash test could not run:', error);
-    process.exit(2);
+    console.error('crash test could not run:', error instanceof UsageError ? error.message : error);
+    return end(2);
   },
 );

@@ -1,6 +1,6 @@
 /**
- * The crash test's service: one child process at a time on the same DATA_DIR, SIGKILLed and
- * restarted on demand, with the log of every run kept for the verdict.
+ * The crash test's service: one child process at a time on the same DATA_DIR and database,
+ * SIGKILLed and restarted on demand, with the log of every run kept for the verdict.
  */
 import { startChildService, type ChildService, type LogLine } from '../../test/support/service-harness.ts';
 
@@ -13,7 +13,8 @@ function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
 }
 
 /**
- * The service's lifecycle: one child at a time, killed and restarted on the same DATA_DIR.
+ * The service's lifecycle: one child at a time, killed and restarted on the same DATA_DIR and
+ * database (the environment's DATABASE_URL, when it has one).
  * Clients await `up` before each attempt, so during a restart they wait instead of spinning.
  */
 export class ServiceUnderTest {
@@ -26,7 +27,11 @@ export class ServiceUnderTest {
   /** Kills and restarts one after another, never two at once. */
   private lifecycle: Promise<void> = Promise.resolve();
 
-  constructor(private readonly env: Record<string, string>) {}
+  /** `fatal` ends the run when the service died on its own and cannot be started again. */
+  constructor(
+    private readonly env: Record<string, string>,
+    private readonly fatal: (error: unknown) => void,
+  ) {}
 
   url(): Promise<string> {
     return this.up.promise;
@@ -79,8 +84,7 @@ export class ServiceUnderTest {
         await this.start();
       }).catch((error: unknown) => {
         // Nothing left to deliver to: end the run now rather than at the watchdog.
-        console.error('crash test: the service died on its own and could not be started again:', error);
-        process.exit(2);
+        this.fatal(error);
       });
     });
     this.up.resolve(service.url);

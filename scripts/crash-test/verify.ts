@@ -1,11 +1,12 @@
 /**
- * The crash test's verdict, read straight from the service's SQLite file and DATA_DIR, not
- * through its API: the point is to check what a crash left on disk, and the API could hide it.
+ * The crash test's verdict, read straight from the service's database (SQLite file or
+ * PostgreSQL) and DATA_DIR, not through its API: the point is to check what a crash left behind,
+ * and the API could hide it.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type Database from 'better-sqlite3';
+import type { Queries } from './database.ts';
 import type { Delivery, PlannedCall } from './plan.ts';
 
 export interface Check {
@@ -55,8 +56,8 @@ function check(name: string, failures: readonly unknown[], okDetail: string): Ch
     : { name, ok: false, detail: `${failures.length} failing: ${examples(failures)}` };
 }
 
-export function verify(input: {
-  db: Database.Database;
+export async function verify(input: {
+  db: Queries;
   dataDir: string;
   calls: PlannedCall[];
   /** Every acknowledged event_id with what was delivered. */
@@ -64,23 +65,23 @@ export function verify(input: {
   /** How many "Recording attached successfully" lines each call got, over every run. */
   attachLogs: Map<string, number>;
   now: number;
-}): Verdict {
+}): Promise<Verdict> {
   const { db, dataDir, calls, acknowledged, attachLogs } = input;
   const checks: Check[] = [];
 
   // 1. Nothing acknowledged is lost.
-  const storedIds = new Set((db.prepare('select event_id from events').pluck().all() as string[]));
+  const storedIds = new Set((await db.all<{ event_id: string }>('select event_id from events')).map((row) => row.event_id));
   const lostIds = [...acknowledged.keys()].filter((id) => !storedIds.has(id));
   checks.push(check('every acknowledged event_id is in the events table', lostIds, `${acknowledged.size} of ${acknowledged.size}`));
 
   // 2. Every stored event was applied, and none of ours was refused by the processor.
-  const unprocessed = db.prepare('select event_id, type, call_id from events where processed_at is null').all();
+  const unprocessed = await db.all('select event_id, type, call_id from events where processed_at is null');
   checks.push(check('no event left unprocessed', unprocessed, `${storedIds.size} stored, all processed`));
-  const errored = db.prepare('select event_id, call_id, processing_error from events where processing_error is not null').all();
+  const errored = await db.all('select event_id, call_id, processing_error from events where processing_error is not null');
   checks.push(check('no event kept with a processing error', errored, 'none'));
 
   // 3. Every call whose READY was acknowledged is attached, with the very bytes storage served.
-  const rows = new Map((db.prepare('select * from calls').all() as CallRow[]).map((row) => [row.call_id, row]));
+  const rows = new Map((await db.all<CallRow>('select * from calls')).map((row) => [row.call_id, row]));
   const readyCalls = new Set([...acknowledged.values()].filter((d) => d.ready && d.callId !== null).map((d) => d.callId as string));
   const recordingsDir = path.join(dataDir, 'recordings');
   const badAttachments: unknown[] = [];
@@ -132,7 +133,7 @@ export function verify(input: {
 
   // 7. No job stuck: after quiescence no lease is held, no job outlives its call's wait, and
   //    no pending call has lost its job (it would never be fetched).
-  const jobs = db.prepare('select * from fetch_jobs').all() as JobRow[];
+  const jobs = await db.all<JobRow>('select * from fetch_jobs');
   checks.push(check('no fetch job holds a lease after quiescence', jobs.filter((job) => job.locked_until !== null), 'none'));
   const jobless = [...rows.values()].filter((row) => row.attachment_state === 'pending' && !jobs.some((job) => job.call_id === row.call_id));
   checks.push(check('no pending call without a fetch job', jobless.map((row) => ({ call: row.call_id, record_status: row.record_status })), 'none'));
@@ -142,7 +143,7 @@ export function verify(input: {
   checks.push(check('no fetch job left for a call that is no longer pending', stale, 'none'));
 
   // 8. Heartbeats reached the devices table.
-  const devices = new Set(db.prepare('select device_id from devices').pluck().all() as string[]);
+  const devices = new Set((await db.all<{ device_id: string }>('select device_id from devices')).map((row) => row.device_id));
   const heard = new Set([...acknowledged.values()].map((d) => d.deviceId).filter((id): id is string => id !== null));
   checks.push(check('every device that sent a heartbeat is in the devices table', [...heard].filter((id) => !devices.has(id)), `${heard.size} devices`));
 
