@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from './clock.ts';
 import { resolveApiToken } from './api/api-token.ts';
 import { localServiceUrl, type Config } from './config/config.ts';
-import { assertMigrated, createDb, createWalSync, migrateToLatest } from './db/database.ts';
+import { assertMigrated, createDb, createWalSync, migrateToLatest, migrationsUnknownHere } from './db/database.ts';
 import { createFetchJobSignal } from './db/fetch-job-signal.ts';
 import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
 import { buildApp } from './http/app.ts';
@@ -47,6 +47,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
     if (config.migrateOnStart) {
       const applied = await migrateToLatest(db);
       if (applied.length > 0) logger.info({ migrations: applied }, 'Database migrated');
+      const newer = await migrationsUnknownHere(db);
+      if (newer.length > 0) logger.warn({ migrations: newer }, `A newer release has migrated the database (${newer.join(', ')}); running on it as it is`);
     } else {
       await assertMigrated(db);
     }
@@ -56,13 +58,25 @@ export async function startService(config: Config, logger: Logger, options: Serv
   }
 
   const store = createRecordingStore(config.recordingsStorage, config.dataDir);
-  const removed = await store.cleanTemp();
-  if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by an earlier run; their jobs run again');
+  let apiToken: Awaited<ReturnType<typeof resolveApiToken>>;
+  try {
+    const removed = await store.cleanTemp();
+    if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by an earlier run; their jobs run again');
+    apiToken = await resolveApiToken(config);
+  } catch (caught) {
+    await Promise.allSettled([store.close?.()]);
+    await db.destroy();
+    throw caught;
+  }
 
-  const apiToken = await resolveApiToken(config);
   const startedAt = clock.now();
   const metrics = createMetrics({ db, clock, startedAt });
   const client = createHttpClient(options.httpTimeouts);
+  const fetchJobSignal = createFetchJobSignal({ db, database: config.database, logger, onAnnounced: () => scheduler.wake() });
+  const fetchJobsDue = () => {
+    scheduler.wake();
+    fetchJobSignal.announce();
+  };
   const scheduler = createFetchScheduler({
     db,
     clock,
@@ -82,23 +96,14 @@ export async function startService(config: Config, logger: Logger, options: Serv
       allowlist: config.recordingUrlAllowlist,
       maxBytes: config.recordingMaxBytes,
       urlTemplate: config.recordingUrlTemplate,
+      announceRelease: () => fetchJobSignal.announce(),
     }),
   });
-  const fetchJobSignal = createFetchJobSignal({ db, database: config.database, logger, onAnnounced: () => scheduler.wake() });
-  const events = createEventProcessor({
-    db,
-    clock,
-    logger,
-    timings: config,
-    onFetchScheduled: () => {
-      scheduler.wake();
-      fetchJobSignal.announce();
-    },
-  });
+  const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: fetchJobsDue, sweep: config.database.dialect === 'postgres' });
   const walSync = createWalSync(config.database);
   const eventWriter = createEventWriter(db, walSync);
   const app = buildApp(
-    { config, logger, clock, db, store, apiToken: apiToken.token, eventWriter, events, scheduler, metrics, secretGuards: {
+    { config, logger, clock, db, store, apiToken: apiToken.token, eventWriter, events, fetchJobsDue, metrics, secretGuards: {
         webhook: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: false, what: 'webhook', logger }),
         api: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: true, what: 'API', logger }),
       },
@@ -110,7 +115,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (caught) {
-    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close()]);
+    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), store.close?.()]);
     await db.destroy();
     throw caught;
   }
@@ -172,6 +177,15 @@ function logStartup(config: Config, logger: Logger, url: string, apiToken: Await
     logger.info(`Try it: curl -H "Authorization: Bearer $(cat ${apiToken.file})" ${url}/api/calls`);
   } else if (apiToken.file) {
     logger.info(`API token: the one generated earlier, in ${apiToken.file} (set API_TOKEN to choose your own)`);
+  }
+  if (config.database.dialect === 'postgres' && config.recordingsStorage.kind === 'local') {
+    logger.warn(
+      `Recordings are kept on this replica's disk (${config.recordingsStorage.dir}): with several replicas, the others cannot serve them. ` +
+        'Use RECORDINGS_STORAGE=s3://bucket/prefix for a fleet.',
+    );
+  }
+  if (config.database.dialect === 'postgres' && config.apiToken === undefined) {
+    logger.warn('API_TOKEN is not set: each replica generates a token of its own. Set the same API_TOKEN on every replica behind a load balancer.');
   }
   if (config.webhookToken === undefined) {
     logger.warn(

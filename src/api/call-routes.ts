@@ -82,7 +82,8 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
         const callId = request.params.id;
         const now = deps.clock.now();
         const outcome = await deps.db.transaction().execute(async (trx) => {
-          const call = await findCall(trx, callId);
+          // Locked, so the state named in a 409 is the one that refused the retry.
+          const call = await findCall(trx, callId, { forUpdate: true });
           if (call === null) return 'unknown' as const;
           if (!(await resetFailedAttachment(trx, callId))) return call.attachment.state;
           const plan = planRetry(now, deps.config);
@@ -94,7 +95,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           return reply.code(409).send({ error: `call ${callId} is ${outcome}; only a failed recording can be retried` });
         }
         deps.logger.info({ call_id: callId }, `[WaVoIP Recording Webhook] Retry requested for call ${callId}`);
-        deps.scheduler.wake();
+        deps.fetchJobsDue();
         const [call, job] = await Promise.all([findCall(deps.db, callId), findFetchJob(deps.db, callId)]);
         return reply.code(202).send(presentCall(call as StoredCall, job));
       });

@@ -225,6 +225,8 @@ function parseDatabaseUrl(url: string | undefined, dataDir: string, poolSize: nu
   if (/^postgres(?:ql)?:\/\//.test(text) && URL.canParse(text)) {
     const redacted = new URL(text);
     if (redacted.password !== '') redacted.password = '[redacted]';
+    // pg also reads password=, sslpassword= and sslkey= from the query: none of it is logged.
+    redacted.search = '';
     return { dialect: 'postgres', url: text, redactedUrl: redacted.toString(), poolSize };
   }
   const problem = sqlite ? 'sqlite: needs a file path' : `"${text.split(':')[0]}:" is not supported`;

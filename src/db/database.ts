@@ -28,6 +28,7 @@ export function createDb(database: DatabaseConfig): Db {
 }
 
 const INT8_OID = 20;
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
 
 /**
  * Times are milliseconds since the epoch in bigint columns, and counts are bigint too: read
@@ -38,6 +39,11 @@ export function createPool(database: Extract<DatabaseConfig, { dialect: 'postgre
     connectionString: database.url,
     max: database.poolSize,
     connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    // A replica frozen or cut off inside a transaction would hold its locks (the fleet-wide
+    // event-processing lock among them) until TCP gave up, hours later: the server ends such a
+    // session after a minute instead.
+    options: `-c idle_in_transaction_session_timeout=${IDLE_IN_TRANSACTION_TIMEOUT_MS}`,
     types: { getTypeParser: (oid: number, format?: string) => (oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format as 'text')) },
   });
   // An idle client whose server went away emits here; without a listener that would crash the
@@ -77,6 +83,15 @@ const migratorFor = (db: Db) => new Migrator({ db, provider: { getMigrations: as
  * together against a fresh PostgreSQL database take turns: Kysely holds an advisory lock.
  */
 export async function migrateToLatest(db: Db): Promise<string[]> {
+  // During a rolling update an older replica may restart on a schema a newer one migrated.
+  // Migrations only add, so it runs on it as is (Kysely's migrator would refuse the database).
+  const newer = await migrationsUnknownHere(db).catch((caught: unknown) => {
+    throw new AppError(`Could not migrate the database: ${coerceError(caught).message}`, { code: 'MIGRATION_FAILED', cause: caught });
+  });
+  if (newer.length > 0) {
+    await assertMigrated(db);
+    return [];
+  }
   const { error, results } = await migratorFor(db).migrateToLatest();
   if (error) {
     const failed = results?.find((result) => result.status === 'Error')?.migrationName;
@@ -87,6 +102,14 @@ export async function migrateToLatest(db: Db): Promise<string[]> {
     });
   }
   return (results ?? []).filter((result) => result.status === 'Success').map((result) => result.migrationName);
+}
+
+/** Migrations the database has run that this release does not have: a newer release ran them. */
+export async function migrationsUnknownHere(db: Db): Promise<string[]> {
+  const tables = await db.introspection.getTables({ withInternalKyselyTables: true });
+  if (!tables.some((table) => table.name === 'kysely_migration')) return [];
+  const rows = await (db as unknown as Kysely<{ kysely_migration: { name: string } }>).selectFrom('kysely_migration').select('name').execute();
+  return rows.map((row) => row.name).filter((name) => !(name in migrations));
 }
 
 /** With MIGRATE_ON_START=false: refuses to run against a schema older than this code. */
@@ -148,32 +171,26 @@ export type WalSync = ReturnType<typeof createWalSync>;
 
 const CONNECTION_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN']);
 /**
- * SQLite result codes of a database in trouble (busy, full, unreadable), not of a bad row. A
- * constraint or type error (SQLITE_CONSTRAINT, SQLITE_MISMATCH) is the event's own fault. Our
- * schema has no triggers: one that refuses a write (SQLITE_CONSTRAINT_TRIGGER) is an operator
- * holding writes back on purpose, so the events wait for it to go.
+ * Errors a row itself causes, which would fail the same way on every retry: SQLite constraint,
+ * type and size errors, PostgreSQL classes 22 (data) and 23 (integrity). Everything else the
+ * database says (busy, full, unreachable, a lost grant, a missing table) is the database's or
+ * the schema's trouble: the events wait for it to be fixed rather than being dropped. A
+ * trigger refusing a write (our schema has none) is an operator holding writes back on purpose.
  */
-const SQLITE_TRANSIENT = /^SQLITE_(BUSY|LOCKED|IOERR|FULL|READONLY|CANTOPEN|PROTOCOL|NOMEM|INTERRUPT|CORRUPT|NOTADB|AUTH|CONSTRAINT_TRIGGER$)/;
-/**
- * PostgreSQL SQLSTATE classes of the same kind: 08 connection, 40 rollback (serialization,
- * deadlock), 53 insufficient resources, 57 operator intervention (shutdown), 58 system error,
- * 55P03 lock not available, XX internal, and P0001, an exception raised by a trigger or function
- * (ours have none, as above). Class 22 (data) and 23 (integrity) are the row's fault.
- */
-const POSTGRES_TRANSIENT = /^(08|40|53|57|58|XX)|^(55P03|P0001)$/;
+const SQLITE_ROW_FAULT = /^SQLITE_(CONSTRAINT(?!_TRIGGER)|MISMATCH|TOOBIG|RANGE)/;
+const POSTGRES_ROW_FAULT = /^(22|23)/;
 
 /**
- * An error from the database itself (locked, full, unreachable, shutting down), as opposed to
- * one in our handling of a row: what was being written is tried again later, never marked as
- * bad. An error the row itself causes (a constraint) would fail the same way for ever.
+ * An error from the database itself, as opposed to one in our handling of a row: what was being
+ * written is tried again later, never marked as bad.
  */
 export function isDatabaseError(error: unknown): boolean {
-  if (error instanceof SQLite.SqliteError) return SQLITE_TRANSIENT.test(error.code);
-  if (error instanceof pg.DatabaseError) return POSTGRES_TRANSIENT.test(error.code ?? '');
+  if (error instanceof SQLite.SqliteError) return !SQLITE_ROW_FAULT.test(error.code);
+  if (error instanceof pg.DatabaseError) return !POSTGRES_ROW_FAULT.test(error.code ?? '');
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) return true;
   // pg's own words for a connection lost or never made, which carry no code.
-  return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(error.message);
+  return error instanceof Error && /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout)/.test(error.message);
 }
 
 export async function checkDb(db: Db): Promise<void> {

@@ -73,7 +73,11 @@ const EVENT_PROCESSING_LOCK = 0x77617670;
  * until commit). SQLite has one writer at a time already.
  */
 export async function lockEventProcessing(trx: Transaction<Database>): Promise<void> {
-  if (isPostgres(trx)) await sql`select pg_advisory_xact_lock(${EVENT_PROCESSING_LOCK})`.execute(trx);
+  if (!isPostgres(trx)) return;
+  // Never wait for ever on a replica that holds it and hangs: fail (a transient error, tried
+  // again a second later) while the server ends that replica's session.
+  await sql`set local lock_timeout = '15s'`.execute(trx);
+  await sql`select pg_advisory_xact_lock(${EVENT_PROCESSING_LOCK})`.execute(trx);
 }
 
 /**

@@ -30,9 +30,9 @@ export function createFetchJobSignal(deps: { db: Db; database: DatabaseConfig; l
   let failures = 0;
 
   async function listen(): Promise<void> {
-    const connection = new pg.Client({ connectionString: url });
+    const connection = new pg.Client({ connectionString: url, keepAlive: true, connectionTimeoutMillis: 10_000 });
     connection.on('notification', () => onAnnounced());
-    connection.on('error', () => reconnect(connection));
+    connection.on('error', (error) => reconnect(connection, error));
     connection.on('end', () => reconnect(connection));
     try {
       await connection.connect();
@@ -55,7 +55,10 @@ export function createFetchJobSignal(deps: { db: Db; database: DatabaseConfig; l
   function reconnect(connection: pg.Client, caught?: unknown): void {
     if (closed || (client !== undefined && client !== connection) || reconnectTimer !== undefined) return;
     client = undefined;
-    connection.removeAllListeners('end');
+    // Abandoned for good: a late event from it must not start a second listener. The no-op
+    // keeps a late 'error' from crashing the process.
+    connection.removeAllListeners();
+    connection.on('error', () => {});
     connection.end().catch(() => {});
     const delay = RECONNECT_DELAYS_MS[Math.min(failures, RECONNECT_DELAYS_MS.length - 1)]!;
     failures += 1;

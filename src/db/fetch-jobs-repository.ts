@@ -31,9 +31,10 @@ export async function scheduleFetchJob(db: DbOrTrx, callId: string, runAt: numbe
     .execute();
 }
 
-export async function deleteFetchJob(db: DbOrTrx, callId: string, version?: number): Promise<boolean> {
+/** With `attempt`: only while that attempt's schedule (version) and lease still stand. */
+export async function deleteFetchJob(db: DbOrTrx, callId: string, attempt?: Pick<FetchJob, 'version' | 'leasedBy'>): Promise<boolean> {
   let query = db.deleteFrom('fetch_jobs').where('call_id', '=', callId);
-  if (version !== undefined) query = query.where('version', '=', version);
+  if (attempt !== undefined) query = query.where('version', '=', attempt.version).where('locked_by', '=', attempt.leasedBy);
   const result = await query.executeTakeFirst();
   return result.numDeletedRows > 0n;
 }
@@ -69,20 +70,26 @@ export async function claimDueFetchJobs(
   });
 }
 
-/** Extends the leases a worker still holds, so a long download is not taken over. */
-export async function renewFetchJobLeases(db: DbOrTrx, workerId: string, callIds: string[], lockedUntil: number): Promise<void> {
-  if (callIds.length === 0) return;
-  await db
+/**
+ * Extends the leases a worker still holds, so a long download is not taken over; returns the
+ * calls whose lease it still held. One missing was taken over (the lease ran out meanwhile).
+ */
+export async function renewFetchJobLeases(db: DbOrTrx, workerId: string, callIds: string[], lockedUntil: number): Promise<Set<string>> {
+  if (callIds.length === 0) return new Set();
+  const rows = await db
     .updateTable('fetch_jobs')
     .set({ locked_until: lockedUntil })
     .where('locked_by', '=', workerId)
     .where('call_id', 'in', callIds)
+    .returning('call_id')
     .execute();
+  return new Set(rows.map((row) => row.call_id));
 }
 
 /**
  * Moves a failed attempt's job to its next run and releases the lease. When an event
- * rescheduled the job meanwhile (version changed), that newer schedule stands.
+ * rescheduled the job meanwhile (version changed), that newer schedule stands; when another
+ * worker holds the lease now, the job is left to it.
  */
 export async function rescheduleFetchJob(
   db: DbOrTrx,
@@ -95,6 +102,8 @@ export async function rescheduleFetchJob(
     .set({ run_at: runAt, attempts: job.attempts + 1, last_error: lastError, locked_until: null, locked_by: null })
     .where('call_id', '=', job.callId)
     .where('version', '=', job.version)
+    // A worker whose lease ran out and was taken over must not undo the new holder's lease.
+    .where('locked_by', '=', job.leasedBy)
     .executeTakeFirst();
   if (rescheduled.numUpdatedRows === 0n) await releaseFetchJob(db, job);
 }

@@ -1,7 +1,6 @@
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/config.ts';
 import type { Db } from '../db/database.ts';
-import type { FetchScheduler } from '../jobs/fetch-scheduler.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { RecordingStore } from '../storage/recording-store.ts';
@@ -19,7 +18,8 @@ export interface AppDeps {
   apiToken: string;
   eventWriter: EventWriter;
   events: EventProcessor;
-  scheduler: FetchScheduler;
+  /** A fetch job is due now: wakes this replica's scheduler and tells the others. */
+  fetchJobsDue: () => void;
   metrics: Metrics;
   /** Separate counts: guessing at the API must not lock out webhooks from the same address. */
   secretGuards: { webhook: SecretGuard; api: SecretGuard };

@@ -27,6 +27,8 @@ export interface FetchRecordingDeps {
   allowlist: AllowlistEntry[];
   maxBytes: number;
   urlTemplate: string;
+  /** A released job is due again at once: tells the other replicas, which may be idle. */
+  announceRelease: () => void;
 }
 
 /**
@@ -41,7 +43,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     const call = await findCall(db, job.callId);
     if (call === null || call.attachment.state !== 'pending') {
       // Nothing to fetch any more; a job an event made again meanwhile keeps its run.
-      if (!(await deleteFetchJob(db, job.callId, job.version))) await releaseFetchJob(db, job);
+      if (!(await deleteFetchJob(db, job.callId, job))) await releaseFetchJob(db, job);
       return;
     }
     const url = call.recordUrl ?? buildRecordingUrl(deps.urlTemplate, call.callId);
@@ -112,9 +114,11 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     context: { mode: 'poll' | 'download' } & Record<string, unknown>,
   ): Promise<FetchOutcome> {
     if (signal.aborted) {
-      // Shutting down: the attempt does not count, and the job runs again after restart.
+      // Shutting down, or the lease was lost: the attempt does not count, and the job runs again.
       await releaseFetchJob(db, job);
-      logger.info(context, `[WaVoIP Jobs] Fetch for call ${call.callId} interrupted by shutdown; it will run again`);
+      deps.announceRelease();
+      const why = signal.reason instanceof Error ? signal.reason.message : 'shutting down';
+      logger.info(context, `[WaVoIP Jobs] Fetch for call ${call.callId} interrupted (${why}); it will run again`);
       return 'interrupted';
     }
     const error = caught instanceof AppError ? caught : new AppError(coerceError(caught).message, { code: 'UNEXPECTED', retryable: true, cause: caught });
@@ -147,8 +151,10 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
       ? describeGiveUp(deps.timings, reason, error.code.startsWith('STORAGE') ? 'storage' : 'upstream')
       : reason;
     const failed = await db.transaction().execute(async (trx) => {
+      // The call's row first, as the event processor takes them: the other order can deadlock.
+      await findCall(trx, call.callId, { forUpdate: true });
       // An event that rescheduled the job meanwhile (say, READY with a new URL) gets its chance.
-      if (!(await deleteFetchJob(trx, call.callId, job.version))) return false;
+      if (!(await deleteFetchJob(trx, call.callId, job))) return false;
       return failAttachment(trx, call.callId, finalReason);
     });
     if (failed) {

@@ -33,6 +33,7 @@ export function createFetchScheduler(deps: {
   let pumping: Promise<void> | null = null;
   let pumpAgain = false;
   let started = false;
+  let lastRenewedAt = clock.now();
   let stopped = false;
   let stopping: Promise<void> | undefined;
 
@@ -98,11 +99,23 @@ export function createFetchScheduler(deps: {
     running.set(job.callId, { promise, abort });
   }
 
+  /**
+   * A job whose lease this worker no longer holds (taken over after it ran out, or the job was
+   * deleted and made again by an event) may be running elsewhere by now: stop it here, so that
+   * a recording is not downloaded twice. So too when renewals have failed for
+   * most of a lease, before the lease can run out under a download still going.
+   */
   async function renewLeases(): Promise<void> {
+    const callIds = [...running.keys()];
     try {
-      await renewFetchJobLeases(db, workerId, [...running.keys()], clock.now() + leaseMs);
+      const held = await renewFetchJobLeases(db, workerId, callIds, clock.now() + leaseMs);
+      lastRenewedAt = clock.now();
+      for (const callId of callIds) if (!held.has(callId)) running.get(callId)?.abort.abort(new Error('its lease is gone: taken over, or the job was made again'));
     } catch (caught) {
       logger.warn({ err: coerceError(caught) }, '[WaVoIP Jobs] Could not renew job leases');
+      if (clock.now() - lastRenewedAt > (leaseMs * 2) / 3) {
+        for (const { abort } of running.values()) abort.abort(new Error('its lease could not be renewed'));
+      }
     }
   }
 
@@ -123,9 +136,10 @@ export function createFetchScheduler(deps: {
         stopped = true;
         await pumping;
         clearTimeout(timer);
-        clearInterval(heartbeat);
-        for (const { abort } of running.values()) abort.abort();
+        for (const { abort } of running.values()) abort.abort(new Error('shutting down'));
+        // Leases are renewed until every aborted job has released its own (an S3 abort can take a while).
         await Promise.all([...running.values()].map(({ promise }) => promise));
+        clearInterval(heartbeat);
       })();
       return stopping;
     },

@@ -21,6 +21,7 @@ export function createRecordingStore(config: RecordingsStorageConfig, dataDir: s
   if (config.kind === 'local') return createLocalRecordingStore(config.dir);
   return createS3RecordingStore({
     client: createS3Client(config),
+    readClient: createS3Client(config),
     bucket: config.bucket,
     prefix: config.prefix,
     // Downloads are written, hashed and sniffed on local disk before they go up.

@@ -20,6 +20,11 @@ import { createTempDirectory } from './temp-directory.ts';
 export interface S3RecordingStoreOptions {
   /** Built by `createS3Client` (checksum settings, timeouts); the store owns it from now on. */
   client: S3Client;
+  /**
+   * For the API's reads (default: `client`). Its own connections: audio streamed to slow or
+   * paused players holds a socket each, and must not starve uploads and the readiness probe.
+   */
+  readClient?: S3Client;
   bucket: string;
   /** Prepended to every key: '' or a prefix such as 'calls/' (a missing '/' is added). */
   prefix: string;
@@ -65,6 +70,7 @@ const ABORT_TIMEOUT_MS = 10_000;
  */
 export function createS3RecordingStore(options: S3RecordingStoreOptions): RecordingStore {
   const { client, bucket, tmpDir } = options;
+  const readClient = options.readClient ?? client;
   const prefix = options.prefix === '' || options.prefix.endsWith('/') ? options.prefix : `${options.prefix}/`;
   const partSize = options.partSize ?? DEFAULT_PART_SIZE;
   const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
@@ -215,13 +221,23 @@ export function createS3RecordingStore(options: S3RecordingStoreOptions): Record
     async openRead(key, range) {
       const objectKey = objectKeyOf(key);
       try {
-        const object = await client.send(
+        const object = await readClient.send(
           new GetObjectCommand({ Bucket: bucket, Key: objectKey, Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
           // Until the headers only: the body then streams for as long as the listener reads.
           { requestTimeout: READ_TIMEOUT_MS },
         );
         if (!(object.Body instanceof Readable)) {
           throw new AppError(`Recording storage (S3) sent no body for ${uri(objectKey)}`, { code: 'STORAGE_S3', statusCode: 500, retryable: true });
+        }
+        // A server that ignores Range sends the whole object: passed on, the client would get
+        // the wrong bytes under a 206 of the range's length.
+        if (range !== undefined && !object.ContentRange?.startsWith(`bytes ${range.start}-${range.end}/`)) {
+          object.Body.destroy();
+          throw new AppError(`Recording storage (S3) did not honour the range ${range.start}-${range.end} of ${uri(objectKey)}`, {
+            code: 'STORAGE_S3',
+            statusCode: 502,
+            retryable: true,
+          });
         }
         return object.Body;
       } catch (error) {
@@ -246,6 +262,7 @@ export function createS3RecordingStore(options: S3RecordingStoreOptions): Record
 
     async close() {
       client.destroy();
+      if (readClient !== client) readClient.destroy();
     },
   };
 }

@@ -41,6 +41,8 @@ export function createEventProcessor(deps: {
   logger: Logger;
   timings: PollTimings;
   onFetchScheduled: () => void;
+  /** Replicas share the database: look for events a dead one acknowledged but never applied. */
+  sweep: boolean;
 }) {
   const { db, clock, logger } = deps;
   let running: Promise<void> | null = null;
@@ -180,9 +182,10 @@ export function createEventProcessor(deps: {
   }
 
   return {
-    /** Applies what earlier runs left unprocessed, then keeps sweeping for stray events. */
+    /** Applies what earlier runs left unprocessed, then (replicas) keeps sweeping for stray events. */
     start(): void {
       wake();
+      if (!deps.sweep) return;
       sweepTimer = setInterval(wake, SWEEP_INTERVAL_MS);
       sweepTimer.unref();
     },

@@ -8,6 +8,8 @@ import {
   deleteFetchJob,
   findFetchJob,
   findNextFetchJobRunAt,
+  releaseFetchJob,
+  renewFetchJobLeases,
   rescheduleFetchJob,
   scheduleFetchJob,
   selectDueFetchJobs,
@@ -59,6 +61,24 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
     await rescheduleFetchJob(db, running!, 9_000, 'HTTP 404');
     expect(await findFetchJob(db, 'raced')).toMatchObject({ runAt: 1_500, deadlineAt: 20_000, attempts: 0 });
     expect(await claimDueFetchJobs(db, { now: 1_500, limit: 1, workerId: 'b', leaseMs: 60_000, running: [] })).toHaveLength(1);
+  });
+
+  it('a worker whose lease was taken over learns it at renewal, and its failure leaves the new holder alone', async () => {
+    await addCall('taken');
+    await scheduleFetchJob(db, 'taken', 1_000, 100_000);
+    const [stale] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 100, running: [] });
+    // a's renewals did not get through in time; b takes the job over.
+    const [current] = await claimDueFetchJobs(db, { now: 2_000, limit: 1, workerId: 'b', leaseMs: 60_000, running: [] });
+    expect(current).toMatchObject({ callId: 'taken', leasedBy: 'b' });
+
+    expect(await renewFetchJobLeases(db, 'a', ['taken'], 3_000)).toEqual(new Set());
+    expect(await renewFetchJobLeases(db, 'b', ['taken'], 70_000)).toEqual(new Set(['taken']));
+    await rescheduleFetchJob(db, stale!, 5_000, 'HTTP 503');
+    await releaseFetchJob(db, stale!);
+    expect(await deleteFetchJob(db, 'taken', stale!)).toBe(false);
+    // b still holds it: nobody else can claim it, and its schedule is untouched.
+    expect(await claimDueFetchJobs(db, { now: 10_000, limit: 1, workerId: 'c', leaseMs: 60_000, running: [] })).toEqual([]);
+    expect(await findFetchJob(db, 'taken')).toMatchObject({ runAt: 1_000, attempts: 0, leasedBy: 'b' });
   });
 
   it('does not hand a worker a job it is still running, even once its lease ran out', async () => {

@@ -11,7 +11,11 @@ describe('isDatabaseError: the database in trouble (retry later) or a row at fau
     (code) => expect(isDatabaseError(new SQLite.SqliteError('failed', code))).toBe(true),
   );
 
-  it.each(['SQLITE_CONSTRAINT_NOTNULL', 'SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_MISMATCH', 'SQLITE_TOOBIG', 'SQLITE_ERROR'])(
+  it.each(['SQLITE_ERROR', 'SQLITE_PERM'])('SQLite %s (a missing table, say): the database or its schema', (code) =>
+    expect(isDatabaseError(new SQLite.SqliteError('failed', code))).toBe(true),
+  );
+
+  it.each(['SQLITE_CONSTRAINT_NOTNULL', 'SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_MISMATCH', 'SQLITE_TOOBIG', 'SQLITE_RANGE'])(
     'SQLite %s: the row',
     (code) => expect(isDatabaseError(new SQLite.SqliteError('failed', code))).toBe(false),
   );
@@ -20,7 +24,11 @@ describe('isDatabaseError: the database in trouble (retry later) or a row at fau
     expect(isDatabaseError(postgresError(code))).toBe(true),
   );
 
-  it.each(['23502', '23505', '22001', '22P02', '42703'])('PostgreSQL %s: the row (or our query)', (code) =>
+  it.each(['42501', '42P01', '42703', '0A000', '55006'])('PostgreSQL %s (a lost grant, a missing table): the database or its schema', (code) =>
+    expect(isDatabaseError(postgresError(code))).toBe(true),
+  );
+
+  it.each(['23502', '23505', '22001', '22P02'])('PostgreSQL %s: the row', (code) =>
     expect(isDatabaseError(postgresError(code))).toBe(false),
   );
 

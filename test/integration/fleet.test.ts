@@ -109,13 +109,15 @@ describe.skipIf(testDialect !== 'postgres')(`a fleet of ${REPLICAS} replicas on 
       await sending;
       await waitFor(async () => (await attachedCount()) === CALLS, `all ${CALLS} recordings attached`, 120_000);
 
-      // Attached exactly once each, across the fleet.
-      const attachments = new Map<string, number>();
-      for (const replica of replicas) {
-        for (const line of messagesOf(replica, ATTACHED)) attachments.set(String(line.call_id), (attachments.get(String(line.call_id)) ?? 0) + 1);
+      // Attached exactly once each, across the fleet: every call attached, and no survivor
+      // attached a call twice or one another replica had attached. (The killed replica may have
+      // attached a call and died before logging it, so its log is not counted here.)
+      expect(await attachedCount()).toBe(CALLS);
+      const attachedBy = new Map<string, string[]>();
+      for (const [index, replica] of replicas.entries()) {
+        for (const line of messagesOf(replica, ATTACHED)) attachedBy.set(String(line.call_id), [...(attachedBy.get(String(line.call_id)) ?? []), `replica ${index}`]);
       }
-      expect(attachments.size).toBe(CALLS);
-      expect([...attachments.values()].every((count) => count === 1)).toBe(true);
+      expect([...attachedBy.entries()].filter(([, by]) => by.length > 1)).toEqual([]);
 
       // Downloaded once each, but for what the killed replica had in flight (a download it
       // finished and never attached is done again by another).
@@ -127,11 +129,9 @@ describe.skipIf(testDialect !== 'postgres')(`a fleet of ${REPLICAS} replicas on 
       // The killed replica's claimed work was finished by the others.
       const attachedByVictim = new Set(messagesOf(victim, ATTACHED).map((line) => String(line.call_id)));
       const orphaned = [...downloadsStartedBy(victim)].filter((callId) => !attachedByVictim.has(callId));
-      expect(orphaned.length).toBeGreaterThan(0);
-      for (const callId of orphaned) {
-        const finishedBy = replicas.slice(1).filter((replica) => messagesOf(replica, ATTACHED).some((line) => line.call_id === callId));
-        expect(finishedBy, `call ${callId}`).toHaveLength(1);
-      }
+      // (One it attached just before dying, without the log line, is attached already: no survivor takes it.)
+      const finishedBySurvivors = orphaned.filter((callId) => replicas.slice(1).some((replica) => messagesOf(replica, ATTACHED).some((line) => line.call_id === callId)));
+      expect(finishedBySurvivors.length).toBeGreaterThan(0);
       // Each replica took a share of the work.
       for (const replica of replicas) expect(messagesOf(replica, ATTACHED).length).toBeGreaterThan(0);
 
@@ -174,6 +174,9 @@ describe.skipIf(testDialect !== 'postgres')(`a fleet of ${REPLICAS} replicas on 
     await deliver([busy], 0, { type: 'RECORD', whatsapp_call_id: 'NOTIFY-NEW', record_status: 'READY', record_url: storage.url('/NOTIFY-NEW') });
     await waitFor(() => messagesOf(idle, ATTACHED).some((line) => line.call_id === 'NOTIFY-NEW'), 'the idle replica to attach the new recording');
     expect(messagesOf(busy, ATTACHED)).toEqual([]);
+    // The busy replica applied the event (the idle one only heard of the job, by notification).
+    const appliedBy = (replica: ChildService) => replica.logs().some((line) => line.msg === '[WaVoIP Webhook] Recording READY for call NOTIFY-NEW');
+    expect([appliedBy(busy), appliedBy(idle)]).toEqual([true, false]);
   });
 
   it('replicas starting together on a fresh database migrate it once, without errors', async () => {

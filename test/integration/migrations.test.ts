@@ -65,6 +65,25 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
     expect(refused.stderr).toContain('run `wavoip-recordings migrate` first');
   });
 
+  it('an older release starts on a database a newer release migrated (a rolling update), saying so', async () => {
+    const env = testEnvironment(storage.origin, await makeDataDir());
+    await ensureDatabase(env);
+    expect((await cli(env, 'migrate')).code).toBe(0);
+    const database = await openTestDatabase(env);
+    try {
+      await database.run('insert into kysely_migration (name, timestamp) values (?, ?)', ['999-next-release', new Date().toISOString()]);
+    } finally {
+      await database.close();
+    }
+    const service = await startChildService(env);
+    try {
+      expect(service.logs().some((line) => line.msg === 'A newer release has migrated the database (999-next-release); running on it as it is')).toBe(true);
+      expect((await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'ROLLING', status: 'ACTIVE' })).status).toBe(200);
+    } finally {
+      await service.kill('SIGTERM');
+    }
+  });
+
   it('exits non-zero, saying why, when the database cannot be reached', async () => {
     const env = testEnvironment(storage.origin, await makeDataDir(), { DATABASE_URL: 'postgres://nobody:s3cret-pass@127.0.0.1:1/nowhere' });
     const failed = await cli(env, 'migrate');

@@ -100,7 +100,7 @@ describe('restarts and crashes', () => {
     await first.postWebhook({ type: 'RECORD', whatsapp_call_id: 'TERM-MID-DOWNLOAD', record_status: 'READY', record_url: storage.url('/TERM-MID-DOWNLOAD') });
     await waitFor(() => storage.requests('/TERM-MID-DOWNLOAD') === 1 && tempFiles(dataDir).length === 1, 'download in progress');
     expect(await first.kill('SIGTERM')).toBe(0);
-    expect(first.logs().some((line) => line.call_id === 'TERM-MID-DOWNLOAD' && /interrupted by shutdown/.test(line.msg))).toBe(true);
+    expect(first.logs().some((line) => line.call_id === 'TERM-MID-DOWNLOAD' && /interrupted \(shutting down\); it will run again/.test(line.msg))).toBe(true);
     expect(tempFiles(dataDir)).toEqual([]);
 
     storage.setRoute('/TERM-MID-DOWNLOAD', { kind: 'body', body: wav, contentType: 'audio/wav' });

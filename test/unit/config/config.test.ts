@@ -232,6 +232,7 @@ describe('loadConfig DATABASE_URL', () => {
     ['postgres://wavoip:s3cretPass@db.internal:5432/wavoip', 'postgres://wavoip:%5Bredacted%5D@db.internal:5432/wavoip'],
     ['postgresql://wavoip:s3cretPass@db.internal/wavoip', 'postgresql://wavoip:%5Bredacted%5D@db.internal/wavoip'],
     ['postgres://127.0.0.1/wavoip', 'postgres://127.0.0.1/wavoip'],
+    ['postgres://wavoip@db/wavoip?password=s3cretPass&sslmode=require', 'postgres://wavoip@db/wavoip'],
   ])('selects PostgreSQL for %s, with a redacted form for the log', (url, redactedUrl) => {
     expect(loadConfig({ DATABASE_URL: url }).database).toEqual({ dialect: 'postgres', url, redactedUrl, poolSize: 10 });
     expect(loadConfig({ DATABASE_URL: url, DATABASE_POOL_SIZE: '40' }).database).toMatchObject({ poolSize: 40 });
