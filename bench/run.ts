@@ -1,17 +1,20 @@
 /**
  * `npm run bench`: every benchmark, each next to a baseline measured in the same run, then a
  * table on the terminal and the full figures as JSON in bench/results/.
- *   --only intake,download,end-to-end,scale,concurrency   run some of them
+ *   --only intake,download,end-to-end,scale,concurrency,intake-postgres   run some of them
+ *   (intake-postgres uses BENCH_POSTGRES_URL, default the local server; it is left out when
+ *   that server cannot be reached)
  *   --quick                                              shorter runs, smaller files
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { benchConcurrency } from './concurrency.ts';
 import { benchDownload } from './download.ts';
 import { benchEndToEnd } from './end-to-end.ts';
-import { benchIntake } from './intake.ts';
+import { benchIntake, benchIntakePostgres } from './intake.ts';
 import { benchScale } from './scale.ts';
 import { REPO_ROOT } from './support.ts';
 
@@ -23,9 +26,20 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown> & { targe
   'end-to-end': () => benchEndToEnd(quick ? 200 : 500, 50),
   scale: () => benchScale(5),
   concurrency: () => benchConcurrency(quick ? 80 : 200, 200),
+  'intake-postgres': () => benchIntakePostgres(quick ? 5 : 10, POSTGRES_URL),
 };
-const selected = values.only ? values.only.split(',') : Object.keys(benchmarks);
+const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const selected = values.only ? values.only.split(',') : await defaultSelection();
 for (const name of selected) if (!benchmarks[name]) throw new Error(`unknown benchmark "${name}"; known: ${Object.keys(benchmarks).join(', ')}`);
+
+/** Everything, but the PostgreSQL one when no PostgreSQL answers (said, not silently). */
+async function defaultSelection(): Promise<string[]> {
+  const client = new pg.Client({ connectionString: POSTGRES_URL, connectionTimeoutMillis: 3_000 });
+  const reachable = await client.connect().then(() => true, () => false);
+  await client.end().catch(() => {});
+  if (!reachable) console.log(`PostgreSQL is not reachable at ${POSTGRES_URL}: intake-postgres is left out (set BENCH_POSTGRES_URL).\n`);
+  return Object.keys(benchmarks).filter((name) => reachable || name !== 'intake-postgres');
+}
 
 const machine = {
   cpu: os.cpus()[0]?.model ?? 'unknown',
