@@ -34,7 +34,7 @@ const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
  * Times are milliseconds since the epoch in bigint columns, and counts are bigint too: read
  * them as numbers (exact up to 2^53, some 285,000 years of milliseconds) rather than strings.
  */
-export function createPool(database: Extract<DatabaseConfig, { dialect: 'postgres' }>): pg.Pool {
+function createPool(database: Extract<DatabaseConfig, { dialect: 'postgres' }>): pg.Pool {
   const pool = new pg.Pool({
     connectionString: database.url,
     max: database.poolSize,

@@ -29,9 +29,9 @@ declare module 'fastify' {
  * gets 408 and its connection closed, rather than holding it for ever. WaVoIP's events are a
  * few hundred bytes. Answering has no such bound (a recording can take long to stream).
  */
-export const HTTP_REQUEST_TIMEOUT_MS = 30_000;
+const HTTP_REQUEST_TIMEOUT_MS = 30_000;
 
-export interface AppOptions {
+interface AppOptions {
   requestTimeoutMs?: number;
 }
 

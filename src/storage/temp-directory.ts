@@ -65,5 +65,3 @@ export function createTempDirectory(
     },
   };
 }
-
-export type TempDirectory = ReturnType<typeof createTempDirectory>;
