@@ -1,14 +1,10 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, startChildService, testEnvironment, type ChildService } from '../support/service-harness.ts';
+import { makeDataDir, runCli, startChildService, testEnvironment, type ChildService } from '../support/service-harness.ts';
 
-const run = promisify(execFile);
-const BIN = path.resolve(import.meta.dirname, '../../bin/wavoip-recordings.js');
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 
 let storage: FakeWavoipStorage;
@@ -21,17 +17,6 @@ async function freePort(): Promise<number> {
   const { port } = server.address() as net.AddressInfo;
   await new Promise((resolve) => server.close(resolve));
   return port;
-}
-
-/** Runs the CLI the way a user does, with the service's environment; never throws. */
-async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { cwd: env.DATA_DIR, env: { PATH: process.env.PATH ?? '', ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (caught) {
-    const failure = caught as { code: number; stdout: string; stderr: string };
-    return { code: failure.code, stdout: failure.stdout, stderr: failure.stderr };
-  }
 }
 
 beforeAll(async () => {
@@ -49,14 +34,14 @@ afterAll(async () => {
 
 describe('wavoip-recordings CLI', () => {
   it.each(['serve', 'send-test-event', 'calls', 'retry'])('explains %s with --help', async (command) => {
-    const result = await cli(command, '--help');
+    const result = await runCli(env, command, '--help');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`Usage: wavoip-recordings ${command}`));
   });
 
   it("send-test-event posts the product document's test event, with the webhook token", async () => {
     storage.setRoute('/test123', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
-    const result = await cli('send-test-event');
+    const result = await runCli(env, 'send-test-event');
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('{"type":"RECORD","whatsapp_call_id":"test123","record_status":"READY"}');
     expect(result.stdout).toMatch(/→ 200 \{"received":true/);
@@ -65,22 +50,22 @@ describe('wavoip-recordings CLI', () => {
   });
 
   it('send-test-event takes --call-id and --status', async () => {
-    const result = await cli('send-test-event', '--call-id', 'cli-empty', '--status', 'EMPTY_RECORDING');
+    const result = await runCli(env, 'send-test-event', '--call-id', 'cli-empty', '--status', 'EMPTY_RECORDING');
     expect(result.code).toBe(0);
     expect((await service.waitForAttachment('cli-empty')).attachment.state).toBe('empty');
   });
 
   it('calls lists calls, and --state filters them', async () => {
     storage.setRoute('/cli-failed', { kind: 'status', status: 404 });
-    await cli('send-test-event', '--call-id', 'cli-failed');
+    await runCli(env, 'send-test-event', '--call-id', 'cli-failed');
     await service.waitForAttachment('cli-failed', 'failed');
 
-    const all = await cli('calls');
+    const all = await runCli(env, 'calls');
     expect(all.code).toBe(0);
     expect(all.stdout).toMatch(/^FIRST SEEN\s+CALL ID\s+ATTACHMENT/);
     for (const callId of ['test123', 'cli-empty', 'cli-failed']) expect(all.stdout).toContain(callId);
 
-    const failed = await cli('calls', '--state', 'failed', '--json');
+    const failed = await runCli(env, 'calls', '--state', 'failed', '--json');
     const page = JSON.parse(failed.stdout) as { calls: { whatsapp_call_id: string; attachment: { reason: string } }[] };
     expect(page.calls.map((call) => call.whatsapp_call_id)).toEqual(['cli-failed']);
     expect(page.calls[0]?.attachment.reason).toMatch(/not available in time/);
@@ -88,7 +73,7 @@ describe('wavoip-recordings CLI', () => {
 
   it('retry fetches a failed recording again', async () => {
     storage.setRoute('/cli-failed', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
-    const result = await cli('retry', 'cli-failed');
+    const result = await runCli(env, 'retry', 'cli-failed');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(/fetching the recording again/);
     expect((await service.waitForAttachment('cli-failed', 'attached')).attachment.size).toBe(ogg.length);
@@ -98,7 +83,7 @@ describe('wavoip-recordings CLI', () => {
     const dotenv = path.join(env.DATA_DIR as string, '.env');
     fs.writeFileSync(dotenv, 'DOWNLOAD_CONCURRENCY=lots\n');
     try {
-      const result = await cli('calls');
+      const result = await runCli(env, 'calls');
       expect(result.code).toBe(1);
       expect(result.stderr).toMatch(/Invalid configuration: DOWNLOAD_CONCURRENCY/);
     } finally {
@@ -107,15 +92,15 @@ describe('wavoip-recordings CLI', () => {
   });
 
   it('fails with one clear line and a non-zero exit code', async () => {
-    const notFailed = await cli('retry', 'test123');
+    const notFailed = await runCli(env, 'retry', 'test123');
     expect(notFailed.code).toBe(1);
     expect(notFailed.stderr).toMatch(/^wavoip-recordings: call test123 is attached; only a failed recording can be retried\n$/);
 
-    const badState = await cli('calls', '--state', 'lost');
+    const badState = await runCli(env, 'calls', '--state', 'lost');
     expect(badState.code).not.toBe(0);
     expect(badState.stderr).toMatch(/must be one of/);
 
-    const unreachable = await cli('calls', '--url', 'http://127.0.0.1:1');
+    const unreachable = await runCli(env, 'calls', '--url', 'http://127.0.0.1:1');
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toMatch(/could not reach .* \(is the service running\?\)/);
   });

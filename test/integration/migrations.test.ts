@@ -1,13 +1,8 @@
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, startChildService, testEnvironment } from '../support/service-harness.ts';
+import { makeDataDir, runCli, startChildService, testEnvironment } from '../support/service-harness.ts';
 import { ensureDatabase, openTestDatabase } from '../support/test-database.ts';
 
-const run = promisify(execFile);
-const BIN = path.resolve(import.meta.dirname, '../../bin/wavoip-recordings.js');
 
 let storage: FakeWavoipStorage;
 beforeAll(async () => {
@@ -17,26 +12,15 @@ afterAll(async () => {
   await storage?.close();
 });
 
-/** Runs the CLI the way an operator's deploy step does; never throws. */
-async function cli(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [BIN, ...args], { cwd: env.DATA_DIR, env: { PATH: process.env.PATH ?? '', ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (caught) {
-    const failure = caught as { code: number; stdout: string; stderr: string };
-    return { code: failure.code, stdout: failure.stdout, stderr: failure.stderr };
-  }
-}
-
 describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
   it('migrates a fresh database once, then finds it up to date; serve then starts without migrating', async () => {
     const env = testEnvironment(storage.origin, await makeDataDir(), { MIGRATE_ON_START: 'false' });
     await ensureDatabase(env);
 
-    const first = await cli(env, 'migrate');
+    const first = await runCli(env, 'migrate');
     expect(first).toMatchObject({ code: 0, stderr: '' });
     expect(first.stdout).toMatch(/: applied 001-initial, 002-recording-retention\n$/);
-    expect((await cli(env, 'migrate')).stdout).toMatch(/: already up to date\n$/);
+    expect((await runCli(env, 'migrate')).stdout).toMatch(/: already up to date\n$/);
 
     const database = await openTestDatabase(env);
     try {
@@ -59,7 +43,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
   it('with MIGRATE_ON_START=false, serve refuses an unmigrated database and says what to run', async () => {
     const env = testEnvironment(storage.origin, await makeDataDir(), { MIGRATE_ON_START: 'false' });
     await ensureDatabase(env);
-    const refused = await cli(env, 'serve');
+    const refused = await runCli(env, 'serve');
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('The database schema is not up to date (pending: 001-initial, 002-recording-retention)');
     expect(refused.stderr).toContain('run `wavoip-recordings migrate` first');
@@ -68,7 +52,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
   it('an older release starts on a database a newer release migrated (a rolling update), saying so', async () => {
     const env = testEnvironment(storage.origin, await makeDataDir());
     await ensureDatabase(env);
-    expect((await cli(env, 'migrate')).code).toBe(0);
+    expect((await runCli(env, 'migrate')).code).toBe(0);
     const database = await openTestDatabase(env);
     try {
       await database.run('insert into kysely_migration (name, timestamp) values (?, ?)', ['999-next-release', new Date().toISOString()]);
@@ -86,7 +70,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
 
   it('exits non-zero, saying why, when the database cannot be reached', async () => {
     const env = testEnvironment(storage.origin, await makeDataDir(), { DATABASE_URL: 'postgres://nobody:s3cret-pass@127.0.0.1:1/nowhere' });
-    const failed = await cli(env, 'migrate');
+    const failed = await runCli(env, 'migrate');
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/^wavoip-recordings: Could not migrate the database: connect ECONNREFUSED 127\.0\.0\.1:1\n$/);
     expect(failed.stderr).not.toContain('s3cret-pass');

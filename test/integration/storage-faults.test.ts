@@ -22,7 +22,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_HEADROOM_BYTES } from '../../src/storage/storage-faults.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, startInProcessService, testEnvironment, waitFor, type CallView, type InProcessService, type LogLine } from '../support/service-harness.ts';
+import { makeDataDir, startInProcessService, testEnvironment, waitFor, type CallView, type InProcessService } from '../support/service-harness.ts';
 import { mountTmpfs, tmpfsUnavailableReason, type Tmpfs } from '../support/tmpfs.ts';
 
 const MiB = 1024 ** 2;
@@ -51,34 +51,6 @@ const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex
 /** Polls the retries of the job as fast as the test env lets them come; no give-up meanwhile. */
 const FAST_RETRIES = { POLL_INITIAL_DELAY: '100ms', POLL_MAX_DELAY: '300ms', POLL_MAX_WAIT: '10m' } as const;
 
-interface AttachmentView {
-  state: string;
-  reason: string | null;
-  size: number | null;
-  sha256: string | null;
-  attempts?: number;
-  next_attempt_at?: string;
-  give_up_at?: string;
-  last_error?: string | null;
-}
-
-async function attachmentOf(service: InProcessService, callId: string): Promise<AttachmentView> {
-  return (await service.call(callId)).attachment as AttachmentView;
-}
-
-/**
- * Posts READY and waits until it is applied (the call reads READY): the webhook is answered
- * before its event is applied, and on PostgreSQL the next API request may come first.
- */
-async function sendReady(service: InProcessService, callId: string, recordUrl: string): Promise<void> {
-  const response = await service.postWebhook({ type: 'RECORD', action: 'UPDATE', whatsapp_call_id: callId, id_session: 789, record_status: 'READY', record_url: recordUrl });
-  expect(response.status).toBe(200);
-  await waitFor(async () => {
-    const answer = await service.api(`/api/calls/${encodeURIComponent(callId)}`);
-    return answer.status === 200 && ((await answer.json()) as CallView).record_status === 'READY';
-  }, `READY applied to call ${callId}`);
-}
-
 /**
  * A call's webhooks sent while the disk is in trouble: each answered 200, and each stored
  * (the call and its timeline are there to read).
@@ -104,19 +76,18 @@ async function expectWebhooksStored(service: InProcessService, callId: string): 
 }
 
 /** Waits until the call has failed `attempts` times and is still pending; returns its attachment. */
-async function failedAttempts(service: InProcessService, callId: string, attempts: number): Promise<AttachmentView> {
-  let last: AttachmentView | undefined;
+async function failedAttempts(service: InProcessService, callId: string, attempts: number): Promise<CallView['attachment']> {
+  let last: CallView['attachment'] | undefined;
   await waitFor(async () => {
-    last = await attachmentOf(service, callId);
+    last = (await service.call(callId)).attachment;
     return last.state !== 'pending' || (last.attempts ?? 0) >= attempts;
   }, `${attempts} failed attempts for ${callId} (last: ${JSON.stringify(last)})`);
   expect(last?.state).toBe('pending');
-  return last as AttachmentView;
+  return last as CallView['attachment'];
 }
 
-const linesFor = (service: InProcessService, callId: string): LogLine[] => service.logs().filter((line) => line.call_id === callId);
-const retriesLogged = (service: InProcessService, callId: string) => linesFor(service, callId).filter((line) => /retrying in/.test(line.msg));
-const failuresLogged = (service: InProcessService, callId: string) => linesFor(service, callId).filter((line) => line.level >= 50);
+const retriesLogged = (service: InProcessService, callId: string) => service.logsFor(callId).filter((line) => /retrying in/.test(line.msg));
+const failuresLogged = (service: InProcessService, callId: string) => service.logsFor(callId).filter((line) => line.level >= 50);
 
 /** Temp files of downloads (readiness probes, `check-…`, are not downloads). */
 function partialDownloads(dataDir: string): string[] {
@@ -246,7 +217,7 @@ describe.skipIf(unavailable !== undefined)(`disk full: DATA_DIR on a small tmpfs
   it('a recording bigger than the room left: refused before a byte is written, retried, the reason on the call', async () => {
     const callId = 'FULL-KNOWN-LENGTH';
     storage.setRoute(`/${callId}`, { kind: 'body', body: bigWav, contentType: 'audio/wav' });
-    await sendReady(service, callId, storage.url(`/${callId}`));
+    await service.postReady(callId, storage.url(`/${callId}`));
 
     const waiting = await failedAttempts(service, callId, 2);
     const reason = /^Recording storage is full: the recording needs 11\.4 MiB, [\d.]+ MiB is free and 64 MiB is kept free for the database$/;
@@ -268,7 +239,7 @@ describe.skipIf(unavailable !== undefined)(`disk full: DATA_DIR on a small tmpfs
 
   it('the disk filled by another program mid-download: the kernel says ENOSPC, the temp file goes, the job is retried', async () => {
     const callId = 'FULL-ENOSPC';
-    await sendReady(service, callId, gated.url(`/${callId}`));
+    await service.postReady(callId, gated.url(`/${callId}`));
     await gated.firstPartSent;
     // The download has its temp file (the call above never makes one: it is refused first).
     await waitFor(() => partialDownloads(dataDir).length === 1, 'the download to create its temp file');
@@ -298,7 +269,7 @@ describe.skipIf(unavailable !== undefined)(`disk full: DATA_DIR on a small tmpfs
   it('a recording without Content-Length: written until the room runs out, then its temp file removed, retried', async () => {
     const callId = 'FULL-CHUNKED';
     storage.setRoute(`/${callId}`, { kind: 'body', body: bigWav, contentType: 'audio/wav', chunked: true });
-    await sendReady(service, callId, storage.url(`/${callId}`));
+    await service.postReady(callId, storage.url(`/${callId}`));
 
     // Stopped while writing, by the room check. (The call above retries the same way now that
     // its disk is back, so an attempt that starts while the other's temp file holds the room
@@ -371,7 +342,7 @@ describe.skipIf(unavailable !== undefined)(`read-only recordings directory${skip
 
     const callId = 'READ-ONLY';
     storage.setRoute(`/${callId}`, { kind: 'body', body: fixture.ogg, contentType: 'audio/ogg' });
-    await sendReady(service, callId, storage.url(`/${callId}`));
+    await service.postReady(callId, storage.url(`/${callId}`));
     const waiting = await failedAttempts(service, callId, 2);
     const reason = 'Recording storage is read-only (read-only file system): could not create the temporary recording file';
     expect(waiting).toMatchObject({ state: 'pending', reason: null, last_error: reason });
@@ -381,8 +352,8 @@ describe.skipIf(unavailable !== undefined)(`read-only recordings directory${skip
     await expectWebhooksStored(service, 'DURING-READ-ONLY');
     // A READY acknowledged while read-only is not lost either.
     storage.setRoute('/READ-ONLY-LATE', { kind: 'body', body: fixture.ogg, contentType: 'audio/ogg' });
-    await sendReady(service, 'READ-ONLY-LATE', storage.url('/READ-ONLY-LATE'));
-    expect((await attachmentOf(service, 'READ-ONLY-LATE')).state).toBe('pending');
+    await service.postReady('READ-ONLY-LATE', storage.url('/READ-ONLY-LATE'));
+    expect(((await service.call('READ-ONLY-LATE')).attachment).state).toBe('pending');
 
     disk?.remount('rw');
     await expectAttachedIntact(service, callId, fixture.ogg);
@@ -402,7 +373,7 @@ describe.skipIf(unavailable !== undefined)(`read-only recordings directory${skip
     expect((await readyz(service)).body).toMatchObject({ status: 'degraded', storage: 'unavailable' });
     const callId = 'READ-ONLY-AFTER-RESTART';
     storage.setRoute(`/${callId}`, { kind: 'body', body: fixture.ogg, contentType: 'audio/ogg' });
-    await sendReady(service, callId, storage.url(`/${callId}`));
+    await service.postReady(callId, storage.url(`/${callId}`));
     const waiting = await failedAttempts(service, callId, 1);
     expect(waiting.last_error).toBe('Recording storage is read-only (read-only file system): could not create the temporary recording file');
     await expectWebhooksStored(service, 'DURING-READ-ONLY-RESTART');

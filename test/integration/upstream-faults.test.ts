@@ -15,7 +15,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeBehaviour, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, startInProcessService, testEnvironment, waitFor, type CallView, type InProcessService, type LogLine } from '../support/service-harness.ts';
+import { makeDataDir, startInProcessService, testEnvironment, waitFor, type CallView, type InProcessService } from '../support/service-harness.ts';
 
 const audio = {
   mp3: fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url)),
@@ -60,35 +60,6 @@ function occupyThreadPool(): void {
   for (let thread = 0; thread < threads; thread++) pbkdf2('busy', 'pool', 100_000, 64, 'sha512', () => {});
 }
 
-interface AttachmentView {
-  state: string;
-  reason: string | null;
-  size: number | null;
-  sha256: string | null;
-  content_type: string | null;
-  attempts?: number;
-  next_attempt_at?: string;
-  give_up_at?: string;
-  last_error?: string | null;
-}
-
-async function attachmentOf(service: InProcessService, callId: string): Promise<AttachmentView> {
-  return (await service.call(callId)).attachment as AttachmentView;
-}
-
-/**
- * Posts READY and waits until it is applied (the call reads READY): the webhook is answered
- * before its event is applied, and on PostgreSQL the next API request may come first.
- */
-async function sendReady(service: InProcessService, callId: string, recordUrl: string): Promise<void> {
-  const response = await service.postWebhook({ type: 'RECORD', action: 'UPDATE', whatsapp_call_id: callId, id_session: 789, record_status: 'READY', record_url: recordUrl });
-  expect(response.status).toBe(200);
-  await waitFor(async () => {
-    const answer = await service.api(`/api/calls/${encodeURIComponent(callId)}`);
-    return answer.status === 200 && ((await answer.json()) as CallView).record_status === 'READY';
-  }, `READY applied to call ${callId}`);
-}
-
 /** A call that ended without READY: the backup poller fetches the template URL. */
 async function sendEndedCall(service: InProcessService, callId: string): Promise<void> {
   for (const event of [
@@ -109,16 +80,15 @@ async function settled(service: InProcessService, callId: string, state?: string
   } catch (error) {
     const response = await service.api(`/api/calls/${encodeURIComponent(callId)}`).catch((e: unknown) => e);
     const answer = response instanceof Response ? `${response.status} ${(await response.text()).slice(0, 600)}` : String(response);
-    const log = linesFor(service, callId).map((line) => `${line.time as number} ${line.msg}`);
+    const log = service.logsFor(callId).map((line) => `${line.time as number} ${line.msg}`);
     const tail = service.logs().slice(-10).map((line) => `${line.time as number} ${line.msg}`);
     throw new Error(`${(error as Error).message}\nGET /api/calls/${callId}: ${answer}\ncall log:\n  ${log.join('\n  ')}\nlast service log lines:\n  ${tail.join('\n  ')}`);
   }
 }
 
-const linesFor = (service: InProcessService, callId: string): LogLine[] => service.logs().filter((line) => line.call_id === callId);
 /** Attempts the service started for the call, by its own log. */
-const attemptsLogged = (service: InProcessService, callId: string) => linesFor(service, callId).filter((line) => ATTEMPT_LOG.test(line.msg)).length;
-const retriesLogged = (service: InProcessService, callId: string) => linesFor(service, callId).filter((line) => RETRY_LOG.test(line.msg));
+const attemptsLogged = (service: InProcessService, callId: string) => service.logsFor(callId).filter((line) => ATTEMPT_LOG.test(line.msg)).length;
+const retriesLogged = (service: InProcessService, callId: string) => service.logsFor(callId).filter((line) => RETRY_LOG.test(line.msg));
 
 function listFiles(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
@@ -210,7 +180,7 @@ describe('POLL_MAX_WAIT 60s: retried then attached, or failed at once', () => {
       '$fault ×$times → retried, then attached',
       async ({ behaviour, times, code, reason, callId }, { expect }) => {
         storage.setRoute(`/${callId}`, { kind: 'sequence', first: behaviour, times, then: good });
-        await sendReady(service, callId, storage.url(`/${callId}`));
+        await service.postReady(callId, storage.url(`/${callId}`));
         const call = await settled(service, callId);
 
         expect(call.attachment).toMatchObject({ state: 'attached', reason: null, size: audio.ogg.length, sha256: sha256(audio.ogg) });
@@ -227,10 +197,10 @@ describe('POLL_MAX_WAIT 60s: retried then attached, or failed at once', () => {
   it('shows the 404 on the call while it waits (attempts, next_attempt_at, give_up_at, last_error)', async () => {
     const callId = 'LATE-404-VISIBLE';
     storage.setRoute(`/${callId}`, { kind: 'sequence', first: { kind: 'status', status: 404 }, times: 10, then: good });
-    await sendReady(service, callId, storage.url(`/${callId}`));
-    let waiting: AttachmentView | undefined;
+    await service.postReady(callId, storage.url(`/${callId}`));
+    let waiting: CallView['attachment'] | undefined;
     await waitFor(async () => {
-      waiting = await attachmentOf(service, callId);
+      waiting = (await service.call(callId)).attachment;
       return (waiting.attempts ?? 0) >= 3 && waiting.state === 'pending';
     }, 'three failed attempts while pending');
     expect(waiting).toMatchObject({ state: 'pending', reason: null, last_error: 'Recording not found (HTTP 404): not published yet, or deleted' });
@@ -258,10 +228,10 @@ describe('POLL_MAX_WAIT 60s: retried then attached, or failed at once', () => {
 
   it('connection refused (an allow-listed port nothing listens on) → retried, then attached once the storage is up', async () => {
     const callId = 'REFUSED-THEN-UP';
-    await sendReady(service, callId, `http://127.0.0.1:${refusedPort}/${callId}`);
-    let waiting: AttachmentView | undefined;
+    await service.postReady(callId, `http://127.0.0.1:${refusedPort}/${callId}`);
+    let waiting: CallView['attachment'] | undefined;
     await waitFor(async () => {
-      waiting = await attachmentOf(service, callId);
+      waiting = (await service.call(callId)).attachment;
       return (waiting.attempts ?? 0) >= 2;
     }, 'two refused attempts');
     expect(waiting).toMatchObject({ state: 'pending', last_error: `Recording download failed: connect ECONNREFUSED 127.0.0.1:${refusedPort}` });
@@ -295,7 +265,7 @@ describe('POLL_MAX_WAIT 60s: retried then attached, or failed at once', () => {
       '$served → attached as $expected',
       async ({ bytes, contentType, chunked, expected, callId }, { expect }) => {
         storage.setRoute(`/${callId}`, { kind: 'body', body: bytes, contentType, chunked: chunked ?? false });
-        await sendReady(service, callId, storage.url(`/${callId}`));
+        await service.postReady(callId, storage.url(`/${callId}`));
         const call = await settled(service, callId);
         expect(call.attachment).toMatchObject({ state: 'attached', reason: null, size: bytes.length, sha256: sha256(bytes), content_type: expected });
         expect(storage.requests(`/${callId}`)).toBe(1);
@@ -417,7 +387,7 @@ describe('POLL_MAX_WAIT 60s: retried then attached, or failed at once', () => {
         const routed = routes(callId);
         for (const [routePath, behaviour] of routed) storage.setRoute(routePath, behaviour);
         const innerBefore = inner.requests('/secret');
-        await sendReady(service, callId, storage.url(routed[0]![0]));
+        await service.postReady(callId, storage.url(routed[0]![0]));
         const call = await settled(service, callId);
 
         const expected = reason(callId);
@@ -429,7 +399,7 @@ describe('POLL_MAX_WAIT 60s: retried then attached, or failed at once', () => {
         expect(retriesLogged(service, callId)).toEqual([]);
         for (const [routePath, count] of Object.entries(requests(callId))) expect({ routePath, count: storage.requests(routePath) }).toEqual({ routePath, count });
         if (innerRequests !== undefined) expect(inner.requests('/secret') - innerBefore).toBe(innerRequests);
-        const failure = linesFor(service, callId).find((line) => line.level === 50);
+        const failure = service.logsFor(callId).find((line) => line.level === 50);
         expect(failure?.msg).toBe(`[WaVoIP Recording Webhook] ❌ Recording failed for call ${callId}: ${call.attachment.reason}`);
       },
     );
@@ -441,7 +411,7 @@ describe('POLL_MAX_WAIT 60s: retried then attached, or failed at once', () => {
     it('a reset mid-body (chunked) is reported as a truncated body, with the bytes that arrived', async () => {
       const callId = 'RESET-REASON';
       storage.setRoute(`/${callId}`, { kind: 'sequence', first: { kind: 'reset', body: audio.ogg, contentType: 'audio/ogg' }, times: 1, then: good });
-      await sendReady(service, callId, storage.url(`/${callId}`));
+      await service.postReady(callId, storage.url(`/${callId}`));
       expect((await settled(service, callId)).attachment.state).toBe('attached');
       const [retry] = retriesLogged(service, callId);
       // Today: "Recording download failed: other side closed", word for word what a storage that
@@ -459,7 +429,7 @@ describe('POLL_MAX_WAIT 60s: retried then attached, or failed at once', () => {
         const callId = `TRUNCATED-BUSY-${index}`;
         const cutOff: FakeBehaviour = { kind: 'tap', onRequest: occupyThreadPool, then: { kind: 'truncated', body: audio.ogg, contentType: 'audio/ogg' } };
         storage.setRoute(`/${callId}`, { kind: 'sequence', first: cutOff, times: 1, then: good });
-        await sendReady(service, callId, storage.url(`/${callId}`));
+        await service.postReady(callId, storage.url(`/${callId}`));
         expect((await settled(service, callId)).attachment.state).toBe('attached');
         reasons.push(retriesLogged(service, callId)[0]?.reason);
       }
@@ -544,11 +514,11 @@ describe('Retry-After is honoured (up to POLL_MAX_DELAY)', () => {
           times: 1,
           then: good,
         });
-        await sendReady(service, callId, storage.url(`/${callId}`));
+        await service.postReady(callId, storage.url(`/${callId}`));
 
-        let waiting: AttachmentView | undefined;
+        let waiting: CallView['attachment'] | undefined;
         await waitFor(async () => {
-          waiting = await attachmentOf(service, callId);
+          waiting = (await service.call(callId)).attachment;
           return waiting.attempts === 1;
         }, 'the first attempt to fail');
         expect(waiting).toMatchObject({ state: 'pending', last_error: `Recording request answered HTTP ${status}` });
@@ -643,7 +613,7 @@ describe('faults that never clear: failed "not available in time" at POLL_MAX_WA
       async ({ behaviour, mode, code, lastError, callId }, { expect }) => {
         if (behaviour !== null) storage.setRoute(`/${callId}`, behaviour);
         if (mode === 'poll') await sendEndedCall(service, callId);
-        else await sendReady(service, callId, behaviour === null ? `http://127.0.0.1:${refusedPort}/${callId}` : storage.url(`/${callId}`));
+        else await service.postReady(callId, behaviour === null ? `http://127.0.0.1:${refusedPort}/${callId}` : storage.url(`/${callId}`));
         const call = await settled(service, callId);
 
         expect(call.attachment).toMatchObject({ state: 'failed', size: null, sha256: null });
@@ -660,7 +630,7 @@ describe('faults that never clear: failed "not available in time" at POLL_MAX_WA
         expect(retries).toHaveLength(attempts - 1);
         const codePattern = typeof code === 'string' ? new RegExp(`^${code}$`) : code;
         for (const line of retries) expect(line.code).toMatch(codePattern);
-        const failure = linesFor(service, callId).find((line) => line.level === 50);
+        const failure = service.logsFor(callId).find((line) => line.level === 50);
         expect(failure?.code).toMatch(codePattern);
         expect(failure?.reason).toBe(call.attachment.reason);
       },
@@ -670,7 +640,7 @@ describe('faults that never clear: failed "not available in time" at POLL_MAX_WA
   it('POST /api/calls/:id/retry on a call failed by a fault that has cleared → attached', async () => {
     const callId = 'FOREVER-THEN-RETRY';
     storage.setRoute(`/${callId}`, { kind: 'status', status: 503 });
-    await sendReady(service, callId, storage.url(`/${callId}`));
+    await service.postReady(callId, storage.url(`/${callId}`));
     expect((await settled(service, callId)).attachment.state).toBe('failed');
     const before = storage.requests(`/${callId}`);
 

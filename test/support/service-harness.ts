@@ -1,9 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { loadConfig } from '../../src/config/config.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { startService, type Service, type ServiceOptions } from '../../src/service.ts';
@@ -17,6 +18,20 @@ export interface LogLine {
   level: number;
   msg: string;
   [field: string]: unknown;
+}
+
+/** Runs the CLI as a user does, from DATA_DIR with only `env` (and PATH); never throws. */
+export async function runCli(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [path.join(REPO_ROOT, 'bin/wavoip-recordings.js'), ...args], {
+      cwd: env.DATA_DIR,
+      env: { PATH: process.env.PATH ?? '', ...env },
+    });
+    return { code: 0, stdout, stderr };
+  } catch (caught) {
+    const failure = caught as { code: number; stdout: string; stderr: string };
+    return { code: failure.code, stdout: failure.stdout, stderr: failure.stderr };
+  }
 }
 
 export async function makeDataDir(): Promise<string> {
@@ -86,6 +101,24 @@ export class ServiceClient {
     return (await response.json()) as CallView;
   }
 
+  /** The log lines about one call. */
+  logsFor(callId: string): LogLine[] {
+    return this.logs().filter((line) => line.call_id === callId);
+  }
+
+  /**
+   * Posts READY and waits until it is applied (the call reads READY): the webhook is answered
+   * before its event is applied, and on PostgreSQL the next API request may come first.
+   */
+  async postReady(callId: string, recordUrl: string): Promise<void> {
+    const response = await this.postWebhook({ type: 'RECORD', action: 'UPDATE', whatsapp_call_id: callId, id_session: 789, record_status: 'READY', record_url: recordUrl });
+    if (response.status !== 200) throw new Error(`READY for ${callId}: ${response.status} ${await response.text()}`);
+    await waitFor(async () => {
+      const answer = await this.api(`/api/calls/${encodeURIComponent(callId)}`);
+      return answer.status === 200 && ((await answer.json()) as CallView).record_status === 'READY';
+    }, `READY applied to call ${callId}`);
+  }
+
   /** Waits until the call's attachment leaves `pending` (or reaches `state`), and returns the call. */
   async waitForAttachment(callId: string, state?: string): Promise<CallView> {
     let last: CallView | undefined;
@@ -115,7 +148,11 @@ export interface CallView {
     content_type: string | null;
     duration_seconds: number | null;
     attached_at: string | null;
+    /** While a fetch job waits. */
     attempts?: number;
+    next_attempt_at?: string;
+    give_up_at?: string;
+    last_error?: string | null;
   };
   events: { event_id: string; type: string; payload: Record<string, unknown> }[];
 }
