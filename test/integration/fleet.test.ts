@@ -162,12 +162,15 @@ describe.skipIf(testDialect !== 'postgres')(`a fleet of ${REPLICAS} replicas on 
     // JOB_LEASE is also the longest an idle replica sleeps between scans: an hour here, so only
     // the notification can wake it within the test.
     const { replicas } = await startReplicas(2, { DOWNLOAD_CONCURRENCY: '1', JOB_LEASE: '1h' });
-    const [busy, idle] = replicas as [ChildService, ChildService];
 
-    // The first replica's only download slot hangs on a storage that never answers.
+    // One replica's only download slot hangs on a storage that never answers. Both hear of the
+    // job, so either may take it: the one that did is the busy one.
     storage.setRoute('/NOTIFY-STALLED', { kind: 'stall-before-headers' });
-    await deliver([busy], 0, { type: 'RECORD', whatsapp_call_id: 'NOTIFY-STALLED', record_status: 'READY', record_url: storage.url('/NOTIFY-STALLED') });
-    await waitFor(() => storage.requests('/NOTIFY-STALLED') === 1, 'the busy replica to start the stalled download');
+    await deliver(replicas, 0, { type: 'RECORD', whatsapp_call_id: 'NOTIFY-STALLED', record_status: 'READY', record_url: storage.url('/NOTIFY-STALLED') });
+    await waitFor(() => storage.requests('/NOTIFY-STALLED') === 1, 'a replica to start the stalled download');
+    await waitFor(() => replicas.some((replica) => downloadsStartedBy(replica).has('NOTIFY-STALLED')), 'the stalled download to be logged');
+    const busy = replicas.find((replica) => downloadsStartedBy(replica).has('NOTIFY-STALLED'))!;
+    const idle = replicas.find((replica) => replica !== busy)!;
 
     // A READY taken by the busy replica is downloaded by the idle one.
     storage.setRoute('/NOTIFY-NEW', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
