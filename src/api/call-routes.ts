@@ -86,8 +86,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           const call = await findCall(trx, callId, { forUpdate: true });
           if (call === null) return 'unknown' as const;
           if (!(await resetFailedAttachment(trx, callId))) return call.attachment.state;
-          const plan = planRetry(now, deps.config);
-          await scheduleFetchJob(trx, callId, plan.runAt, plan.deadlineAt);
+          await scheduleFetchJob(trx, callId, planRetry(now, deps.config));
           return 'retrying' as const;
         });
         if (outcome === 'unknown') return sendUnknownCall(reply, callId);

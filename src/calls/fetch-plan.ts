@@ -7,10 +7,19 @@ export interface PollTimings {
   pollMaxWaitMs: number;
 }
 
+/**
+ * When a call's fetch job runs, and how urgent it is: a recording known to be ready ('fetch-now')
+ * is claimed before any poll for one that may not be, however long the polls have been due.
+ */
+export interface FetchSchedule {
+  action: 'fetch-now' | 'poll';
+  runAt: number;
+  deadlineAt: number;
+}
+
 /** What to do with a call's one fetch job after an event changed the call. */
 export type FetchPlan =
-  | { action: 'fetch-now'; runAt: number; deadlineAt: number }
-  | { action: 'poll'; runAt: number; deadlineAt: number }
+  | FetchSchedule
   | { action: 'cancel' }
   | { action: 'keep' };
 
@@ -34,8 +43,8 @@ export function planFetch(previous: CallRecord | null, next: CallRecord, now: nu
 }
 
 /** The schedule when an operator asks for a failed call to be fetched again: now, for another full wait. */
-export function planRetry(now: number, timings: PollTimings): { runAt: number; deadlineAt: number } {
-  return { runAt: now, deadlineAt: now + timings.pollMaxWaitMs };
+export function planRetry(now: number, timings: PollTimings): FetchSchedule {
+  return { action: 'fetch-now', runAt: now, deadlineAt: now + timings.pollMaxWaitMs };
 }
 
 /**

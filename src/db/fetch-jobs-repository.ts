@@ -3,6 +3,7 @@ import { sql, type Selectable } from 'kysely';
 import type { Db, DbOrTrx } from './database.ts';
 import { isPostgres } from './dialect.ts';
 import type { FetchJobsTable } from './schema.ts';
+import type { FetchSchedule } from '../calls/fetch-plan.ts';
 
 export interface FetchJob {
   callId: string;
@@ -15,19 +16,22 @@ export interface FetchJob {
   leasedBy: string | null;
 }
 
+/** Claim order: every due download before any due poll. */
+const PRIORITIES = [0, 1] as const;
+const priorityOf = (action: FetchSchedule['action']) => (action === 'fetch-now' ? 0 : 1);
+
 /**
  * Schedules a call's fetch job, replacing any earlier schedule; a running attempt keeps its
  * lease. Every schedule gets a fresh random version, never a counter: a job deleted and made
  * again must not match the version an old attempt still holds.
  */
-export async function scheduleFetchJob(db: DbOrTrx, callId: string, runAt: number, deadlineAt: number): Promise<void> {
+export async function scheduleFetchJob(db: DbOrTrx, callId: string, schedule: FetchSchedule): Promise<void> {
   const version = randomInt(2 ** 47);
+  const fields = { run_at: schedule.runAt, deadline_at: schedule.deadlineAt, attempts: 0, priority: priorityOf(schedule.action), version };
   await db
     .insertInto('fetch_jobs')
-    .values({ call_id: callId, run_at: runAt, deadline_at: deadlineAt, attempts: 0, version })
-    .onConflict((conflict) =>
-      conflict.column('call_id').doUpdateSet({ run_at: runAt, deadline_at: deadlineAt, attempts: 0, last_error: null, version }),
-    )
+    .values({ call_id: callId, ...fields })
+    .onConflict((conflict) => conflict.column('call_id').doUpdateSet({ ...fields, last_error: null }))
     .execute();
 }
 
@@ -40,22 +44,27 @@ export async function deleteFetchJob(db: DbOrTrx, callId: string, attempt?: Pick
 }
 
 /**
- * Leases up to `limit` due jobs to `workerId`, skipping the calls it is already running. The scan
- * walks the run_at index from the oldest due job, so its cost follows the work that is due, not
- * the number of calls stored.
+ * Leases up to `limit` due jobs to `workerId`, skipping the calls it is already running: due
+ * downloads first, then due polls, each oldest first. Each scan walks the (priority, run_at)
+ * index from the oldest due job, so its cost follows the work that is due, not the number of
+ * calls stored.
  */
 export async function claimDueFetchJobs(
   db: Db,
   input: { now: number; limit: number; workerId: string; leaseMs: number; running: string[] },
 ): Promise<FetchJob[]> {
   return db.transaction().execute(async (trx) => {
-    let due = selectDueFetchJobs(trx, input.now, input.limit);
-    // A job rescheduled while its attempt still runs here waits for that attempt to end.
-    if (input.running.length > 0) due = due.where('call_id', 'not in', input.running);
-    // Replicas claiming at the same moment each take different jobs, none waits for another.
-    // (SQLite has one writer at a time, and no such clause.)
-    if (isPostgres(trx)) due = due.forUpdate().skipLocked();
-    const rows = await due.execute();
+    const rows: Selectable<FetchJobsTable>[] = [];
+    for (const priority of PRIORITIES) {
+      if (rows.length === input.limit) break;
+      let due = selectDueFetchJobs(trx, input.now, priority, input.limit - rows.length);
+      // A job rescheduled while its attempt still runs here waits for that attempt to end.
+      if (input.running.length > 0) due = due.where('call_id', 'not in', input.running);
+      // Replicas claiming at the same moment each take different jobs, none waits for another.
+      // (SQLite has one writer at a time, and no such clause.)
+      if (isPostgres(trx)) due = due.forUpdate().skipLocked();
+      rows.push(...(await due.execute()));
+    }
     if (rows.length === 0) return [];
     await trx
       .updateTable('fetch_jobs')
@@ -125,9 +134,14 @@ export async function findNextFetchJobRunAt(db: DbOrTrx, now: number): Promise<n
   return row?.run_at ?? null;
 }
 
-/** The scheduler's two queries, exported so a test can check their plan walks the run_at index. */
-export function selectDueFetchJobs(db: DbOrTrx, now: number, limit: number) {
-  return selectUnleasedFetchJobs(db, now).selectAll().where('run_at', '<=', now).orderBy('run_at').limit(limit);
+/** The scheduler's queries, exported so a test can check their plans walk an index. */
+export function selectDueFetchJobs(db: DbOrTrx, now: number, priority: (typeof PRIORITIES)[number], limit: number) {
+  return selectUnleasedFetchJobs(db, now)
+    .selectAll()
+    .where('priority', '=', priority)
+    .where('run_at', '<=', now)
+    .orderBy('run_at')
+    .limit(limit);
 }
 
 export function selectNextFetchJobRunAt(db: DbOrTrx, now: number) {

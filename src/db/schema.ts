@@ -49,6 +49,8 @@ export interface FetchJobsTable {
   locked_by: string | null;
   /** A new random value whenever an event (re)schedules the job, so a running attempt cannot overwrite it. */
   version: number;
+  /** 0 claims before 1: a download of a recording known to be ready before a poll. */
+  priority: number;
 }
 
 export interface DevicesTable {

@@ -91,7 +91,7 @@ export function createEventProcessor(deps: {
       await saveCall(trx, next);
       const plan = planFetch(previous, next, now, deps.timings);
       if (plan.action === 'fetch-now' || plan.action === 'poll') {
-        await scheduleFetchJob(trx, next.callId, plan.runAt, plan.deadlineAt);
+        await scheduleFetchJob(trx, next.callId, plan);
       } else if (plan.action === 'cancel') {
         await deleteFetchJob(trx, next.callId);
       }

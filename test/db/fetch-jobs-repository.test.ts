@@ -17,6 +17,7 @@ import {
   type FetchJob,
 } from '../../src/db/fetch-jobs-repository.ts';
 import { applyCallEvent } from '../../src/calls/call-state.ts';
+import type { FetchSchedule } from '../../src/calls/fetch-plan.ts';
 import { makeDataDir } from '../support/service-harness.ts';
 import { databaseEnvironment, ensureDatabase, testDialect } from '../support/test-database.ts';
 
@@ -35,6 +36,9 @@ afterEach(async () => {
   await db.destroy();
 });
 
+const poll = (runAt: number, deadlineAt: number): FetchSchedule => ({ action: 'poll', runAt, deadlineAt });
+const download = (runAt: number, deadlineAt: number): FetchSchedule => ({ action: 'fetch-now', runAt, deadlineAt });
+
 async function addCall(callId: string): Promise<void> {
   await saveCall(db, applyCallEvent(null, { type: 'RECORD', callId, recordStatus: 'RECORDING', recordUrl: null, deviceId: null }, 0));
 }
@@ -43,7 +47,7 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
   it('claims due jobs oldest first, each once, and leaves jobs not yet due', async () => {
     for (const [callId, runAt] of [['late', 5_000], ['first', 1_000], ['second', 2_000]] as const) {
       await addCall(callId);
-      await scheduleFetchJob(db, callId, runAt, 10_000);
+      await scheduleFetchJob(db, callId, poll(runAt, 10_000));
     }
     const claimed = await claimDueFetchJobs(db, { now: 3_000, limit: 10, workerId: 'a', leaseMs: 1_000, running: [] });
     expect(claimed.map((job) => job.callId)).toEqual(['first', 'second']);
@@ -53,11 +57,32 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
     expect(await findNextFetchJobRunAt(db, 4_500)).toBe(5_000);
   });
 
+  it('claims due downloads before due polls, however long the polls have waited', async () => {
+    for (const [callId, schedule] of [
+      ['poll-oldest', poll(1_000, 99_000)],
+      ['poll-older', poll(2_000, 99_000)],
+      ['poll-overtaken', poll(500, 99_000)],
+      ['ready-later', download(5_000, 99_000)],
+      ['ready-first', download(4_000, 99_000)],
+      ['ready-not-due', download(9_000, 99_000)],
+    ] as const) {
+      await addCall(callId);
+      await scheduleFetchJob(db, callId, schedule);
+    }
+    // READY came for a call that was being polled: its job is a download now.
+    await scheduleFetchJob(db, 'poll-overtaken', download(5_500, 99_000));
+    const claim = (workerId: string, limit: number) => claimDueFetchJobs(db, { now: 6_000, limit, workerId, leaseMs: 60_000, running: [] });
+    expect((await claim('a', 1)).map((job) => job.callId)).toEqual(['ready-first']);
+    // What the downloads leave of the limit goes to the polls, oldest first.
+    expect((await claim('b', 3)).map((job) => job.callId)).toEqual(['ready-later', 'poll-overtaken', 'poll-oldest']);
+    expect((await claim('c', 5)).map((job) => job.callId)).toEqual(['poll-older']);
+  });
+
   it('lets an event reschedule a running job without the attempt overwriting it', async () => {
     await addCall('raced');
-    await scheduleFetchJob(db, 'raced', 1_000, 10_000);
+    await scheduleFetchJob(db, 'raced', poll(1_000, 10_000));
     const [running] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 60_000, running: [] });
-    await scheduleFetchJob(db, 'raced', 1_500, 20_000); // READY arrived while the poll ran
+    await scheduleFetchJob(db, 'raced', download(1_500, 20_000)); // READY arrived while the poll ran
     await rescheduleFetchJob(db, running!, 9_000, 'HTTP 404');
     expect(await findFetchJob(db, 'raced')).toMatchObject({ runAt: 1_500, deadlineAt: 20_000, attempts: 0 });
     expect(await claimDueFetchJobs(db, { now: 1_500, limit: 1, workerId: 'b', leaseMs: 60_000, running: [] })).toHaveLength(1);
@@ -65,7 +90,7 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
 
   it('a worker whose lease was taken over learns it at renewal, and its failure leaves the new holder alone', async () => {
     await addCall('taken');
-    await scheduleFetchJob(db, 'taken', 1_000, 100_000);
+    await scheduleFetchJob(db, 'taken', poll(1_000, 100_000));
     const [stale] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 100, running: [] });
     // a's renewals did not get through in time; b takes the job over.
     const [current] = await claimDueFetchJobs(db, { now: 2_000, limit: 1, workerId: 'b', leaseMs: 60_000, running: [] });
@@ -83,7 +108,7 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
 
   it('does not hand a worker a job it is still running, even once its lease ran out', async () => {
     await addCall('long');
-    await scheduleFetchJob(db, 'long', 1_000, 10_000);
+    await scheduleFetchJob(db, 'long', poll(1_000, 10_000));
     await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 100, running: [] });
     expect(await claimDueFetchJobs(db, { now: 5_000, limit: 1, workerId: 'a', leaseMs: 100, running: ['long'] })).toEqual([]);
     expect(await claimDueFetchJobs(db, { now: 5_000, limit: 1, workerId: 'a', leaseMs: 100, running: [] })).toHaveLength(1);
@@ -91,41 +116,51 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
 
   it('never gives a job made again the version an old attempt holds', async () => {
     await addCall('again');
-    await scheduleFetchJob(db, 'again', 1_000, 10_000);
+    await scheduleFetchJob(db, 'again', poll(1_000, 10_000));
     const [stale] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 60_000, running: [] });
     await deleteFetchJob(db, 'again'); // DISABLED arrived
-    await scheduleFetchJob(db, 'again', 2_000, 20_000); // then READY
+    await scheduleFetchJob(db, 'again', download(2_000, 20_000)); // then READY
     await rescheduleFetchJob(db, stale!, 9_000, 'HTTP 404');
     expect(await findFetchJob(db, 'again')).toMatchObject({ runAt: 2_000, deadlineAt: 20_000, attempts: 0, lastError: null });
   });
 
-  // EXPLAIN QUERY PLAN and its wording are SQLite's. With no statistics its planner picks the
-  // run_at index for these queries whatever the table holds.
-  it.skipIf(testDialect !== 'sqlite')('finds due work through the run_at index, so a pass costs what is due, not what is stored', async () => {
-    for (const query of [selectDueFetchJobs(db, 1_000, 4), selectNextFetchJobRunAt(db, 1_000)]) {
+  // EXPLAIN QUERY PLAN and its wording are SQLite's. With no statistics its planner picks these
+  // indexes whatever the table holds.
+  it.skipIf(testDialect !== 'sqlite')('finds due work through an index, so a pass costs what is due, not what is stored', async () => {
+    const queries = [
+      [selectDueFetchJobs(db, 1_000, 0, 4), 'fetch_jobs_priority_run_at'],
+      [selectDueFetchJobs(db, 1_000, 1, 4), 'fetch_jobs_priority_run_at'],
+      [selectNextFetchJobRunAt(db, 1_000), 'fetch_jobs_run_at'],
+    ] as const;
+    for (const [query, index] of queries) {
       const compiled = query.compile();
       const plan = await db.executeQuery<{ detail: string }>({ ...compiled, sql: `explain query plan ${compiled.sql}` });
       const details = plan.rows.map((row) => row.detail).join('; ');
-      expect(details).toMatch(/USING INDEX fetch_jobs_run_at/);
+      expect(details).toMatch(new RegExp(`USING INDEX ${index}\\b`));
       expect(details).not.toMatch(/TEMP B-TREE/);
     }
   });
 
   // PostgreSQL's planner goes by statistics: on a near-empty table a sequential scan is the right
   // plan, so the check stores what a busy service holds (thousands of jobs, a few due) and analyzes.
-  it.skipIf(testDialect !== 'postgres')('finds due work through the run_at index once many jobs are stored, so a pass costs what is due', async () => {
+  it.skipIf(testDialect !== 'postgres')('finds due work through an index once many jobs are stored, so a pass costs what is due', async () => {
     await sql`insert into calls (call_id, first_seen_at, last_seen_at, attachment_state)
       select 'stored-' || n, 0, 0, 'pending' from generate_series(1, 5000) as n`.execute(db);
     await sql`insert into fetch_jobs (call_id, run_at, deadline_at, attempts, version)
       select 'stored-' || n, 1000000 + n, 9000000, 0, n from generate_series(1, 5000) as n`.execute(db);
     await addCall('due');
-    await scheduleFetchJob(db, 'due', 500, 9_000_000);
+    await scheduleFetchJob(db, 'due', poll(500, 9_000_000));
     await sql`analyze fetch_jobs`.execute(db);
-    for (const query of [selectDueFetchJobs(db, 1_000, 4), selectNextFetchJobRunAt(db, 1_000)]) {
+    const queries = [
+      [selectDueFetchJobs(db, 1_000, 0, 4), 'fetch_jobs_priority_run_at'],
+      [selectDueFetchJobs(db, 1_000, 1, 4), 'fetch_jobs_priority_run_at'],
+      [selectNextFetchJobRunAt(db, 1_000), 'fetch_jobs_run_at'],
+    ] as const;
+    for (const [query, index] of queries) {
       const compiled = query.compile();
       const plan = await db.executeQuery<{ 'QUERY PLAN': string }>({ ...compiled, sql: `explain ${compiled.sql}` });
       const details = plan.rows.map((row) => row['QUERY PLAN']).join('\n');
-      expect(details).toMatch(/Index Scan using fetch_jobs_run_at/);
+      expect(details).toMatch(new RegExp(`Index Scan using ${index}\\b`));
       expect(details).not.toMatch(/Seq Scan|Sort/);
     }
     expect((await claimDueFetchJobs(db, { now: 1_000, limit: 4, workerId: 'a', leaseMs: 1_000, running: [] })).map((job) => job.callId)).toEqual(['due']);
@@ -137,7 +172,7 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
     for (let index = 0; index < JOBS; index++) {
       const callId = `shared-${String(index).padStart(2, '0')}`;
       await addCall(callId);
-      await scheduleFetchJob(db, callId, 1_000 + (index % 7), 100_000);
+      await scheduleFetchJob(db, callId, poll(1_000 + (index % 7), 100_000));
     }
     // Four replicas, each with its own pool, each running two claims at once: eight transactions.
     const replicas = Array.from({ length: 4 }, () => createDb(database));

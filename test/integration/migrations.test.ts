@@ -19,7 +19,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
 
     const first = await runCli(env, 'migrate');
     expect(first).toMatchObject({ code: 0, stderr: '' });
-    expect(first.stdout).toMatch(/: applied 001-initial, 002-recording-retention\n$/);
+    expect(first.stdout).toMatch(/: applied 001-initial, 002-recording-retention, 003-fetch-priority\n$/);
     expect((await runCli(env, 'migrate')).stdout).toMatch(/: already up to date\n$/);
 
     const database = await openTestDatabase(env);
@@ -27,6 +27,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
       expect((await database.all<{ name: string }>('select name from kysely_migration order by name')).map((row) => row.name)).toEqual([
         '001-initial',
         '002-recording-retention',
+        '003-fetch-priority',
       ]);
     } finally {
       await database.close();
@@ -45,7 +46,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
     await ensureDatabase(env);
     const refused = await runCli(env, 'serve');
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain('The database schema is not up to date (pending: 001-initial, 002-recording-retention)');
+    expect(refused.stderr).toContain('The database schema is not up to date (pending: 001-initial, 002-recording-retention, 003-fetch-priority)');
     expect(refused.stderr).toContain('run `wavoip-recordings migrate` first');
   });
 

@@ -111,6 +111,30 @@ describe('backup polling when no READY comes', () => {
       expect((await service.waitForAttachment('MISSED', 'attached')).attachment.sha256).toMatch(/^[0-9a-f]{64}$/);
     }));
 
+  it('downloads a READY recording before polls that fell due while every download slot was busy', () =>
+    withService({ DOWNLOAD_CONCURRENCY: '1', POLL_INITIAL_DELAY: '100ms', POLL_MAX_DELAY: '100ms' }, async (service, env) => {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      storage.setRoute('/SLOT-HOLDER', { kind: 'held', until: released, then: { kind: 'body', body: ogg, contentType: 'audio/ogg' } });
+      await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'SLOT-HOLDER', record_status: 'READY' });
+      await waitFor(() => storage.requests('/SLOT-HOLDER') === 1, 'the only download slot to be taken');
+
+      const overdue = ['OVERDUE-1', 'OVERDUE-2', 'OVERDUE-3'];
+      for (const callId of overdue) for (const event of endedCall(callId)) await service.postWebhook(event);
+      await waitForEventsApplied(env);
+      const dueAt = async (callId: string) => Date.parse(((await service.call(callId)).attachment as { next_attempt_at: string }).next_attempt_at);
+      await waitFor(async () => (await Promise.all(overdue.map(dueAt))).every((at) => at < Date.now()), 'the polls to fall due');
+
+      storage.setRoute('/READY-LATE', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
+      await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'READY-LATE', record_status: 'READY' });
+      await waitForEventsApplied(env);
+      release();
+      await service.waitForAttachment('READY-LATE', 'attached');
+      const requested = storage.requestedPaths();
+      expect(requested.slice(requested.indexOf('/SLOT-HOLDER') + 1)[0]).toBe('/READY-LATE');
+      await waitFor(() => overdue.every((callId) => storage.requests(`/${callId}`) >= 1), 'the polls to run next');
+    }));
+
   it('takes READY before the call ended, and RECORD before CALL', () =>
     withService({ ...NO_POLLING }, async (service, env) => {
       storage.setRoute('/OUT-OF-ORDER', { kind: 'body', body: ogg, contentType: 'audio/ogg' });

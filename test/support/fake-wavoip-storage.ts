@@ -32,7 +32,9 @@ export type FakeBehaviour =
   /** Calls `onRequest` as the request arrives, then answers as `then` (e.g. to load the machine just then). */
   | { kind: 'tap'; onRequest: () => void; then: FakeBehaviour }
   /** Waits `delayMs` before answering as `then`: a storage far away, so downloads overlap. */
-  | { kind: 'delayed'; delayMs: number; then: FakeBehaviour };
+  | { kind: 'delayed'; delayMs: number; then: FakeBehaviour }
+  /** Answers as `then` once `until` settles: a download that lasts until the test lets it end. */
+  | { kind: 'held'; until: Promise<unknown>; then: FakeBehaviour };
 
 export interface FakeWavoipStorage {
   /** `http://127.0.0.1:<port>` */
@@ -45,6 +47,8 @@ export interface FakeWavoipStorage {
   completed(path: string): number;
   /** When (Date.now()) each request to `path` arrived, oldest first. */
   requestTimes(path: string): number[];
+  /** The path of every request so far, in the order they arrived. */
+  requestedPaths(): string[];
   /** Also destroys open sockets, so stalled responses cannot hang the test run. */
   close(): Promise<void>;
 }
@@ -59,12 +63,14 @@ export async function startFakeWavoipStorage(options: FakeWavoipStorageOptions =
   const counts = new Map<string, number>();
   const completedCounts = new Map<string, number>();
   const times = new Map<string, number[]>();
+  const arrivals: string[] = [];
 
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://fake').pathname;
     const count = (counts.get(path) ?? 0) + 1;
     counts.set(path, count);
     times.set(path, [...(times.get(path) ?? []), Date.now()]);
+    arrivals.push(path);
     res.on('finish', () => completedCounts.set(path, (completedCounts.get(path) ?? 0) + 1));
     const behaviour = routes.get(path) ?? { kind: 'status', status: 404 };
     respondWith(resolveSequence(behaviour, count), req, res);
@@ -85,6 +91,7 @@ export async function startFakeWavoipStorage(options: FakeWavoipStorageOptions =
     requests: (path) => counts.get(path) ?? 0,
     completed: (path) => completedCounts.get(path) ?? 0,
     requestTimes: (path) => [...(times.get(path) ?? [])],
+    requestedPaths: () => [...arrivals],
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -165,6 +172,11 @@ function respondWith(behaviour: FakeBehaviour, req: IncomingMessage, res: Server
       res.on('close', () => clearTimeout(timer));
       return;
     }
+    case 'held':
+      void behaviour.until.finally(() => {
+        if (!res.destroyed) respondWith(behaviour.then, req, res);
+      });
+      return;
     case 'sequence':
       throw new Error('resolveSequence unwraps sequences before responding');
   }

@@ -142,11 +142,12 @@ describe('planFetch', () => {
 
 describe('planRetry', () => {
   it.each([[0], [NOW], [123_456]])('fetches at once from %i with a fresh deadline', (now) => {
-    expect(planRetry(now, T)).toEqual({ runAt: now, deadlineAt: now + 4 * HOUR });
+    expect(planRetry(now, T)).toEqual({ action: 'fetch-now', runAt: now, deadlineAt: now + 4 * HOUR });
   });
 
   it('uses the configured maximum wait', () => {
     expect(planRetry(10, { pollInitialDelayMs: 1, pollMaxDelayMs: 2, pollMaxWaitMs: 90_000 })).toEqual({
+      action: 'fetch-now',
       runAt: 10,
       deadlineAt: 90_010,
     });

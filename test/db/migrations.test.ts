@@ -1,0 +1,56 @@
+import { Migrator, sql } from 'kysely';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.ts';
+import { createDb, migrateToLatest, type Db } from '../../src/db/database.ts';
+import { claimDueFetchJobs } from '../../src/db/fetch-jobs-repository.ts';
+import { migrations } from '../../src/db/migrations/index.ts';
+import * as fetchPriority from '../../src/db/migrations/003-fetch-priority.ts';
+import { makeDataDir } from '../support/service-harness.ts';
+import { databaseEnvironment, ensureDatabase, testDialect } from '../support/test-database.ts';
+
+let db: Db;
+
+beforeEach(async () => {
+  const env = { DATA_DIR: await makeDataDir(), ...databaseEnvironment() };
+  await ensureDatabase(env);
+  db = createDb(loadConfig(env).database);
+});
+afterEach(async () => {
+  await db.destroy();
+});
+
+async function migrateTo(name: string): Promise<void> {
+  const { error } = await new Migrator({ db, provider: { getMigrations: async () => migrations } }).migrateTo(name);
+  if (error) throw error;
+}
+
+async function addWaitingCall(callId: string, recordStatus: string | null, runAt: number): Promise<void> {
+  await sql`insert into calls (call_id, record_status, first_seen_at, last_seen_at, attachment_state)
+    values (${callId}, ${recordStatus}, 0, 0, 'pending')`.execute(db);
+  await sql`insert into fetch_jobs (call_id, run_at, deadline_at, attempts, version)
+    values (${callId}, ${runAt}, 99000, 0, 1)`.execute(db);
+}
+
+describe(`upgrading a ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} database with work waiting`, () => {
+  it('003 makes the jobs of calls already READY downloads, claimed before the polls', async () => {
+    await migrateTo('002-recording-retention');
+    await addWaitingCall('polled', null, 1_000);
+    await addWaitingCall('recording', 'RECORDING', 2_000);
+    await addWaitingCall('ready', 'READY', 3_000);
+    expect(await migrateToLatest(db)).toEqual(['003-fetch-priority']);
+
+    const claimed = await claimDueFetchJobs(db, { now: 5_000, limit: 3, workerId: 'a', leaseMs: 60_000, running: [] });
+    expect(claimed.map((job) => job.callId)).toEqual(['ready', 'polled', 'recording']);
+  });
+
+  // SQLite runs migrations outside a transaction: one cut short is run again from the start.
+  it('003 completes when run again after it was cut short', async () => {
+    await migrateTo('002-recording-retention');
+    await addWaitingCall('ready', 'READY', 3_000);
+    await fetchPriority.up(db);
+    await fetchPriority.up(db);
+    expect(await migrateToLatest(db)).toEqual(['003-fetch-priority']);
+    const rows = await sql<{ call_id: string; priority: number }>`select call_id, priority from fetch_jobs`.execute(db);
+    expect(rows.rows).toEqual([{ call_id: 'ready', priority: 0 }]);
+  });
+});
