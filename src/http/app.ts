@@ -4,6 +4,7 @@ import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
 import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
+import { isDatabaseError } from '../db/database.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { redactUrl } from '../log/logger.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
@@ -30,6 +31,8 @@ declare module 'fastify' {
  * few hundred bytes. Answering has no such bound (a recording can take long to stream).
  */
 const HTTP_REQUEST_TIMEOUT_MS = 30_000;
+/** Long enough for a database fail-over or a restart, short enough not to hold events back. */
+const RETRY_AFTER_UNAVAILABLE_SECONDS = 5;
 
 interface AppOptions {
   requestTimeoutMs?: number;
@@ -87,11 +90,18 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const statusCode = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : 500;
+    const ownStatus = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : undefined;
+    const statusCode = ownStatus ?? (isDatabaseError(error) ? 503 : 500);
     if (statusCode >= 500) {
       request.log.error({ err: error, url: redactUrl(request.url) }, 'Request failed');
-      // A 503 is ours to give (storage unavailable): say so; any other 5xx details stay in the log.
-      if (statusCode === 503) return reply.code(503).send({ error: 'temporarily unable to store events; try again later' });
+      // The database or the storage failing: say so, and when to come back (WaVoIP sends an
+      // unacknowledged event again). Any other 5xx is ours, and its details stay in the log.
+      if (statusCode === 503) {
+        return reply
+          .code(503)
+          .header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS))
+          .send({ error: 'temporarily unavailable: the database or the recordings storage is failing; try again later' });
+      }
       return reply.code(500).send({ error: 'internal error' });
     }
     return reply.code(statusCode).send({ error: describeClientError(error) });

@@ -115,10 +115,14 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
   ): Promise<FetchOutcome> {
     if (signal.aborted) {
       // Shutting down, or the lease was lost: the attempt does not count, and the job runs again.
-      await releaseFetchJob(db, job);
-      deps.announceRelease();
       const why = signal.reason instanceof Error ? signal.reason.message : 'shutting down';
       logger.info(context, `[WaVoIP Jobs] Fetch for call ${call.callId} interrupted (${why}); it will run again`);
+      await releaseFetchJob(db, job).then(
+        () => deps.announceRelease(),
+        // Its lease runs out instead: the job still runs again, only later.
+        (releaseError: unknown) =>
+          logger.warn({ ...context, err: coerceError(releaseError) }, `[WaVoIP Jobs] Could not release the job of call ${call.callId}; it runs again once its lease runs out`),
+      );
       return 'interrupted';
     }
     const error = caught instanceof AppError ? caught : new AppError(coerceError(caught).message, { code: 'UNEXPECTED', retryable: true, cause: caught });
