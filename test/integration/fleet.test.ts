@@ -182,6 +182,28 @@ describe.skipIf(testDialect !== 'postgres')(`a fleet of ${REPLICAS} replicas on 
     expect([appliedBy(busy), appliedBy(idle)]).toEqual([true, false]);
   });
 
+  it('applies an event that a replica stored and then died before applying, with no webhook to wake the others', async () => {
+    const { replicas, env } = await startReplicas(1, {});
+    const [survivor] = replicas as [ChildService];
+    storage.setRoute('/ORPHANED-EVENT', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
+    // What a replica killed between its commit and applying the event leaves behind.
+    const payload = JSON.stringify({ type: 'RECORD', whatsapp_call_id: 'ORPHANED-EVENT', record_status: 'READY', record_url: storage.url('/ORPHANED-EVENT') });
+    const database = await openTestDatabase(env);
+    try {
+      await database.run('insert into events (event_id, received_at, type, call_id, payload) values (?, ?, ?, ?, ?)', [
+        'acknowledged-by-a-dead-replica',
+        Date.now(),
+        'RECORD',
+        'ORPHANED-EVENT',
+        payload,
+      ]);
+    } finally {
+      await database.close();
+    }
+    expect((await survivor.waitForAttachment('ORPHANED-EVENT', 'attached')).attachment.sha256).toBe(oggSha256);
+    expect(survivor.logs().some((line) => line.msg === '[WaVoIP Webhook] Recording READY for call ORPHANED-EVENT')).toBe(true);
+  });
+
   it('replicas starting together on a fresh database migrate it once, without errors', async () => {
     const database = databaseEnvironment();
     // Created empty first, as an operator would; the replicas then race to migrate it.
