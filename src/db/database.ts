@@ -46,9 +46,12 @@ function createPool(database: Extract<DatabaseConfig, { dialect: 'postgres' }>):
     options: `-c idle_in_transaction_session_timeout=${IDLE_IN_TRANSACTION_TIMEOUT_MS}`,
     types: { getTypeParser: (oid: number, format?: string) => (oid === INT8_OID ? Number : pg.types.getTypeParser(oid, format as 'text')) },
   });
-  // An idle client whose server went away emits here; without a listener that would crash the
-  // process. The next query gets a fresh connection.
+  // A connection lost emits 'error' on its client, and with no listener that crashes the
+  // process. An idle client's error comes to the pool; a checked-out one (between the queries of
+  // a transaction, say) has no pool listener, hence one of its own. Its queries fail by
+  // themselves, the pool drops it when it comes back, and the next query gets a fresh connection.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 
@@ -187,6 +190,29 @@ const POSTGRES_ROW_FAULT = /^(22|23)/;
 export function isDatabaseError(error: unknown): boolean {
   if (error instanceof SQLite.SqliteError) return !SQLITE_ROW_FAULT.test(error.code);
   if (error instanceof pg.DatabaseError) return !POSTGRES_ROW_FAULT.test(error.code ?? '');
+  return isConnectionLost(error);
+}
+
+/**
+ * Busy, locked, full, failing disk; PostgreSQL's connection (08), resource (53), operator
+ * intervention (57: shut down, starting up, statement timeout), system (58) classes, and a
+ * transaction that lost a race (40001, 40P01) or a lock (55P03).
+ */
+const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|READONLY)/;
+const POSTGRES_UNAVAILABLE = /^(08|53|57|58|40001$|40P01$|55P03$)/;
+
+/**
+ * The database out of reach or overwhelmed for now: a request may succeed if sent again, so it
+ * is answered 503. Unlike isDatabaseError, a fault in a query or the schema is not one: trying
+ * again would not help, and it is answered 500 like any other defect.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (error instanceof SQLite.SqliteError) return SQLITE_UNAVAILABLE.test(error.code);
+  if (error instanceof pg.DatabaseError) return POSTGRES_UNAVAILABLE.test(error.code ?? '');
+  return isConnectionLost(error);
+}
+
+function isConnectionLost(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && CONNECTION_ERROR_CODES.has(code)) return true;
   // pg's own words for a connection lost or never made, which carry no code.

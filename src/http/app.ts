@@ -4,7 +4,7 @@ import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
 import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
-import { isDatabaseError } from '../db/database.ts';
+import { isDatabaseUnavailable } from '../db/database.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { redactUrl } from '../log/logger.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
@@ -91,16 +91,15 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const ownStatus = error.statusCode !== undefined && error.statusCode >= 400 ? error.statusCode : undefined;
-    const statusCode = ownStatus ?? (isDatabaseError(error) ? 503 : 500);
+    const unavailable = ownStatus === undefined && isDatabaseUnavailable(error);
+    const statusCode = ownStatus ?? (unavailable ? 503 : 500);
     if (statusCode >= 500) {
       request.log.error({ err: error, url: redactUrl(request.url) }, 'Request failed');
-      // The database or the storage failing: say so, and when to come back (WaVoIP sends an
-      // unacknowledged event again). Any other 5xx is ours, and its details stay in the log.
+      // The database failing: say so. When it is likely to pass, say when to come back (WaVoIP
+      // sends an unacknowledged event again). Any other 5xx is ours; its details stay in the log.
       if (statusCode === 503) {
-        return reply
-          .code(503)
-          .header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS))
-          .send({ error: 'temporarily unavailable: the database or the recordings storage is failing; try again later' });
+        if (unavailable) reply.header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS));
+        return reply.code(503).send({ error: 'temporarily unable to use the database; try again later' });
       }
       return reply.code(500).send({ error: 'internal error' });
     }
