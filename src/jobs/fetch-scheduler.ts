@@ -27,13 +27,15 @@ export function createFetchScheduler(deps: {
   runJob: FetchJobRunner;
 }) {
   const { db, clock, logger, concurrency, leaseMs, workerId } = deps;
-  const running = new Map<string, { promise: Promise<void>; abort: AbortController }>();
+  // `leaseValidUntil`: the locked_until this worker last wrote for the job (at its claim or at a renewal).
+  const running = new Map<string, { promise: Promise<void>; abort: AbortController; leaseValidUntil: number }>();
+  const renewEveryMs = Math.max(Math.floor(leaseMs / 3), 100);
   let timer: NodeJS.Timeout | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let pumping: Promise<void> | null = null;
   let pumpAgain = false;
   let started = false;
-  let lastRenewedAt = clock.now();
+  let renewing = false;
   let stopped = false;
   let stopping: Promise<void> | undefined;
 
@@ -60,8 +62,9 @@ export function createFetchScheduler(deps: {
         const free = concurrency - running.size;
         // A finished job pumps again, so a full house needs no timer.
         if (free <= 0) return;
-        const jobs = await claimDueFetchJobs(db, { now: clock.now(), limit: free, workerId, leaseMs, running: [...running.keys()] });
-        for (const job of jobs) startJob(job);
+        const now = clock.now();
+        const jobs = await claimDueFetchJobs(db, { now, limit: free, workerId, leaseMs, running: [...running.keys()] });
+        for (const job of jobs) startJob(job, now + leaseMs);
         if (jobs.length === free) pumpAgain = true;
       } while (pumpAgain && !stopped);
       await sleepUntilNextJob();
@@ -85,7 +88,7 @@ export function createFetchScheduler(deps: {
     if (!stopped) timer = setTimeout(() => void pump(), delayMs);
   }
 
-  function startJob(job: FetchJob): void {
+  function startJob(job: FetchJob, leaseValidUntil: number): void {
     const abort = new AbortController();
     const promise = deps
       .runJob(job, abort.signal)
@@ -96,26 +99,43 @@ export function createFetchScheduler(deps: {
         running.delete(job.callId);
         void pump();
       });
-    running.set(job.callId, { promise, abort });
+    running.set(job.callId, { promise, abort, leaseValidUntil });
   }
 
   /**
    * A job whose lease this worker no longer holds (taken over after it ran out, or the job was
    * deleted and made again by an event) may be running elsewhere by now: stop it here, so that
-   * a recording is not downloaded twice. So too when renewals have failed for
-   * most of a lease, before the lease can run out under a download still going.
+   * a recording is not downloaded twice. So too a job whose lease would run out before the next
+   * renewal could extend it, because renewals fail or hang on a database that stopped answering.
    */
   async function renewLeases(): Promise<void> {
+    if (renewing) {
+      abortLeasesRunningOut();
+      return;
+    }
+    renewing = true;
     const callIds = [...running.keys()];
+    const lockedUntil = clock.now() + leaseMs;
     try {
-      const held = await renewFetchJobLeases(db, workerId, callIds, clock.now() + leaseMs);
-      lastRenewedAt = clock.now();
-      for (const callId of callIds) if (!held.has(callId)) running.get(callId)?.abort.abort(new Error('its lease is gone: taken over, or the job was made again'));
+      const held = await renewFetchJobLeases(db, workerId, callIds, lockedUntil);
+      for (const callId of callIds) {
+        const job = running.get(callId);
+        if (job === undefined) continue;
+        if (held.has(callId)) job.leaseValidUntil = lockedUntil;
+        else job.abort.abort(new Error('its lease is gone: taken over, or the job was made again'));
+      }
     } catch (caught) {
       logger.warn({ err: coerceError(caught) }, '[WaVoIP Jobs] Could not renew job leases');
-      if (clock.now() - lastRenewedAt > (leaseMs * 2) / 3) {
-        for (const { abort } of running.values()) abort.abort(new Error('its lease could not be renewed'));
-      }
+      abortLeasesRunningOut();
+    } finally {
+      renewing = false;
+    }
+  }
+
+  function abortLeasesRunningOut(): void {
+    const nextRenewal = clock.now() + renewEveryMs;
+    for (const { abort, leaseValidUntil } of running.values()) {
+      if (leaseValidUntil <= nextRenewal) abort.abort(new Error('its lease could not be renewed'));
     }
   }
 
@@ -123,7 +143,7 @@ export function createFetchScheduler(deps: {
     start(): void {
       if (started) return;
       started = true;
-      heartbeat = setInterval(() => void renewLeases(), Math.max(Math.floor(leaseMs / 3), 100));
+      heartbeat = setInterval(() => void renewLeases(), renewEveryMs);
       void pump();
     },
     /** New work may be due now: look at once instead of waiting for the timer. */

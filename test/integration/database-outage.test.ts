@@ -30,39 +30,64 @@ afterAll(async () => {
 });
 
 describe.skipIf(testDialect !== 'postgres')('the database out of reach mid-download', () => {
-  it('stops the download before its lease can run out, refuses webhooks meanwhile, and downloads again once the database is back', async () => {
-    // Renewed every second; given up after two seconds without a renewal.
+  async function startDownloadThatHangs(callId: string) {
+    // Renewed every second; stopped once a lease would run out before the next renewal.
     const env = testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, DATABASE_URL: databaseUrl, JOB_LEASE: '3s' });
     const service = await startInProcessService(env);
-    try {
-      let release!: () => void;
-      const released = new Promise<void>((resolve) => (release = resolve));
-      storage.setRoute('/OUTAGE', { kind: 'held', until: released, then: { kind: 'body', body: ogg, contentType: 'audio/ogg' } });
-      expect((await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'OUTAGE', record_status: 'READY' })).status).toBe(200);
-      await waitFor(() => storage.requests('/OUTAGE') === 1, 'the download to start');
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    storage.setRoute(`/${callId}`, { kind: 'held', until: released, then: { kind: 'body', body: ogg, contentType: 'audio/ogg' } });
+    expect((await service.postWebhook({ type: 'RECORD', whatsapp_call_id: callId, record_status: 'READY' })).status).toBe(200);
+    await waitFor(() => storage.requests(`/${callId}`) === 1, 'the download to start');
+    // Stopped: said so, and the connection to the storage is gone.
+    const interrupted = () =>
+      service.logs().some((line) => line.call_id === callId && line.msg === `[WaVoIP Jobs] Fetch for call ${callId} interrupted (its lease could not be renewed); it will run again`) &&
+      storage.abandoned(`/${callId}`) === 1;
+    return { service, release, interrupted };
+  }
 
+  it('refused connections: stops the download before its lease can run out, answers 503 meanwhile, and downloads again once the database is back', async () => {
+    const { service, release, interrupted } = await startDownloadThatHangs('OUTAGE');
+    try {
       proxy.cut();
-      await waitFor(
-        () => service.logs().some((line) => line.call_id === 'OUTAGE' && line.msg === '[WaVoIP Jobs] Fetch for call OUTAGE interrupted (its lease could not be renewed); it will run again'),
-        'the download to be stopped',
-      );
+      await waitFor(interrupted, 'the download to be stopped');
       expect(service.logs().some((line) => line.level === 40 && line.msg === '[WaVoIP Jobs] Could not renew job leases')).toBe(true);
       // Nothing can be stored, so nothing is acknowledged: WaVoIP keeps the event and sends it again.
       const refused = await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'DURING-OUTAGE', record_status: 'MIXING' });
       expect(refused.status).toBe(503);
       expect(refused.headers.get('retry-after')).toBe('5');
-      expect(await refused.json()).toEqual({ error: 'temporarily unavailable: the database or the recordings storage is failing; try again later' });
-      const api = await service.api('/api/calls/OUTAGE');
-      expect(api.status).toBe(503);
+      expect(await refused.json()).toEqual({ error: 'temporarily unable to use the database; try again later' });
+      expect((await service.api('/api/calls/OUTAGE')).status).toBe(503);
 
       proxy.restore();
       release();
-      const call = await service.waitForAttachment('OUTAGE', 'attached');
-      expect(call.attachment.state).toBe('attached');
+      expect((await service.waitForAttachment('OUTAGE', 'attached')).attachment.state).toBe('attached');
       expect(storage.requests('/OUTAGE')).toBe(2);
-      // The first response never reached its end: the download was cut off, not finished and dropped.
+      // The first download was cut off, not finished and dropped.
       expect(storage.completed('/OUTAGE')).toBe(1);
       expect((await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'DURING-OUTAGE', record_status: 'MIXING' })).status).toBe(200);
+    } finally {
+      proxy.restore();
+      await service.stop();
+    }
+  });
+
+  it('a database that stops answering without an error: the download is stopped all the same, though the renewal never returns', async () => {
+    const { service, release, interrupted } = await startDownloadThatHangs('PARTITION');
+    try {
+      proxy.stall();
+      await waitFor(interrupted, 'the download to be stopped');
+      // Stopped before any renewal came back with an error: a connection may time out much later.
+      const logs = service.logs();
+      const stoppedAt = logs.findIndex((line) => line.call_id === 'PARTITION' && String(line.msg).includes('interrupted'));
+      const failedRenewals = logs.slice(0, stoppedAt).filter((line) => line.msg === '[WaVoIP Jobs] Could not renew job leases');
+      expect(failedRenewals).toEqual([]);
+
+      proxy.restore();
+      release();
+      expect((await service.waitForAttachment('PARTITION', 'attached')).attachment.state).toBe('attached');
+      expect(storage.requests('/PARTITION')).toBe(2);
+      expect(storage.completed('/PARTITION')).toBe(1);
     } finally {
       proxy.restore();
       await service.stop();

@@ -45,6 +45,8 @@ export interface FakeWavoipStorage {
   requests(path: string): number;
   /** How many responses to `path` were sent in full (not cut off by a client that went away). */
   completed(path: string): number;
+  /** How many requests to `path` the client went away from before the response was sent in full. */
+  abandoned(path: string): number;
   /** When (Date.now()) each request to `path` arrived, oldest first. */
   requestTimes(path: string): number[];
   /** The path of every request so far, in the order they arrived. */
@@ -62,6 +64,7 @@ export async function startFakeWavoipStorage(options: FakeWavoipStorageOptions =
   const routes = new Map<string, FakeBehaviour>();
   const counts = new Map<string, number>();
   const completedCounts = new Map<string, number>();
+  const abandonedCounts = new Map<string, number>();
   const times = new Map<string, number[]>();
   const arrivals: string[] = [];
 
@@ -72,6 +75,9 @@ export async function startFakeWavoipStorage(options: FakeWavoipStorageOptions =
     times.set(path, [...(times.get(path) ?? []), Date.now()]);
     arrivals.push(path);
     res.on('finish', () => completedCounts.set(path, (completedCounts.get(path) ?? 0) + 1));
+    res.on('close', () => {
+      if (!res.writableFinished) abandonedCounts.set(path, (abandonedCounts.get(path) ?? 0) + 1);
+    });
     const behaviour = routes.get(path) ?? { kind: 'status', status: 404 };
     respondWith(resolveSequence(behaviour, count), req, res);
   });
@@ -90,6 +96,7 @@ export async function startFakeWavoipStorage(options: FakeWavoipStorageOptions =
     setRoute: (path, behaviour) => void routes.set(path, behaviour),
     requests: (path) => counts.get(path) ?? 0,
     completed: (path) => completedCounts.get(path) ?? 0,
+    abandoned: (path) => abandonedCounts.get(path) ?? 0,
     requestTimes: (path) => [...(times.get(path) ?? [])],
     requestedPaths: () => [...arrivals],
     close: () =>
@@ -172,11 +179,13 @@ function respondWith(behaviour: FakeBehaviour, req: IncomingMessage, res: Server
       res.on('close', () => clearTimeout(timer));
       return;
     }
-    case 'held':
-      void behaviour.until.finally(() => {
+    case 'held': {
+      const answer = () => {
         if (!res.destroyed) respondWith(behaviour.then, req, res);
-      });
+      };
+      void behaviour.until.then(answer, answer);
       return;
+    }
     case 'sequence':
       throw new Error('resolveSequence unwraps sequences before responding');
   }

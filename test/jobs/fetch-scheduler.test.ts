@@ -1,0 +1,107 @@
+import { Writable } from 'node:stream';
+import { sql } from 'kysely';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { applyCallEvent } from '../../src/calls/call-state.ts';
+import { systemClock } from '../../src/clock.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import { saveCall } from '../../src/db/calls-repository.ts';
+import { createDb, migrateToLatest, type Db } from '../../src/db/database.ts';
+import { findFetchJob, scheduleFetchJob, type FetchJob } from '../../src/db/fetch-jobs-repository.ts';
+import { createFetchScheduler } from '../../src/jobs/fetch-scheduler.ts';
+import { createLogger } from '../../src/log/logger.ts';
+import { makeDataDir } from '../support/service-harness.ts';
+
+/**
+ * The scheduler's leases against a real SQLite file, with time moved by hand: renewals that stop
+ * getting through must stop the download before the lease it last wrote runs out, since another
+ * replica may take the job over from then on.
+ */
+const LEASE_MS = 3_000;
+const RENEW_EVERY_MS = LEASE_MS / 3;
+
+let db: Db;
+const warnings: string[] = [];
+const logger = createLogger(
+  { logFormat: 'json', logLevel: 'warn' },
+  new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      warnings.push(JSON.parse(chunk.toString('utf8')).msg);
+      done();
+    },
+  }),
+);
+
+beforeEach(async () => {
+  db = createDb(loadConfig({ DATA_DIR: await makeDataDir() }).database);
+  await migrateToLatest(db);
+  warnings.length = 0;
+  vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+});
+afterEach(async () => {
+  vi.useRealTimers();
+  await db.destroy();
+});
+
+/** A download that runs until it is aborted, noting when and why. */
+function startScheduler() {
+  const runs: { job: FetchJob; startedAt: number; abortedAt?: number; reason?: string }[] = [];
+  const scheduler = createFetchScheduler({
+    db,
+    clock: systemClock,
+    logger,
+    workerId: 'this-replica',
+    concurrency: 1,
+    leaseMs: LEASE_MS,
+    runJob: (job, signal) =>
+      new Promise<void>((resolve) => {
+        const run: (typeof runs)[number] = { job, startedAt: Date.now() };
+        runs.push(run);
+        signal.addEventListener('abort', () => {
+          run.abortedAt = Date.now();
+          run.reason = (signal.reason as Error).message;
+          resolve();
+        });
+      }),
+  });
+  scheduler.start();
+  return { scheduler, runs };
+}
+
+async function scheduleDownload(callId: string): Promise<void> {
+  await saveCall(db, applyCallEvent(null, { type: 'RECORD', callId, recordStatus: 'READY', recordUrl: null, deviceId: null }, Date.now()));
+  await scheduleFetchJob(db, callId, { action: 'fetch-now', runAt: Date.now(), deadlineAt: Date.now() + 3_600_000 });
+}
+
+describe('lease renewal', () => {
+  it('keeps a long download going while renewals get through', async () => {
+    await scheduleDownload('LONG');
+    const { scheduler, runs } = startScheduler();
+    await vi.advanceTimersByTimeAsync(10 * LEASE_MS);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]!.abortedAt).toBeUndefined();
+    expect((await findFetchJob(db, 'LONG'))?.leasedBy).toBe('this-replica');
+    const lockedUntil = await sql<{ locked_until: number }>`select locked_until from fetch_jobs where call_id = 'LONG'`.execute(db);
+    expect(lockedUntil.rows[0]!.locked_until).toBeGreaterThan(Date.now());
+    await scheduler.stop();
+  });
+
+  it('stops the download before the lease it last wrote runs out once renewals fail, and not at the first failure', async () => {
+    await scheduleDownload('CUT-OFF');
+    const { scheduler, runs } = startScheduler();
+    await vi.advanceTimersByTimeAsync(RENEW_EVERY_MS + 1);
+    expect(runs).toHaveLength(1);
+
+    // The database refuses every statement on the table from now on.
+    await sql`alter table fetch_jobs rename to fetch_jobs_unreachable`.execute(db);
+    await vi.advanceTimersByTimeAsync(RENEW_EVERY_MS);
+    expect(runs[0]!.abortedAt).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(LEASE_MS);
+    expect(runs[0]!.reason).toBe('its lease could not be renewed');
+    expect(warnings.filter((message) => message === '[WaVoIP Jobs] Could not renew job leases').length).toBeGreaterThanOrEqual(2);
+
+    await sql`alter table fetch_jobs_unreachable rename to fetch_jobs`.execute(db);
+    const { rows } = await sql<{ locked_until: number }>`select locked_until from fetch_jobs where call_id = 'CUT-OFF'`.execute(db);
+    expect(runs[0]!.abortedAt).toBeLessThan(rows[0]!.locked_until);
+    await scheduler.stop();
+  });
+});
