@@ -8,8 +8,8 @@ export interface PollTimings {
 }
 
 /**
- * When a call's fetch job runs, and how urgent it is: a recording known to be ready ('fetch-now')
- * is claimed before any poll for one that may not be, however long the polls have been due.
+ * When a call's fetch job runs, and how urgent it is: 'fetch-now' (a recording known to be ready,
+ * or an operator's retry) is claimed before any due poll, however long the polls have waited.
  */
 export interface FetchSchedule {
   action: 'fetch-now' | 'poll';

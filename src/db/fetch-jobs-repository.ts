@@ -98,17 +98,24 @@ export async function renewFetchJobLeases(db: DbOrTrx, workerId: string, callIds
 /**
  * Moves a failed attempt's job to its next run and releases the lease. When an event
  * rescheduled the job meanwhile (version changed), that newer schedule stands; when another
- * worker holds the lease now, the job is left to it.
+ * worker holds the lease now, the job is left to it. `action` is what the next attempt will be,
+ * which also sets the priority of a job an older release scheduled without one.
  */
 export async function rescheduleFetchJob(
   db: DbOrTrx,
   job: FetchJob,
-  runAt: number,
-  lastError: string,
+  next: { runAt: number; action: FetchSchedule['action']; lastError: string },
 ): Promise<void> {
   const rescheduled = await db
     .updateTable('fetch_jobs')
-    .set({ run_at: runAt, attempts: job.attempts + 1, last_error: lastError, locked_until: null, locked_by: null })
+    .set({
+      run_at: next.runAt,
+      priority: priorityOf(next.action),
+      attempts: job.attempts + 1,
+      last_error: next.lastError,
+      locked_until: null,
+      locked_by: null,
+    })
     .where('call_id', '=', job.callId)
     .where('version', '=', job.version)
     // A worker whose lease ran out and was taken over must not undo the new holder's lease.

@@ -140,7 +140,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
       : null;
 
     if (nextRunAt !== null) {
-      await rescheduleFetchJob(db, job, nextRunAt, reason);
+      await rescheduleFetchJob(db, job, { runAt: nextRunAt, action: context.mode === 'download' ? 'fetch-now' : 'poll', lastError: reason });
       const retryIn = formatWait(nextRunAt - now);
       logger.info(
         { ...context, reason, code: error.code, next_attempt_at: new Date(nextRunAt).toISOString() },

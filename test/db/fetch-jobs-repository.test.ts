@@ -78,12 +78,22 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
     expect((await claim('c', 5)).map((job) => job.callId)).toEqual(['poll-older']);
   });
 
+  it('gives a download that an older release scheduled (as a poll, since it knew no priority) its priority once it is retried', async () => {
+    await addCall('from-old-release');
+    await sql`insert into fetch_jobs (call_id, run_at, deadline_at, attempts, version) values ('from-old-release', 1000, 99000, 0, 7)`.execute(db);
+    const [attempt] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 60_000, running: [] });
+    await rescheduleFetchJob(db, attempt!, { runAt: 3_000, action: 'fetch-now', lastError: 'HTTP 503' });
+    await addCall('poll');
+    await scheduleFetchJob(db, 'poll', poll(2_000, 99_000));
+    expect((await claimDueFetchJobs(db, { now: 4_000, limit: 1, workerId: 'b', leaseMs: 60_000, running: [] })).map((job) => job.callId)).toEqual(['from-old-release']);
+  });
+
   it('lets an event reschedule a running job without the attempt overwriting it', async () => {
     await addCall('raced');
     await scheduleFetchJob(db, 'raced', poll(1_000, 10_000));
     const [running] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 60_000, running: [] });
     await scheduleFetchJob(db, 'raced', download(1_500, 20_000)); // READY arrived while the poll ran
-    await rescheduleFetchJob(db, running!, 9_000, 'HTTP 404');
+    await rescheduleFetchJob(db, running!, { runAt: 9_000, action: 'poll', lastError: 'HTTP 404' });
     expect(await findFetchJob(db, 'raced')).toMatchObject({ runAt: 1_500, deadlineAt: 20_000, attempts: 0 });
     expect(await claimDueFetchJobs(db, { now: 1_500, limit: 1, workerId: 'b', leaseMs: 60_000, running: [] })).toHaveLength(1);
   });
@@ -98,7 +108,7 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
 
     expect(await renewFetchJobLeases(db, 'a', ['taken'], 3_000)).toEqual(new Set());
     expect(await renewFetchJobLeases(db, 'b', ['taken'], 70_000)).toEqual(new Set(['taken']));
-    await rescheduleFetchJob(db, stale!, 5_000, 'HTTP 503');
+    await rescheduleFetchJob(db, stale!, { runAt: 5_000, action: 'poll', lastError: 'HTTP 503' });
     await releaseFetchJob(db, stale!);
     expect(await deleteFetchJob(db, 'taken', stale!)).toBe(false);
     // b still holds it: nobody else can claim it, and its schedule is untouched.
@@ -120,7 +130,7 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
     const [stale] = await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 60_000, running: [] });
     await deleteFetchJob(db, 'again'); // DISABLED arrived
     await scheduleFetchJob(db, 'again', download(2_000, 20_000)); // then READY
-    await rescheduleFetchJob(db, stale!, 9_000, 'HTTP 404');
+    await rescheduleFetchJob(db, stale!, { runAt: 9_000, action: 'poll', lastError: 'HTTP 404' });
     expect(await findFetchJob(db, 'again')).toMatchObject({ runAt: 2_000, deadlineAt: 20_000, attempts: 0, lastError: null });
   });
 

@@ -4,7 +4,6 @@ import { loadConfig } from '../../src/config/config.ts';
 import { createDb, migrateToLatest, type Db } from '../../src/db/database.ts';
 import { claimDueFetchJobs } from '../../src/db/fetch-jobs-repository.ts';
 import { migrations } from '../../src/db/migrations/index.ts';
-import * as fetchPriority from '../../src/db/migrations/003-fetch-priority.ts';
 import { makeDataDir } from '../support/service-harness.ts';
 import { databaseEnvironment, ensureDatabase, testDialect } from '../support/test-database.ts';
 
@@ -43,12 +42,12 @@ describe(`upgrading a ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} data
     expect(claimed.map((job) => job.callId)).toEqual(['ready', 'polled', 'recording']);
   });
 
-  // SQLite runs migrations outside a transaction: one cut short is run again from the start.
-  it('003 completes when run again after it was cut short', async () => {
+  // SQLite runs migrations outside a transaction: one cut short after its first statement is run
+  // again from the start. (PostgreSQL runs each in a transaction.)
+  it.skipIf(testDialect !== 'sqlite')('003 completes when run again after it was cut short', async () => {
     await migrateTo('002-recording-retention');
     await addWaitingCall('ready', 'READY', 3_000);
-    await fetchPriority.up(db);
-    await fetchPriority.up(db);
+    await sql`alter table fetch_jobs add column priority integer not null default 1`.execute(db);
     expect(await migrateToLatest(db)).toEqual(['003-fetch-priority']);
     const rows = await sql<{ call_id: string; priority: number }>`select call_id, priority from fetch_jobs`.execute(db);
     expect(rows.rows).toEqual([{ call_id: 'ready', priority: 0 }]);
