@@ -48,7 +48,7 @@ describe('the lock-out after repeated wrong tokens', () => {
     expect(warnings).toHaveLength(2);
   });
 
-  it('forgets wrong tokens older than the window, so occasional mistakes never add up to a lock-out', async () => {
+  it('counts wrong tokens afresh in each window, so occasional mistakes never add up to a lock-out', async () => {
     const { guard: api } = guard(true);
     for (let minute = 0; minute < 5; minute++) {
       for (let attempt = 0; attempt < 3; attempt++) expect(await api.check('198.51.100.7', 'wrong', RIGHT)).toEqual({ result: 'wrong' });

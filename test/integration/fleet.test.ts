@@ -182,7 +182,7 @@ describe.skipIf(testDialect !== 'postgres')(`a fleet of ${REPLICAS} replicas on 
     expect([appliedBy(busy), appliedBy(idle)]).toEqual([true, false]);
   });
 
-  it('applies an event that a replica stored and then died before applying, with no webhook to wake the others', async () => {
+  it('applies an event left stored but not applied, as a replica killed after its commit leaves it, with no webhook to wake the others', async () => {
     const { replicas, env } = await startReplicas(1, {});
     const [survivor] = replicas as [ChildService];
     storage.setRoute('/ORPHANED-EVENT', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
