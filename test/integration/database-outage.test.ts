@@ -58,6 +58,10 @@ describe.skipIf(testDialect !== 'postgres')('the database out of reach mid-downl
       expect(refused.headers.get('retry-after')).toBe('5');
       expect(await refused.json()).toEqual({ error: 'temporarily unable to use the database; try again later' });
       expect((await service.api('/api/calls/OUTAGE')).status).toBe(503);
+      // The load balancer takes the replica out; the scrape still works, and says why.
+      expect(await (await fetch(`${service.url}/readyz`)).json()).toMatchObject({ status: 'unavailable' });
+      const metrics = await (await service.api('/metrics')).text();
+      expect(metrics).toMatch(/^wavoip_recordings_database_up 0$/m);
 
       proxy.restore();
       release();
