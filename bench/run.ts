@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark, each next to a baseline measured in the same run, then a
  * table on the terminal and the full figures as JSON in bench/results/.
- *   --only intake,download,end-to-end,scale,concurrency,intake-postgres   run some of them
+ *   --only intake,download,end-to-end,scale,concurrency,ready-behind-polls,intake-postgres   run some of them
  *   (intake-postgres uses BENCH_POSTGRES_URL, default the local server; it is left out when
  *   that server cannot be reached)
  *   --quick                                              shorter runs, smaller files
@@ -15,6 +15,7 @@ import { benchConcurrency } from './concurrency.ts';
 import { benchDownload } from './download.ts';
 import { benchEndToEnd } from './end-to-end.ts';
 import { benchIntake, benchIntakePostgres } from './intake.ts';
+import { benchReadyBehindPolls } from './ready-behind-polls.ts';
 import { benchScale } from './scale.ts';
 import { REPO_ROOT } from './support.ts';
 
@@ -26,6 +27,7 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown> & { targe
   'end-to-end': () => benchEndToEnd(quick ? 200 : 500, 50),
   scale: () => benchScale(5),
   concurrency: () => benchConcurrency(quick ? 80 : 200, 200),
+  'ready-behind-polls': () => benchReadyBehindPolls(quick ? 400 : 2000, quick ? 5 : 10),
   'intake-postgres': () => benchIntakePostgres(quick ? 5 : 10, POSTGRES_URL),
 };
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
