@@ -123,7 +123,8 @@ describe('restarts and crashes', () => {
     expect(token.length).toBeGreaterThanOrEqual(32);
     expect((fs.statSync(path.join(dataDir, 'api-token')).mode & 0o777).toString(8)).toBe('600');
     const tokenFile = path.join(dataDir, 'api-token');
-    expect(first.logs().some((line) => line.msg.includes(`Authorization: Bearer $(cat ${tokenFile})`))).toBe(true);
+    // Logged just after the line the harness waits for: it may still be on its way.
+    await waitFor(() => first.logs().some((line) => line.msg.includes(`Authorization: Bearer $(cat ${tokenFile})`)), 'the hint on how to use the token');
     expect(first.logs().some((line) => JSON.stringify(line).includes(token))).toBe(false);
     expect((await first.api('/api/calls', { token })).status).toBe(200);
     expect((await fetch(`${first.url}/api/calls`)).status).toBe(401);
