@@ -82,12 +82,13 @@ export async function claimDueFetchJobs(
 /**
  * Extends the leases a worker still holds, so a long download is not taken over; returns the
  * calls whose lease it still held. One missing was taken over (the lease ran out meanwhile).
+ * A lease is never shortened: a renewal that was slow to arrive must not undo a later claim's.
  */
 export async function renewFetchJobLeases(db: DbOrTrx, workerId: string, callIds: string[], lockedUntil: number): Promise<Set<string>> {
   if (callIds.length === 0) return new Set();
   const rows = await db
     .updateTable('fetch_jobs')
-    .set({ locked_until: lockedUntil })
+    .set({ locked_until: sql<number>`case when locked_until > ${lockedUntil} then locked_until else ${lockedUntil} end` })
     .where('locked_by', '=', workerId)
     .where('call_id', 'in', callIds)
     .returning('call_id')

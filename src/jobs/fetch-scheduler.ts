@@ -11,6 +11,15 @@ import type { Logger } from '../log/logger.ts';
 
 export type FetchJobRunner = (job: FetchJob, signal: AbortSignal) => Promise<void>;
 
+interface RunningJob {
+  callId: string;
+  promise: Promise<void>;
+  abort: AbortController;
+  /** The locked_until this worker last wrote for the job, at its claim or at a renewal. */
+  leaseValidUntil: number;
+  watchdog?: NodeJS.Timeout;
+}
+
 /**
  * Runs due fetch jobs, at most `concurrency` at a time. There is no fixed tick: it sleeps
  * until the next job is due, and `wake()` (new work scheduled now) or a finished job sends
@@ -27,15 +36,19 @@ export function createFetchScheduler(deps: {
   runJob: FetchJobRunner;
 }) {
   const { db, clock, logger, concurrency, leaseMs, workerId } = deps;
-  // `leaseValidUntil`: the locked_until this worker last wrote for the job (at its claim or at a renewal).
-  const running = new Map<string, { promise: Promise<void>; abort: AbortController; leaseValidUntil: number }>();
+  const running = new Map<string, RunningJob>();
   const renewEveryMs = Math.max(Math.floor(leaseMs / 3), 100);
+  // A download still going when its lease runs out may be taken over by another replica: it is
+  // stopped this long before, to allow for the clocks of the two replicas differing and for the
+  // stop itself. A quarter of the lease leaves a renewal five twelfths of a lease to get through.
+  const leaseMarginMs = Math.floor(leaseMs / 4);
   let timer: NodeJS.Timeout | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let pumping: Promise<void> | null = null;
   let pumpAgain = false;
   let started = false;
-  let renewing = false;
+  /** When the renewal under way started; null when none is. */
+  let renewalStartedAt: number | null = null;
   let stopped = false;
   let stopping: Promise<void> | undefined;
 
@@ -89,53 +102,62 @@ export function createFetchScheduler(deps: {
   }
 
   function startJob(job: FetchJob, leaseValidUntil: number): void {
-    const abort = new AbortController();
-    const promise = deps
-      .runJob(job, abort.signal)
+    const entry: RunningJob = { callId: job.callId, promise: Promise.resolve(), abort: new AbortController(), leaseValidUntil };
+    entry.promise = deps
+      .runJob(job, entry.abort.signal)
       .catch((caught: unknown) => {
         logger.error({ call_id: job.callId, err: coerceError(caught) }, `[WaVoIP Jobs] Fetch job for call ${job.callId} crashed`);
       })
       .finally(() => {
+        clearTimeout(entry.watchdog);
         running.delete(job.callId);
         void pump();
       });
-    running.set(job.callId, { promise, abort, leaseValidUntil });
+    running.set(job.callId, entry);
+    watchLease(entry);
+  }
+
+  /**
+   * Stops a job whose lease is about to run out with no renewal through: renewals failing, or
+   * hanging on a database that stopped answering. The check waits for setImmediate, after the
+   * event loop has read what sockets brought, so that a renewal already answered is counted.
+   */
+  function watchLease(entry: RunningJob): void {
+    entry.watchdog = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (entry.abort.signal.aborted || running.get(entry.callId) !== entry) return;
+          if (clock.now() < entry.leaseValidUntil - leaseMarginMs) watchLease(entry);
+          else entry.abort.abort(new Error('its lease could not be renewed'));
+        }),
+      Math.max(entry.leaseValidUntil - leaseMarginMs - clock.now(), 0),
+    );
   }
 
   /**
    * A job whose lease this worker no longer holds (taken over after it ran out, or the job was
    * deleted and made again by an event) may be running elsewhere by now: stop it here, so that
-   * a recording is not downloaded twice. So too a job whose lease would run out before the next
-   * renewal could extend it, because renewals fail or hang on a database that stopped answering.
+   * a recording is not downloaded twice.
    */
   async function renewLeases(): Promise<void> {
-    if (renewing) {
-      abortLeasesRunningOut();
-      return;
-    }
-    renewing = true;
-    const callIds = [...running.keys()];
-    const lockedUntil = clock.now() + leaseMs;
+    const startedAt = clock.now();
+    // One renewal at a time; one that has not come back within a lease is given up on.
+    if (renewalStartedAt !== null && startedAt - renewalStartedAt < leaseMs) return;
+    renewalStartedAt = startedAt;
+    const jobs = [...running.values()];
+    const lockedUntil = startedAt + leaseMs;
     try {
-      const held = await renewFetchJobLeases(db, workerId, callIds, lockedUntil);
-      for (const callId of callIds) {
-        const job = running.get(callId);
-        if (job === undefined) continue;
-        if (held.has(callId)) job.leaseValidUntil = lockedUntil;
+      const held = await renewFetchJobLeases(db, workerId, jobs.map((job) => job.callId), lockedUntil);
+      for (const job of jobs) {
+        // Ended meanwhile, perhaps claimed again for the same call: that claim's lease stands.
+        if (running.get(job.callId) !== job) continue;
+        if (held.has(job.callId)) job.leaseValidUntil = Math.max(job.leaseValidUntil, lockedUntil);
         else job.abort.abort(new Error('its lease is gone: taken over, or the job was made again'));
       }
     } catch (caught) {
       logger.warn({ err: coerceError(caught) }, '[WaVoIP Jobs] Could not renew job leases');
-      abortLeasesRunningOut();
     } finally {
-      renewing = false;
-    }
-  }
-
-  function abortLeasesRunningOut(): void {
-    const nextRenewal = clock.now() + renewEveryMs;
-    for (const { abort, leaseValidUntil } of running.values()) {
-      if (leaseValidUntil <= nextRenewal) abort.abort(new Error('its lease could not be renewed'));
+      if (renewalStartedAt === startedAt) renewalStartedAt = null;
     }
   }
 

@@ -116,6 +116,17 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
     expect(await findFetchJob(db, 'taken')).toMatchObject({ runAt: 1_000, attempts: 0, leasedBy: 'b' });
   });
 
+  it('never shortens a lease: a renewal slow to arrive leaves a later claim of the same worker standing', async () => {
+    await addCall('slow-renewal');
+    await scheduleFetchJob(db, 'slow-renewal', poll(1_000, 100_000));
+    await claimDueFetchJobs(db, { now: 1_000, limit: 1, workerId: 'a', leaseMs: 10_000, running: [] });
+    expect(await renewFetchJobLeases(db, 'a', ['slow-renewal'], 5_000)).toEqual(new Set(['slow-renewal']));
+    // Leased until 11,000 still: another worker cannot take it at 6,000.
+    expect(await claimDueFetchJobs(db, { now: 6_000, limit: 1, workerId: 'b', leaseMs: 10_000, running: [] })).toEqual([]);
+    expect(await renewFetchJobLeases(db, 'a', ['slow-renewal'], 20_000)).toEqual(new Set(['slow-renewal']));
+    expect(await claimDueFetchJobs(db, { now: 15_000, limit: 1, workerId: 'b', leaseMs: 10_000, running: [] })).toEqual([]);
+  });
+
   it('does not hand a worker a job it is still running, even once its lease ran out', async () => {
     await addCall('long');
     await scheduleFetchJob(db, 'long', poll(1_000, 10_000));
