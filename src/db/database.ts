@@ -29,6 +29,11 @@ export function createDb(database: DatabaseConfig): Db {
 
 const INT8_OID = 20;
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
+/**
+ * A connection whose server vanished without closing it (a partition, a host gone) is found by
+ * TCP keepalive probes; the system waits two hours before the first unless told otherwise.
+ */
+export const TCP_KEEPALIVE_DELAY_MS = 10_000;
 
 /**
  * Times are milliseconds since the epoch in bigint columns, and counts are bigint too: read
@@ -40,6 +45,7 @@ function createPool(database: Extract<DatabaseConfig, { dialect: 'postgres' }>):
     max: database.poolSize,
     connectionTimeoutMillis: 10_000,
     keepAlive: true,
+    keepAliveInitialDelayMillis: TCP_KEEPALIVE_DELAY_MS,
     // A replica frozen or cut off inside a transaction would hold its locks (the fleet-wide
     // event-processing lock among them) until TCP gave up, hours later: the server ends such a
     // session after a minute instead.
@@ -194,12 +200,13 @@ export function isDatabaseError(error: unknown): boolean {
 }
 
 /**
- * Busy, locked, full, failing disk; PostgreSQL's connection (08), resource (53), operator
- * intervention (57: shut down, starting up, statement timeout), system (58) classes, and a
- * transaction that lost a race (40001, 40P01) or a lock (55P03).
+ * Busy, locked, full, out of memory, failing disk; PostgreSQL's connection (08), resource (53),
+ * operator intervention (57: shut down, starting up, statement timeout) and system (58) classes,
+ * a transaction that lost a race (40001, 40P01) or a lock (55P03), a server still read-only
+ * just after a fail-over (25006), and a session ended for idling in a transaction (25P03).
  */
-const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|READONLY)/;
-const POSTGRES_UNAVAILABLE = /^(08|53|57|58|40001$|40P01$|55P03$)/;
+const SQLITE_UNAVAILABLE = /^SQLITE_(BUSY|LOCKED|FULL|IOERR|CANTOPEN|READONLY|NOMEM|PROTOCOL)/;
+const POSTGRES_UNAVAILABLE = /^(08|53|57|58|40001$|40P01$|55P03$|25006$|25P03$)/;
 
 /**
  * The database out of reach or overwhelmed for now: a request may succeed if sent again, so it

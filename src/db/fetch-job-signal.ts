@@ -3,7 +3,7 @@ import pg from 'pg';
 import type { DatabaseConfig } from '../config/config.ts';
 import { coerceError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import type { Db } from './database.ts';
+import { TCP_KEEPALIVE_DELAY_MS, type Db } from './database.ts';
 
 const CHANNEL = 'wavoip_recordings_fetch_jobs';
 const RECONNECT_DELAYS_MS = [250, 1_000, 5_000, 15_000];
@@ -30,7 +30,7 @@ export function createFetchJobSignal(deps: { db: Db; database: DatabaseConfig; l
   let failures = 0;
 
   async function listen(): Promise<void> {
-    const connection = new pg.Client({ connectionString: url, keepAlive: true, connectionTimeoutMillis: 10_000 });
+    const connection = new pg.Client({ connectionString: url, keepAlive: true, keepAliveInitialDelayMillis: TCP_KEEPALIVE_DELAY_MS, connectionTimeoutMillis: 10_000 });
     connection.on('notification', () => onAnnounced());
     connection.on('error', (error) => reconnect(connection, error));
     connection.on('end', () => reconnect(connection));

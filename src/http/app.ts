@@ -95,12 +95,15 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
     const statusCode = ownStatus ?? (unavailable ? 503 : 500);
     if (statusCode >= 500) {
       request.log.error({ err: error, url: redactUrl(request.url) }, 'Request failed');
-      // The database failing: say so. When it is likely to pass, say when to come back (WaVoIP
-      // sends an unacknowledged event again). Any other 5xx is ours; its details stay in the log.
-      if (statusCode === 503) {
-        if (unavailable) reply.header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS));
-        return reply.code(503).send({ error: 'temporarily unable to use the database; try again later' });
+      // The database out of reach for now: say so, and when to come back (WaVoIP sends an
+      // unacknowledged event again). Any other 5xx is ours; its details stay in the log.
+      if (unavailable) {
+        return reply
+          .code(503)
+          .header('retry-after', String(RETRY_AFTER_UNAVAILABLE_SECONDS))
+          .send({ error: 'temporarily unable to use the database; try again later' });
       }
+      if (statusCode === 503) return reply.code(503).send({ error: 'service unavailable; try again later' });
       return reply.code(500).send({ error: 'internal error' });
     }
     return reply.code(statusCode).send({ error: describeClientError(error) });

@@ -44,7 +44,7 @@ describe('isDatabaseError: the database in trouble (retry later) or a row at fau
 });
 
 describe('isDatabaseUnavailable: worth sending the request again (503), or a defect (500)', () => {
-  it.each(['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR_FSYNC', 'SQLITE_FULL', 'SQLITE_READONLY', 'SQLITE_CANTOPEN'])('SQLite %s: unavailable', (code) =>
+  it.each(['SQLITE_BUSY', 'SQLITE_LOCKED', 'SQLITE_IOERR_FSYNC', 'SQLITE_FULL', 'SQLITE_READONLY', 'SQLITE_CANTOPEN', 'SQLITE_NOMEM'])('SQLite %s: unavailable', (code) =>
     expect(isDatabaseUnavailable(new SQLite.SqliteError('failed', code))).toBe(true),
   );
 
@@ -52,11 +52,11 @@ describe('isDatabaseUnavailable: worth sending the request again (503), or a def
     expect(isDatabaseUnavailable(new SQLite.SqliteError('failed', code))).toBe(false),
   );
 
-  it.each(['08006', '08001', '53300', '57P01', '57P03', '57014', '58030', '40001', '40P01', '55P03'])('PostgreSQL %s: unavailable', (code) =>
+  it.each(['08006', '08001', '53300', '57P01', '57P03', '57014', '58030', '40001', '40P01', '55P03', '25006', '25P03'])('PostgreSQL %s: unavailable', (code) =>
     expect(isDatabaseUnavailable(postgresError(code))).toBe(true),
   );
 
-  it.each(['42601', '42P01', '42703', 'XX000', '23505', '22P02', '40002', '55006'])('PostgreSQL %s (a bad query or schema, a row): a defect', (code) =>
+  it.each(['42601', '42P01', '42703', 'XX000', '23505', '22P02', '40002', '55006', '25001'])('PostgreSQL %s (a bad query or schema, a row): a defect', (code) =>
     expect(isDatabaseUnavailable(postgresError(code))).toBe(false),
   );
 
