@@ -40,8 +40,9 @@ export function createFetchScheduler(deps: {
   const renewEveryMs = Math.max(Math.floor(leaseMs / 3), 100);
   // A download still going when its lease runs out may be taken over by another replica: it is
   // stopped this long before, to allow for the clocks of the two replicas differing and for the
-  // stop itself. A quarter of the lease leaves a renewal five twelfths of a lease to get through.
-  const leaseMarginMs = Math.floor(leaseMs / 4);
+  // stop itself. A tenth of the lease (6 s of the default minute) is ample for both, and leaves
+  // a slow renewal most of the lease to get through: a loaded machine does not abort its work.
+  const leaseMarginMs = Math.floor(leaseMs / 10);
   let timer: NodeJS.Timeout | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   let pumping: Promise<void> | null = null;

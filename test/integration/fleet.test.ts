@@ -156,7 +156,8 @@ describe.skipIf(testDialect !== 'postgres')(`a fleet of ${REPLICAS} replicas on 
     } finally {
       await database.close();
     }
-  });
+    // 500 downloads of 300 ms each, 12 and then 8 at a time: about 20 s on an idle machine.
+  }, 120_000);
 
   it('new work reaches an idle replica at once (LISTEN/NOTIFY), not at its next scan', async () => {
     // JOB_LEASE is also the longest an idle replica sleeps between scans: an hour here, so only
