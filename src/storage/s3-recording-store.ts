@@ -332,7 +332,7 @@ function isNotFound(caught: unknown): boolean {
   return error?.name === 'NoSuchKey' || error?.name === 'NotFound' || error?.name === 'NoSuchUpload' || error?.$metadata?.httpStatusCode === 404;
 }
 
-/** Errors a retry may get past: the network, a timeout, throttling or a 5xx (not 501 Not Implemented). */
+/** Errors a retry may get past: the network, a timeout, throttling or a 5xx other than 501 (an operation the server lacks for good). */
 function isTransient(caught: unknown): boolean {
   const error = caught as SdkError | null;
   const status = error?.$metadata?.httpStatusCode;

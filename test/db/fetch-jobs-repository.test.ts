@@ -39,6 +39,14 @@ afterEach(async () => {
 const poll = (runAt: number, deadlineAt: number): FetchSchedule => ({ action: 'poll', runAt, deadlineAt });
 const download = (runAt: number, deadlineAt: number): FetchSchedule => ({ action: 'fetch-now', runAt, deadlineAt });
 
+/** The scheduler's queries at 1,000 ms, each with the index its plan must walk. */
+const schedulerQueries = () =>
+  [
+    [selectDueFetchJobs(db, 1_000, 0, 4), 'fetch_jobs_priority_run_at'],
+    [selectDueFetchJobs(db, 1_000, 1, 4), 'fetch_jobs_priority_run_at'],
+    [selectNextFetchJobRunAt(db, 1_000), 'fetch_jobs_run_at'],
+  ] as const;
+
 async function addCall(callId: string): Promise<void> {
   await saveCall(db, applyCallEvent(null, { type: 'RECORD', callId, recordStatus: 'RECORDING', recordUrl: null, deviceId: null }, 0));
 }
@@ -148,12 +156,7 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
   // EXPLAIN QUERY PLAN and its wording are SQLite's. With no statistics its planner picks these
   // indexes whatever the table holds.
   it.skipIf(testDialect !== 'sqlite')('finds due work through an index, so a pass costs what is due, not what is stored', async () => {
-    const queries = [
-      [selectDueFetchJobs(db, 1_000, 0, 4), 'fetch_jobs_priority_run_at'],
-      [selectDueFetchJobs(db, 1_000, 1, 4), 'fetch_jobs_priority_run_at'],
-      [selectNextFetchJobRunAt(db, 1_000), 'fetch_jobs_run_at'],
-    ] as const;
-    for (const [query, index] of queries) {
+    for (const [query, index] of schedulerQueries()) {
       const compiled = query.compile();
       const plan = await db.executeQuery<{ detail: string }>({ ...compiled, sql: `explain query plan ${compiled.sql}` });
       const details = plan.rows.map((row) => row.detail).join('; ');
@@ -172,12 +175,7 @@ describe(`fetch jobs in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, 
     await addCall('due');
     await scheduleFetchJob(db, 'due', poll(500, 9_000_000));
     await sql`analyze fetch_jobs`.execute(db);
-    const queries = [
-      [selectDueFetchJobs(db, 1_000, 0, 4), 'fetch_jobs_priority_run_at'],
-      [selectDueFetchJobs(db, 1_000, 1, 4), 'fetch_jobs_priority_run_at'],
-      [selectNextFetchJobRunAt(db, 1_000), 'fetch_jobs_run_at'],
-    ] as const;
-    for (const [query, index] of queries) {
+    for (const [query, index] of schedulerQueries()) {
       const compiled = query.compile();
       const plan = await db.executeQuery<{ 'QUERY PLAN': string }>({ ...compiled, sql: `explain ${compiled.sql}` });
       const details = plan.rows.map((row) => row['QUERY PLAN']).join('\n');
