@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from './clock.ts';
-import { resolveApiToken } from './api/api-token.ts';
 import { localServiceUrl, type Config } from './config/config.ts';
+import { resolveToken, type ResolvedToken } from './config/token-files.ts';
 import { assertMigrated, createDb, createWalSync, migrateToLatest, migrationsUnknownHere } from './db/database.ts';
 import { createFetchJobSignal } from './db/fetch-job-signal.ts';
 import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
@@ -58,11 +58,13 @@ export async function startService(config: Config, logger: Logger, options: Serv
   }
 
   const store = createRecordingStore(config.recordingsStorage, config.dataDir);
-  let apiToken: Awaited<ReturnType<typeof resolveApiToken>>;
+  let apiToken: ResolvedToken;
+  let webhookToken: ResolvedToken | null;
   try {
     const removed = await store.cleanTemp();
     if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by an earlier run; their jobs run again');
-    apiToken = await resolveApiToken(config);
+    apiToken = await resolveToken(config.dataDir, 'api', config.apiToken);
+    webhookToken = config.webhookToken === null ? null : await resolveToken(config.dataDir, 'webhook', config.webhookToken);
   } catch (caught) {
     await Promise.allSettled([store.close?.()]);
     await db.destroy();
@@ -103,7 +105,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const walSync = createWalSync(config.database);
   const eventWriter = createEventWriter(db, walSync);
   const app = buildApp(
-    { config, logger, clock, db, store, apiToken: apiToken.token, eventWriter, events, fetchJobsDue, metrics, secretGuards: {
+    { config, logger, clock, db, store, apiToken: apiToken.token, webhookToken: webhookToken?.token ?? null, eventWriter, events, fetchJobsDue, metrics, secretGuards: {
         webhook: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: false, what: 'webhook', logger }),
         api: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: true, what: 'API', logger }),
       },
@@ -136,7 +138,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   events.start();
   retention.start();
   silenceMonitor.start();
-  logStartup(config, logger, url, apiToken);
+  logStartup(config, logger, url, { api: apiToken, webhook: webhookToken });
 
   let stopping: Promise<void> | undefined;
   return {
@@ -168,31 +170,39 @@ export async function startService(config: Config, logger: Logger, options: Serv
   };
 }
 
-function logStartup(config: Config, logger: Logger, url: string, apiToken: Awaited<ReturnType<typeof resolveApiToken>>): void {
+function logStartup(config: Config, logger: Logger, url: string, tokens: { api: ResolvedToken; webhook: ResolvedToken | null }): void {
   const database = config.database.dialect === 'sqlite' ? config.database.filename : config.database.redactedUrl;
   logger.info({ url, data_dir: config.dataDir, database }, `wavoip-recordings listening on ${url}`);
-  if (apiToken.generated) {
-    // The token itself stays out of the log, which is often shipped elsewhere.
-    logger.info(`API token generated and saved to ${apiToken.file}`);
-    logger.info(`Try it: curl -H "Authorization: Bearer $(cat ${apiToken.file})" ${url}/api/calls`);
-  } else if (apiToken.file) {
-    logger.info(`API token: the one generated earlier, in ${apiToken.file} (set API_TOKEN to choose your own)`);
+  // Tokens themselves stay out of the log, which is often shipped elsewhere: only where they are.
+  if (tokens.api.generated) {
+    logger.info(`API token generated and saved to ${tokens.api.file}`);
+    logger.info(`Try it: curl -H "Authorization: Bearer $(cat ${tokens.api.file})" ${url}/api/calls`);
+  } else if (tokens.api.file) {
+    logger.info(`API token: the one generated earlier, in ${tokens.api.file} (set API_TOKEN to choose your own)`);
   }
-  if (config.database.dialect === 'postgres' && config.recordingsStorage.kind === 'local') {
+  if (tokens.webhook === null) {
     logger.warn(
-      `Recordings are kept on this replica's disk (${config.recordingsStorage.dir}): with several replicas, the others cannot serve them. ` +
-        'Use RECORDINGS_STORAGE=s3://bucket/prefix for a fleet.',
-    );
-  }
-  if (config.database.dialect === 'postgres' && config.apiToken === undefined) {
-    logger.warn('API_TOKEN is not set: each replica generates a token of its own. Set the same API_TOKEN on every replica behind a load balancer.');
-  }
-  if (config.webhookToken === undefined) {
-    logger.warn(
-      `WEBHOOK_TOKEN is not set: anyone who can reach ${WEBHOOK_PATH} can post events. ` +
-        `Set WEBHOOK_TOKEN and use https://your-host${WEBHOOK_PATH}?token=<WEBHOOK_TOKEN> in the WaVoIP panel.`,
+      `WEBHOOK_TOKEN is none: anyone who can reach ${WEBHOOK_PATH} can post events. ` +
+        'Unset it (a token is then generated) or set one, unless another layer authenticates WaVoIP.',
     );
   } else {
-    logger.info(`WaVoIP panel webhook URL: https://your-host${WEBHOOK_PATH}?token=<WEBHOOK_TOKEN>`);
+    if (tokens.webhook.generated) logger.info(`Webhook token generated and saved to ${tokens.webhook.file}`);
+    const where = config.publicUrl ?? 'https://your-host';
+    logger.info(`WaVoIP panel webhook URL: ${where}${WEBHOOK_PATH}?token=<the webhook token>; \`npx wavoip-recordings webhook-url\` prints it whole`);
+  }
+  if (config.database.dialect === 'postgres') {
+    const generated = [tokens.api.file && 'API_TOKEN', tokens.webhook?.file && 'WEBHOOK_TOKEN'].filter(Boolean);
+    if (generated.length > 0) {
+      logger.warn(
+        `${generated.join(' and ')} ${generated.length > 1 ? 'are' : 'is'} not set: each replica generates its own. ` +
+          'Set the same value on every replica behind a load balancer.',
+      );
+    }
+    if (config.recordingsStorage.kind === 'local') {
+      logger.warn(
+        `Recordings are kept on this replica's disk (${config.recordingsStorage.dir}): with several replicas, the others cannot serve them. ` +
+          'Use RECORDINGS_STORAGE=s3://bucket/prefix for a fleet.',
+      );
+    }
   }
 }

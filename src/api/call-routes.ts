@@ -2,11 +2,11 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Readable } from 'node:stream';
 import rangeParser from 'range-parser';
 import { ATTACHMENT_STATES, type AttachmentState } from '../calls/call-state.ts';
-import { planRetry } from '../calls/fetch-plan.ts';
-import { findCall, listCalls, resetFailedAttachment, type StoredCall } from '../db/calls-repository.ts';
+import { findCall, listCalls, type StoredCall } from '../db/calls-repository.ts';
 import { listCallEvents } from '../db/events-repository.ts';
-import { findFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
+import { findFetchJob, findFetchJobs } from '../db/fetch-jobs-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
+import { retryAllFetches, retryFetch } from '../jobs/retry-fetch.ts';
 import { checkApiToken } from './api-auth.ts';
 import { presentCall, presentEvent } from './call-view.ts';
 
@@ -49,9 +49,10 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor);
           if (after === null) return reply.code(400).send({ error: 'cursor is not one this API returned', field: 'cursor' });
           const page = await listCalls(deps.db, { state: request.query.state, limit: request.query.limit, after });
+          const jobs = await findFetchJobs(deps.db, page.calls.map((call) => call.callId));
           const last = page.calls.at(-1);
           return {
-            calls: page.calls.map((call) => presentCall(call)),
+            calls: page.calls.map((call) => presentCall(call, jobs.get(call.callId))),
             next_cursor: page.hasMore && last ? encodeCursor(last.firstSeenAt, last.callId) : null,
           };
         },
@@ -80,24 +81,42 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
 
       api.post<{ Params: CallParams }>('/calls/:id/retry', async (request, reply) => {
         const callId = request.params.id;
-        const now = deps.clock.now();
-        const outcome = await deps.db.transaction().execute(async (trx) => {
-          // Locked, so the state named in a 409 is the one that refused the retry.
-          const call = await findCall(trx, callId, { forUpdate: true });
-          if (call === null) return 'unknown' as const;
-          if (!(await resetFailedAttachment(trx, callId))) return call.attachment.state;
-          await scheduleFetchJob(trx, callId, planRetry(now, deps.config));
-          return 'retrying' as const;
-        });
-        if (outcome === 'unknown') return sendUnknownCall(reply, callId);
-        if (outcome !== 'retrying') {
-          return reply.code(409).send({ error: `call ${callId} is ${outcome}; only a failed recording can be retried` });
+        const outcome = await retryFetch(deps.db, callId, deps.clock.now(), deps.config);
+        if (outcome.result === 'unknown') return sendUnknownCall(reply, callId);
+        if (outcome.result === 'refused') {
+          return reply.code(409).send({ error: `call ${callId} is ${outcome.state}; only a failed or pending recording can be retried` });
         }
-        deps.logger.info({ call_id: callId }, `[WaVoIP Recording Webhook] Retry requested for call ${callId}`);
+        deps.logger.info(
+          { call_id: callId, was: outcome.was },
+          outcome.was === 'failed'
+            ? `[WaVoIP Recording Webhook] Retry requested for call ${callId}`
+            : `[WaVoIP Recording Webhook] Next attempt for call ${callId} brought forward to now`,
+        );
         deps.fetchJobsDue();
         const [call, job] = await Promise.all([findCall(deps.db, callId), findFetchJob(deps.db, callId)]);
         return reply.code(202).send(presentCall(call as StoredCall, job));
       });
+
+      api.post<{ Querystring: { state: 'pending' | 'failed' } }>(
+        '/calls/retry',
+        {
+          schema: {
+            querystring: {
+              type: 'object',
+              properties: { state: { type: 'string', enum: ['pending', 'failed'] } },
+              required: ['state'],
+              additionalProperties: false,
+            },
+          },
+        },
+        async (request, reply) => {
+          const { state } = request.query;
+          const retried = await retryAllFetches(deps.db, state, deps.clock.now(), deps.config);
+          deps.logger.info({ state, retried }, `[WaVoIP Recording Webhook] Retry of every ${state} call requested: ${retried} to fetch now`);
+          if (retried > 0) deps.fetchJobsDue();
+          return reply.code(202).send({ state, retried });
+        },
+      );
     },
     { prefix: '/api' },
   );

@@ -2,7 +2,10 @@ import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { ATTACHMENT_STATES } from '../calls/call-state.ts';
 import { AppError, coerceError } from '../errors.ts';
-import { listCallsCommand, migrateCommand, retryCommand, sendTestEventCommand, serveCommand } from './commands.ts';
+import { backupCommand } from './backup-command.ts';
+import { listCallsCommand, retryCommand } from './call-commands.ts';
+import { migrateCommand, serveCommand } from './serve-commands.ts';
+import { sendTestEventCommand, webhookUrlCommand } from './webhook-commands.ts';
 
 const program = new Command()
   .name('wavoip-recordings')
@@ -20,16 +23,22 @@ program
   .action(migrateCommand);
 
 program
+  .command('webhook-url')
+  .description('print the URL to paste into the WaVoIP panel (Integrations > Webhook), webhook token included')
+  .option('--public-url <url>', 'the address WaVoIP reaches this service at (default: PUBLIC_URL)')
+  .action(webhookUrlCommand);
+
+program
   .command('send-test-event')
-  .description("post the product document's test RECORD event to a running service, as the README's curl example does")
-  .option('--url <url>', 'webhook URL (default: http://127.0.0.1:$PORT/webhooks/wavoip, with ?token=$WEBHOOK_TOKEN when set)')
+  .description('post a test RECORD event to a running service, as the README\'s test curl does')
+  .option('--url <url>', 'webhook URL (default: http://127.0.0.1:$PORT/webhooks/wavoip, with the webhook token)')
   .option('--call-id <id>', 'whatsapp_call_id to send', 'test123')
   .option('--status <status>', 'record_status to send', 'READY')
   .action(sendTestEventCommand);
 
 program
   .command('calls')
-  .description('list calls and their recording attachment, newest first (uses the read API of a running service)')
+  .description('list calls with their recording attachment, attempts, next attempt and last error, newest first (uses the API of a running service)')
   .option('--state <state>', `only calls whose attachment is ${ATTACHMENT_STATES.join(', ')}`, (value: string) => {
     if (!(ATTACHMENT_STATES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${ATTACHMENT_STATES.join(', ')}`);
     return value;
@@ -41,10 +50,18 @@ program
 
 program
   .command('retry')
-  .description('fetch the recording of a failed call again')
-  .argument('<call-id>', 'the whatsapp_call_id of the call')
+  .description("fetch a call's recording now: a failed call is tried again for another full wait, a pending one's next attempt is brought forward")
+  .argument('[call-id]', 'the whatsapp_call_id of the call')
+  .option('--all-pending', 'bring the next attempt of every pending call forward to now')
+  .option('--all-failed', 'try every failed call again')
   .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
   .action(retryCommand);
+
+program
+  .command('backup')
+  .description('copy the embedded SQLite database to <file> while the service runs (a consistent online copy)')
+  .argument('<file>', 'where to write the copy; an existing file is never overwritten')
+  .action(backupCommand);
 
 function parseLimit(value: string): number {
   const limit = Number(value);

@@ -19,8 +19,12 @@ export interface Config {
   /** False: the schema is left to `wavoip-recordings migrate`, run before the replicas start. */
   migrateOnStart: boolean;
   recordingsStorage: RecordingsStorageConfig;
-  webhookToken: string | undefined;
+  /** Unset: generated into DATA_DIR/webhook-token. Null: webhooks need no token (`WEBHOOK_TOKEN=none`). */
+  webhookToken: string | null | undefined;
+  /** Unset: generated into DATA_DIR/api-token. */
   apiToken: string | undefined;
+  /** The address WaVoIP reaches the service at, without a trailing slash; for the panel's URL. */
+  publicUrl: string | undefined;
   recordingUrlAllowlist: AllowlistEntry[];
   recordingMaxBytes: number;
   recordingUrlTemplate: string;
@@ -81,11 +85,24 @@ const positiveInteger = (fallback: number) =>
     .default(String(fallback))
     .transform(Number);
 
-const optionalSecret = z
-  .string()
-  .optional()
-  .transform((text) => text?.trim())
-  .refine((text) => text === undefined || text.length >= 8, 'must be at least 8 characters');
+/** `.env.example` holds this placeholder: copied as it is, it would protect nothing. */
+const PLACEHOLDER_SECRET = /^change-?me/i;
+
+function toSecret(text: string, ctx: z.RefinementCtx): string {
+  const secret = text.trim();
+  if (PLACEHOLDER_SECRET.test(secret)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: 'is the placeholder from .env.example: remove the line (the service then generates a token into DATA_DIR) or set a random one, e.g. $(openssl rand -hex 24)',
+    });
+  } else if (secret.length < 8) {
+    ctx.addIssue({ code: 'custom', message: 'must be at least 8 characters' });
+  }
+  return secret;
+}
+
+const optionalSecret = z.string().optional().transform((text, ctx) => (text === undefined ? undefined : toSecret(text, ctx)));
+
 
 const environmentSchema = z.object({
   PORT: z
@@ -106,8 +123,18 @@ const environmentSchema = z.object({
     .refine((text) => text === undefined || /^https?:\/\/[^/?#]+\/?$/.test(text), 'must be an http(s) origin such as https://s3.example.com:9000'),
   S3_REGION: z.string().min(1).optional(),
   S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false').transform((text) => text === 'true'),
-  WEBHOOK_TOKEN: optionalSecret,
+  // `none` is the one way to take webhooks without a token: never the default.
+  WEBHOOK_TOKEN: z
+    .string()
+    .optional()
+    .transform((text, ctx) => (text === undefined ? undefined : text.trim() === 'none' ? null : toSecret(text, ctx))),
   API_TOKEN: optionalSecret,
+  PUBLIC_URL: z
+    .string()
+    .trim()
+    .refine((text) => /^https?:\/\/[^/?#\s]+(\/[^?#\s]*)?$/.test(text) && URL.canParse(text), 'must be the http(s) address WaVoIP reaches the service at, such as https://recordings.example.com')
+    .transform((text) => text.replace(/\/+$/, ''))
+    .optional(),
   RECORDING_URL_ALLOWLIST: z
     .string()
     .default('storage.wavoip.com')
@@ -198,6 +225,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     recordingsStorage: parseRecordingsStorage(settings, dataDir, env),
     webhookToken: settings.WEBHOOK_TOKEN,
     apiToken: settings.API_TOKEN,
+    publicUrl: settings.PUBLIC_URL,
     recordingUrlAllowlist: settings.RECORDING_URL_ALLOWLIST,
     recordingMaxBytes: settings.RECORDING_MAX_BYTES,
     recordingUrlTemplate: settings.WAVOIP_RECORDING_URL_TEMPLATE,

@@ -85,6 +85,19 @@ export async function resetFailedAttachment(db: DbOrTrx, callId: string): Promis
   return changeAttachmentState(db, callId, 'failed', 'pending', null);
 }
 
+/** Up to `limit` failed calls, oldest first: the next batch an operator's retry of all failed takes. */
+export async function listFailedCallIds(db: DbOrTrx, limit: number): Promise<string[]> {
+  const rows = await db
+    .selectFrom('calls')
+    .select('call_id')
+    .where('attachment_state', '=', 'failed')
+    .orderBy('first_seen_at')
+    .limit(limit)
+    .$if(isPostgres(db), (query) => query.forUpdate().skipLocked())
+    .execute();
+  return rows.map((row) => row.call_id);
+}
+
 async function changeAttachmentState(
   db: DbOrTrx,
   callId: string,

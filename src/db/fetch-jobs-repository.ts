@@ -162,6 +162,22 @@ function selectUnleasedFetchJobs(db: DbOrTrx, now: number) {
     .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]));
 }
 
+/**
+ * Brings waiting jobs forward to `now`, ahead of due polls (an operator fixed what they were
+ * failing on); attempts, deadline and last error stay. A job running now is left to its attempt.
+ * Without `callId`: every waiting job. Returns how many were brought forward.
+ */
+export async function hurryFetchJobs(db: DbOrTrx, now: number, callId?: string): Promise<number> {
+  const result = await db
+    .updateTable('fetch_jobs')
+    .set({ run_at: now, priority: priorityOf('fetch-now') })
+    .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
+    .where('run_at', '>', now)
+    .$if(callId !== undefined, (query) => query.where('call_id', '=', callId as string))
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
 export async function findFetchJob(db: DbOrTrx, callId: string): Promise<FetchJob | null> {
   const row = await db.selectFrom('fetch_jobs').selectAll().where('call_id', '=', callId).executeTakeFirst();
   return row ? toFetchJob(row) : null;
@@ -195,4 +211,11 @@ export async function summariseDueFetchJobs(db: DbOrTrx, now: number): Promise<{
     .where('run_at', '<=', now)
     .executeTakeFirstOrThrow();
   return { running: Number(row.running), waiting: Number(row.waiting), oldestWaitingRunAt: row.oldest === null ? null : Number(row.oldest) };
+}
+
+/** The jobs of a page of calls, by call id (calls without one are absent). */
+export async function findFetchJobs(db: DbOrTrx, callIds: string[]): Promise<Map<string, FetchJob>> {
+  if (callIds.length === 0) return new Map();
+  const rows = await db.selectFrom('fetch_jobs').selectAll().where('call_id', 'in', callIds).execute();
+  return new Map(rows.map((row) => [row.call_id, toFetchJob(row)]));
 }

@@ -16,6 +16,8 @@ export interface AppDeps {
   db: Db;
   store: RecordingStore;
   apiToken: string;
+  /** Null: webhooks need no token (WEBHOOK_TOKEN=none). */
+  webhookToken: string | null;
   eventWriter: EventWriter;
   events: EventProcessor;
   /** A fetch job is due now: wakes this replica's scheduler and tells the others. */

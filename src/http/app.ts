@@ -106,7 +106,7 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
       if (statusCode === 503) return reply.code(503).send({ error: 'service unavailable; try again later' });
       return reply.code(500).send({ error: 'internal error' });
     }
-    return reply.code(statusCode).send({ error: describeClientError(error) });
+    return reply.code(statusCode).send(describeClientError(error));
   });
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: `no route for ${request.method} ${redactUrl(request.url).split('?')[0]}` }),
@@ -125,15 +125,30 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
   return app;
 }
 
-function describeClientError(error: FastifyError): string {
+function describeClientError(error: FastifyError): { error: string; field?: string } {
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return `body is larger than the ${WEBHOOK_BODY_LIMIT / 1024} KiB limit`;
+      return { error: `body is larger than the ${WEBHOOK_BODY_LIMIT / 1024} KiB limit` };
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return 'content type must be application/json';
-    default:
-      return error.message;
+      return { error: 'content type must be application/json' };
+    default: {
+      const field = invalidField(error);
+      if (field === undefined) return { error: error.message };
+      // Ajv names the object, not the parameter, for an unknown or missing one.
+      const message = field.unknown ? `${field.name} is not a parameter of this request` : field.missing ? `${field.name} is required` : error.message;
+      return { error: message, field: field.name };
+    }
   }
+}
+
+/** The parameter a schema validation refused, when Ajv says which. */
+function invalidField(error: FastifyError): { name: string; unknown: boolean; missing: boolean } | undefined {
+  const [first] = error.validation ?? [];
+  if (first === undefined) return undefined;
+  const params = first.params as { additionalProperty?: string; missingProperty?: string };
+  const name = params.additionalProperty ?? params.missingProperty ?? first.instancePath.replace(/^\//, '').replaceAll('/', '.');
+  if (name === '') return undefined;
+  return { name, unknown: params.additionalProperty !== undefined, missing: params.missingProperty !== undefined };
 }
 
 /** Iterative, so that the check itself cannot overflow the stack on a hostile body. */

@@ -4,6 +4,7 @@ import { normalizeWebhookPayload } from '../calls/webhook-event.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { sendRefusal } from '../http/secret-guard.ts';
 import type { WebhookResult } from '../metrics/metrics.ts';
+import { createRefusalLog } from './refusal-log.ts';
 
 export const WEBHOOK_PATH = '/webhooks/wavoip';
 
@@ -12,9 +13,14 @@ export const WEBHOOK_PATH = '/webhooks/wavoip';
  * committed; applying it to the call happens afterwards, in the event processor.
  */
 export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void {
-  const { config, clock, logger, events, eventWriter, metrics, secretGuards } = deps;
+  const { webhookToken, clock, logger, events, eventWriter, metrics, secretGuards } = deps;
   // The event type, for the metrics, of requests whose body became an event.
   const eventTypes = new WeakMap<object, string>();
+  // Why a request was refused, for the log: set where it is refused.
+  const refusals = new WeakMap<object, string>();
+  const refusalLog = createRefusalLog({ logger, clock });
+  refusalLog.start();
+  app.addHook('onClose', async () => refusalLog.stop());
 
   app.get(WEBHOOK_PATH, async (_request, reply) =>
     reply
@@ -26,22 +32,37 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
     WEBHOOK_PATH,
     {
       onRequest: async (request, reply) => {
-        if (config.webhookToken === undefined) return;
+        if (webhookToken === null) return;
         const header = request.headers['x-webhook-token'];
         const presented = typeof header === 'string' ? header : request.query.token;
-        const check = await secretGuards.webhook.check(request.ip, presented, config.webhookToken);
-        if (check.result !== 'ok') return sendRefusal(reply, check, 'missing or wrong webhook token: add ?token=<WEBHOOK_TOKEN> to the URL');
+        const check = await secretGuards.webhook.check(request.ip, presented, webhookToken);
+        if (check.result === 'ok') return;
+        refusals.set(
+          request,
+          check.result === 'locked-out' ? 'too many wrong tokens from this address' : presented === undefined ? 'no token' : 'wrong token',
+        );
+        return sendRefusal(reply, check, 'missing or wrong webhook token: add ?token=<WEBHOOK_TOKEN> to the URL');
+      },
+      // Bodies refused before the handler (not JSON, too large, too deep).
+      onError: async (request, _reply, error) => {
+        refusals.set(request, describeBodyRefusal(error));
       },
       onResponse: async (request, reply) => {
         const result = webhookResult(reply.statusCode);
         metrics.webhooks.inc({ type: eventTypes.get(request) ?? 'none', result });
         if (result === 'accepted') metrics.intakeDuration.observe(reply.elapsedTime / 1000);
         else if (result === 'unauthorized' || result === 'locked_out') metrics.authFailures.inc({ endpoint: 'webhook', result });
+        if (reply.statusCode >= 400 && reply.statusCode < 500) {
+          refusalLog.record({ reason: refusals.get(request) ?? `HTTP ${reply.statusCode}`, client: request.ip, status: reply.statusCode });
+        }
       },
     },
     async (request, reply) => {
       const normalized = normalizeWebhookPayload(request.body);
-      if (!normalized.ok) return reply.code(400).send({ error: normalized.error, field: normalized.field });
+      if (!normalized.ok) {
+        refusals.set(request, normalized.error);
+        return reply.code(400).send({ error: normalized.error, field: normalized.field });
+      }
 
       const { event } = normalized;
       eventTypes.set(request, event.type);
@@ -69,6 +90,24 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
       return reply;
     },
   );
+}
+
+/** Parser messages can quote the body (JSON.parse does): only what is wrong with it is logged. */
+function describeBodyRefusal(error: { code?: string; statusCode?: number }): string {
+  switch (error.code) {
+    case 'INVALID_JSON':
+      return 'body is not valid JSON';
+    case 'EMPTY_BODY':
+      return 'body is empty';
+    case 'TOO_DEEP':
+      return 'body is nested too deep';
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'body is too large';
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'content type is not application/json';
+    default:
+      return `HTTP ${error.statusCode ?? 400} (${error.code ?? 'unnamed error'})`;
+  }
 }
 
 function webhookResult(statusCode: number): WebhookResult {

@@ -33,13 +33,15 @@ afterAll(async () => {
 });
 
 describe('wavoip-recordings CLI', () => {
-  it.each(['serve', 'send-test-event', 'calls', 'retry'])('explains %s with --help', async (command) => {
+  it.each(['serve', 'migrate', 'webhook-url', 'send-test-event', 'calls', 'retry', 'backup'])('explains %s with --help', async (command) => {
     const result = await runCli(env, command, '--help');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`Usage: wavoip-recordings ${command}`));
+    // The help speaks of the product alone.
+    expect(result.stdout).not.toMatch(/product document/i);
   });
 
-  it("send-test-event posts the product document's test event, with the webhook token", async () => {
+  it('send-test-event posts the test RECORD event, with the webhook token', async () => {
     storage.setRoute('/test123', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
     const result = await runCli(env, 'send-test-event');
     expect(result.code).toBe(0);
@@ -75,7 +77,7 @@ describe('wavoip-recordings CLI', () => {
     storage.setRoute('/cli-failed', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
     const result = await runCli(env, 'retry', 'cli-failed');
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/fetching the recording again/);
+    expect(result.stdout).toBe('Call cli-failed: attachment is pending; fetching the recording now.\n');
     expect((await service.waitForAttachment('cli-failed', 'attached')).attachment.size).toBe(ogg.length);
   });
 
@@ -94,7 +96,7 @@ describe('wavoip-recordings CLI', () => {
   it('fails with one clear line and a non-zero exit code', async () => {
     const notFailed = await runCli(env, 'retry', 'test123');
     expect(notFailed.code).toBe(1);
-    expect(notFailed.stderr).toMatch(/^wavoip-recordings: call test123 is attached; only a failed recording can be retried\n$/);
+    expect(notFailed.stderr).toMatch(/^wavoip-recordings: call test123 is attached; only a failed or pending recording can be retried\n$/);
 
     const badState = await runCli(env, 'calls', '--state', 'lost');
     expect(badState.code).not.toBe(0);

@@ -191,9 +191,11 @@ describe('GET /api/calls/:id/recording', () => {
 });
 
 describe('POST /api/calls/:id/retry', () => {
-  it('refuses anything but a failed call', async () => {
-    expect((await service.api('/api/calls/API-ATTACHED/retry', { method: 'POST' })).status).toBe(409);
-    expect((await service.api('/api/calls/API-PENDING-1/retry', { method: 'POST' })).status).toBe(409);
+  it('refuses a call with no recording left to fetch, and an unknown one', async () => {
+    const attached = await service.api('/api/calls/API-ATTACHED/retry', { method: 'POST' });
+    expect(attached.status).toBe(409);
+    expect(await attached.json()).toEqual({ error: 'call API-ATTACHED is attached; only a failed or pending recording can be retried' });
+    expect((await service.api('/api/calls/API-EMPTY/retry', { method: 'POST' })).status).toBe(409);
     expect((await service.api('/api/calls/NOPE/retry', { method: 'POST' })).status).toBe(404);
   });
 

@@ -228,20 +228,6 @@ describe('webhook token', () => {
   });
 });
 
-describe('without WEBHOOK_TOKEN', () => {
-  it('accepts events and warns clearly at start-up', async () => {
-    const open = await startInProcessService(
-      testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, WEBHOOK_TOKEN: '' }),
-    );
-    try {
-      expect((await open.postWebhook(payloads.call_create_documented, { token: null })).status).toBe(200);
-      expect(open.logs().some((line) => line.level === 40 && /WEBHOOK_TOKEN is not set/.test(line.msg))).toBe(true);
-    } finally {
-      await open.stop();
-    }
-  });
-});
-
 describe('when applying events fails in the database', () => {
   // A real database failure on every write to calls, as a full or failing disk would give.
   const refuseCalls =

@@ -1,4 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildRecordingUrl } from '../../../src/calls/recording.ts';
@@ -30,6 +33,7 @@ describe('loadConfig defaults', () => {
       recordingsStorage: { kind: 'local', dir: path.join(dataDir, 'recordings') },
       webhookToken: undefined,
       apiToken: undefined,
+      publicUrl: undefined,
       recordingUrlAllowlist: [{ kind: 'host', host: 'storage.wavoip.com' }],
       recordingMaxBytes: 512 * 1024 * 1024,
       recordingUrlTemplate: DEFAULT_TEMPLATE,
@@ -74,6 +78,9 @@ describe('loadConfig reads every variable', () => {
     ['WEBHOOK_TOKEN trimmed', { WEBHOOK_TOKEN: '  s3cret-token  ' }, { webhookToken: 's3cret-token' }],
     ['WEBHOOK_TOKEN empty → unset', { WEBHOOK_TOKEN: '' }, { webhookToken: undefined }],
     ['WEBHOOK_TOKEN blank → unset', { WEBHOOK_TOKEN: '   ' }, { webhookToken: undefined }],
+    ['WEBHOOK_TOKEN none → no token at all', { WEBHOOK_TOKEN: 'none' }, { webhookToken: null }],
+    ['PUBLIC_URL', { PUBLIC_URL: 'https://recordings.example.com' }, { publicUrl: 'https://recordings.example.com' }],
+    ['PUBLIC_URL with a port and a path, trailing slash dropped', { PUBLIC_URL: 'http://example.com:8443/wavoip/' }, { publicUrl: 'http://example.com:8443/wavoip' }],
     ['API_TOKEN', { API_TOKEN: 'api-token-123' }, { apiToken: 'api-token-123' }],
     ['API_TOKEN empty → unset', { API_TOKEN: '' }, { apiToken: undefined }],
     ['RECORDING_URL_ALLOWLIST', { RECORDING_URL_ALLOWLIST: 'storage.wavoip.com, *.wavoip.com,127.0.0.1:9000' }, {
@@ -118,6 +125,11 @@ describe('loadConfig refuses bad variables, naming them', () => {
     ['PORT', 'http'],
     ['WEBHOOK_TOKEN', 'short'],
     ['API_TOKEN', '1234567'],
+    ['WEBHOOK_TOKEN', 'None'],
+    ['PUBLIC_URL', 'recordings.example.com'],
+    ['PUBLIC_URL', 'ftp://recordings.example.com'],
+    ['PUBLIC_URL', 'https://recordings.example.com/?token=x'],
+    ['PUBLIC_URL', 'https://recordings.example.com/#top'],
     ['RECORDING_URL_ALLOWLIST', 'http://storage.wavoip.com'],
     ['RECORDING_URL_ALLOWLIST', 'a*b.wavoip.com'],
     ['RECORDING_URL_ALLOWLIST', '10.0.0.5'],
@@ -167,6 +179,35 @@ describe('loadConfig refuses bad variables, naming them', () => {
 
   it.each([['WEBHOOK_TOKEN', 'tiny'], ['API_TOKEN', 'pass123']])('does not echo the secret in %s', (variable, value) => {
     expect(configError({ [variable]: value }).message).not.toContain(value);
+  });
+
+  it.each([
+    ['WEBHOOK_TOKEN', 'change-me-to-a-long-random-string'],
+    ['API_TOKEN', 'change-me-to-a-long-random-string'],
+    ['WEBHOOK_TOKEN', 'CHANGEME-please-1234'],
+  ])("refuses .env.example's placeholder in %s, saying what to do", (variable, value) => {
+    expect(configError({ [variable]: value }).message).toMatch(
+      new RegExp(`${variable}: is the placeholder from \\.env\\.example: remove the line \\(the service then generates a token into DATA_DIR\\) or set a random one`),
+    );
+  });
+
+  it('ships an .env.example that loads as it is: no placeholder secret is left set', () => {
+    const example = fs.readFileSync(new URL('../../../.env.example', import.meta.url), 'utf8');
+    const env = Object.fromEntries(
+      example
+        .split('\n')
+        .map((line) => line.replace(/#.*/, '').trim())
+        .filter((line) => line.includes('='))
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as const),
+    );
+    expect(Object.keys(env).length).toBeGreaterThan(10);
+    expect(() => loadConfig(env)).not.toThrow();
+  });
+
+  it('keeps .env, which holds secrets, out of git', () => {
+    const repo = fileURLToPath(new URL('../../..', import.meta.url));
+    // Exit status 0: ignored; 1: it would be committed.
+    expect(() => execFileSync('git', ['check-ignore', '--quiet', '.env'], { cwd: repo })).not.toThrow();
   });
 
   it.each<[string, Record<string, string>, RegExp]>([
