@@ -1,6 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Readable } from 'node:stream';
-import rangeParser from 'range-parser';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import { ATTACHMENT_STATES, type AttachmentState } from '../calls/call-state.ts';
 import { findCall, listCalls, type StoredCall } from '../db/calls-repository.ts';
 import { listCallEvents } from '../db/events-repository.ts';
@@ -9,6 +7,7 @@ import type { AppDeps } from '../http/app-deps.ts';
 import { retryAllFetches, retryFetch } from '../jobs/retry-fetch.ts';
 import { checkApiToken } from './api-auth.ts';
 import { presentCall, presentEvent } from './call-view.ts';
+import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
 
 interface CallParams {
   id: string;
@@ -65,7 +64,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
         return { ...presentCall(call, job), events: events.map(presentEvent) };
       });
 
-      api.get<{ Params: CallParams }>('/calls/:id/recording', async (request, reply) => {
+      api.get<{ Params: CallParams; Querystring: RecordingQuery }>('/calls/:id/recording', { schema: { querystring: RECORDING_QUERY_SCHEMA } }, async (request, reply) => {
         const call = await findCall(deps.db, request.params.id);
         if (call === null) return sendUnknownCall(reply, request.params.id);
         if (call.attachment.state === 'expired') {
@@ -76,7 +75,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
         if (call.recording === null || key === null || stat === null) {
           return reply.code(404).send({ error: `call ${call.callId} has no recording (attachment is ${call.attachment.state})` });
         }
-        return sendRecording(request, reply, deps, key, call.recording.contentType, call.recording.sha256, stat.size);
+        return sendRecording(request, reply, deps, { callId: call.callId, key, contentType: call.recording.contentType, sha256: call.recording.sha256, size: stat.size });
       });
 
       api.post<{ Params: CallParams }>('/calls/:id/retry', async (request, reply) => {
@@ -124,41 +123,6 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
 
 function sendUnknownCall(reply: FastifyReply, callId: string) {
   return reply.code(404).send({ error: `no call with whatsapp_call_id ${JSON.stringify(callId)}` });
-}
-
-async function sendRecording(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  deps: AppDeps,
-  key: string,
-  contentType: string,
-  sha256: string,
-  size: number,
-) {
-  reply.header('accept-ranges', 'bytes');
-  const ranges = request.headers.range === undefined ? undefined : rangeParser(size, request.headers.range, { combine: true });
-  if (ranges === -1) {
-    return reply.code(416).header('content-range', `bytes */${size}`).send({ error: `range not satisfiable: the recording has ${size} bytes` });
-  }
-  // Several ranges would need multipart/byteranges, which no audio player asks for: send it whole.
-  const range = Array.isArray(ranges) && ranges.type === 'bytes' && ranges.length === 1 ? ranges[0] : undefined;
-  // HEAD: Fastify would read a stream to its end and drop it (for S3, the whole object fetched
-  // for nothing). An empty one keeps the headers, Content-Length included, as GET sends them.
-  const body = request.method === 'HEAD' ? Readable.from([]) : await deps.store.openRead(key, range);
-  if (body === null) {
-    // Deleted since the route's stat (retention): the same answer as a recording never stored.
-    return reply.code(404).send({ error: 'the recording is no longer in the recording storage' });
-  }
-  reply.header('etag', `"${sha256}"`).type(contentType);
-  if (range === undefined) {
-    reply.header('content-length', size);
-    return reply.send(body);
-  }
-  reply
-    .code(206)
-    .header('content-range', `bytes ${range.start}-${range.end}/${size}`)
-    .header('content-length', range.end - range.start + 1);
-  return reply.send(body);
 }
 
 function encodeCursor(firstSeenAt: number, callId: string): string {

@@ -75,12 +75,10 @@ export async function downloadRecording(options: DownloadRecordingOptions): Prom
 
   const tempPath = join(options.tmpDir, `${randomUUID()}.part`);
   try {
-    const declaredType = firstHeader(response.headers['content-type']);
     const written = await writeBodyToFile(response.body, tempPath, {
       maxBytes: options.maxBytes,
       signal,
       contentLength,
-      declaredType,
       tmpDir: options.tmpDir,
       headroom,
     });
@@ -174,7 +172,6 @@ interface WriteContext {
   maxBytes: number;
   signal: AbortSignal;
   contentLength: number | undefined;
-  declaredType: string | undefined;
   tmpDir: string;
   headroom: number;
 }
@@ -241,7 +238,7 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
       chunk.copy(head, size - chunk.length);
       if (size < SNIFF_BYTES) return done(null, chunk);
       // Judge as soon as the head is full: an endless error page is refused without waiting.
-      sniffAudio(head, context.declaredType).then(
+      sniffAudio(head).then(
         (sniffed) => {
           audio = sniffed;
           done(null, chunk);
@@ -263,7 +260,7 @@ async function writeBodyToFile(body: Readable, tempPath: string, context: WriteC
       throw toNetworkError(error, describeShortfall(size, context.contentLength));
     }
     if (size === 0) throw new AppError('Recording body is empty', { code: 'EMPTY_BODY', statusCode: 502, retryable: true });
-    audio ??= await sniffAudio(head.subarray(0, size), context.declaredType);
+    audio ??= await sniffAudio(head.subarray(0, size));
     const syncHandle = await runFileOperation('open', () => opening);
     await syncing;
     if (syncError !== undefined) throw temporaryFileError('fsync', syncError);

@@ -86,11 +86,14 @@ describe('downloadRecording of real audio', () => {
     expect(result.sha256).toBe(sha256Of(wav));
   });
 
-  it('names the sniffed type when the declared one is wrong or generic', async () => {
+  it('names the sniffed type, bare, whatever the declared one says', async () => {
     storage.setRoute('/octet', { kind: 'body', body: ogg, contentType: 'application/octet-stream' });
     storage.setRoute('/lying', { kind: 'body', body: ogg, contentType: 'audio/mpeg' });
-    await expect(download(storage.url('/octet'))).resolves.toMatchObject({ contentType: 'audio/ogg; codecs=opus' });
-    await expect(download(storage.url('/lying'))).resolves.toMatchObject({ contentType: 'audio/ogg; codecs=opus' });
+    storage.setRoute('/hostile', { kind: 'body', body: ogg, contentType: 'audio/ogg;,text/html' });
+    storage.setRoute('/parameters', { kind: 'body', body: ogg, contentType: 'audio/ogg; codecs="opus"; x=<script>' });
+    for (const path of ['/octet', '/lying', '/hostile', '/parameters']) {
+      await expect(download(storage.url(path))).resolves.toMatchObject({ contentType: 'audio/ogg', extension: 'opus' });
+    }
   });
 
   it('reports no metadata, rather than failing, when the audio cannot be parsed', async () => {
