@@ -131,8 +131,36 @@ async function requestOnce(client: HttpClient, url: URL, allowPrivate: boolean, 
     return await client.request(url, { signal, allowPrivate });
   } catch (error) {
     if (signal.aborted) throw abortedError(error);
-    throw toNetworkError(error);
+    throw connectionFailure(error, url) ?? toNetworkError(error);
   }
+}
+
+/**
+ * A storage that could not be reached at all is the operator's to fix (DNS, firewall, proxy,
+ * certificates), not a recording "not published yet": say which, by the error's code.
+ */
+export function connectionFailure(error: unknown, url: URL): AppError | undefined {
+  if (error instanceof AppError) return undefined;
+  const cause = coerceError(error);
+  const code = (cause as { code?: unknown }).code;
+  if (typeof code !== 'string') return undefined;
+  const what = describeConnectionCode(code);
+  if (what === undefined) return undefined;
+  return new AppError(`could not reach ${url.host}: ${what.reason}`, { code: what.code, statusCode: 502, retryable: true, cause });
+}
+
+function describeConnectionCode(code: string): { code: string; reason: string } | undefined {
+  if (['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL', 'EAI_NODATA', 'ENODATA'].includes(code)) {
+    return { code: 'DNS_FAILED', reason: code === 'EAI_AGAIN' ? 'DNS lookup failed (temporary failure in name resolution)' : 'DNS lookup failed' };
+  }
+  if (code === 'ECONNREFUSED') return { code: 'CONNECTION_REFUSED', reason: 'connection refused' };
+  if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return { code: 'HOST_UNREACHABLE', reason: 'no route to host' };
+  if (code === 'ETIMEDOUT') return { code: 'CONNECT_TIMEOUT', reason: 'connection timed out' };
+  if (code === 'ECONNRESET' || code === 'EPIPE') return { code: 'CONNECTION_RESET', reason: 'connection reset before an answer' };
+  if (code === 'EPROTO' || /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH)/.test(code)) {
+    return { code: 'TLS_FAILED', reason: `TLS handshake failed (${code})` };
+  }
+  return undefined;
 }
 
 function assertSuccessStatus(response: Dispatcher.ResponseData): void {

@@ -142,11 +142,15 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     if (nextRunAt !== null) {
       await rescheduleFetchJob(db, job, { runAt: nextRunAt, action: context.mode === 'download' ? 'fetch-now' : 'poll', lastError: reason });
       const retryIn = formatWait(nextRunAt - now);
-      logger.info(
+      // Only a 404 is the recording not published yet; anything else is something to look at.
+      const notYet = error.code === 'NOT_FOUND';
+      logger[notYet ? 'info' : 'warn'](
         { ...context, reason, code: error.code, next_attempt_at: new Date(nextRunAt).toISOString() },
-        context.mode === 'poll'
-          ? `[WaVoIP Poll] Recording for call ${call.callId} not available yet (${reason}); next poll in ${retryIn}`
-          : `[WaVoIP Recording Webhook] Download for call ${call.callId} failed (${reason}); retrying in ${retryIn}`,
+        context.mode === 'download'
+          ? `[WaVoIP Recording Webhook] Download for call ${call.callId} failed (${reason}); retrying in ${retryIn}`
+          : notYet
+            ? `[WaVoIP Poll] Recording for call ${call.callId} not available yet (${reason}); next poll in ${retryIn}`
+            : `[WaVoIP Poll] Could not check for the recording of call ${call.callId} (${reason}); next poll in ${retryIn}`,
       );
       return 'retry';
     }

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { AppError } from '../../src/errors.ts';
 import { createHttpClient } from '../../src/download/http-client.ts';
 import type { HttpClient } from '../../src/download/http-client.ts';
-import { downloadRecording, parseRetryAfter } from '../../src/download/download-recording.ts';
+import { connectionFailure, downloadRecording, parseRetryAfter } from '../../src/download/download-recording.ts';
 import type { DownloadedRecording } from '../../src/download/download-recording.ts';
 import { parseAllowlist } from '../../src/download/url-guard.ts';
 import { startFakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
@@ -274,5 +274,46 @@ describe('parseRetryAfter', () => {
     ['-5', undefined],
   ])('%j → %j', (value, expected) => {
     expect(parseRetryAfter(value, now)).toBe(expected);
+  });
+});
+
+describe('a storage that cannot be reached', () => {
+  it('with nothing listening says the connection was refused, and is retried', async () => {
+    const port = new URL(storage.origin).port;
+    await storage.close();
+    const error = await downloadFailure(download(`http://127.0.0.1:${port}/call-1`));
+    expect(error).toMatchObject({ code: 'CONNECTION_REFUSED', retryable: true, message: `could not reach 127.0.0.1:${port}: connection refused` });
+  });
+
+  it('answering plain HTTP to https:// says the TLS handshake failed, and is retried', async () => {
+    const host = new URL(storage.origin).host;
+    const error = await downloadFailure(download(`https://${host}/call-1`));
+    expect(error.code).toBe('TLS_FAILED');
+    expect(error.retryable).toBe(true);
+    expect(error.message).toMatch(new RegExp(`^could not reach ${host.replace(/\./g, '\\.')}: TLS handshake failed \\((EPROTO|ERR_SSL_[A-Z_]+)\\)$`));
+  });
+});
+
+describe('connectionFailure names what failed from the error Node reports', () => {
+  const url = new URL('https://storage.wavoip.com/123');
+  const nodeError = (code: string, message = code) => Object.assign(new Error(message), { code });
+  it.each([
+    ['ENOTFOUND', 'DNS_FAILED', 'could not reach storage.wavoip.com: DNS lookup failed'],
+    ['EAI_AGAIN', 'DNS_FAILED', 'could not reach storage.wavoip.com: DNS lookup failed (temporary failure in name resolution)'],
+    ['ECONNREFUSED', 'CONNECTION_REFUSED', 'could not reach storage.wavoip.com: connection refused'],
+    ['ECONNRESET', 'CONNECTION_RESET', 'could not reach storage.wavoip.com: connection reset before an answer'],
+    ['EHOSTUNREACH', 'HOST_UNREACHABLE', 'could not reach storage.wavoip.com: no route to host'],
+    ['ENETUNREACH', 'HOST_UNREACHABLE', 'could not reach storage.wavoip.com: no route to host'],
+    ['ETIMEDOUT', 'CONNECT_TIMEOUT', 'could not reach storage.wavoip.com: connection timed out'],
+    ['CERT_HAS_EXPIRED', 'TLS_FAILED', 'could not reach storage.wavoip.com: TLS handshake failed (CERT_HAS_EXPIRED)'],
+    ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'TLS_FAILED', 'could not reach storage.wavoip.com: TLS handshake failed (UNABLE_TO_VERIFY_LEAF_SIGNATURE)'],
+    ['ERR_TLS_CERT_ALTNAME_INVALID', 'TLS_FAILED', 'could not reach storage.wavoip.com: TLS handshake failed (ERR_TLS_CERT_ALTNAME_INVALID)'],
+  ])('%s → %s', (nodeCode, code, message) => {
+    expect(connectionFailure(nodeError(nodeCode), url)).toMatchObject({ code, message, retryable: true });
+  });
+
+  it('leaves other errors to the general network error', () => {
+    expect(connectionFailure(nodeError('UND_ERR_SOCKET'), url)).toBeUndefined();
+    expect(connectionFailure(new Error('no code'), url)).toBeUndefined();
   });
 });

@@ -46,8 +46,32 @@ describe('backup polling when no READY comes', () => {
       expect(storage.requests('/POLL-OK')).toBe(4);
       const attempts = service.logs().filter((line) => line.call_id === 'POLL-OK' && line.msg.startsWith('[WaVoIP Poll] Checking'));
       expect(attempts.map((line) => line.attempt)).toEqual([1, 2, 3, 4]);
-      expect(service.logs().filter((line) => line.call_id === 'POLL-OK' && /not available yet \(.*404/.test(line.msg))).toHaveLength(3);
+      const notYet = service.logs().filter((line) => line.call_id === 'POLL-OK' && /not available yet \(.*404/.test(line.msg));
+      expect(notYet.map((line) => line.level)).toEqual([30, 30, 30]);
     }));
+
+  it('a storage it cannot reach is logged at warn as what failed, not as "not available yet"', async () => {
+    const closed = await startFakeWavoipStorage();
+    const origin = closed.origin;
+    await closed.close();
+    const env = testEnvironment(origin, await makeDataDir(), { POLL_INITIAL_DELAY: '100ms', POLL_MAX_DELAY: '200ms' });
+    const service = await startInProcessService(env);
+    try {
+      const [, ended] = endedCall('POLL-UNREACHABLE');
+      expect((await service.postWebhook(ended)).status).toBe(200);
+      await waitFor(() => service.logsFor('POLL-UNREACHABLE').some((line) => line.msg.includes('next poll in')), 'a failed poll');
+      const failed = service.logsFor('POLL-UNREACHABLE').find((line) => line.msg.includes('next poll in'));
+      expect(failed).toMatchObject({
+        level: 40,
+        code: 'CONNECTION_REFUSED',
+        reason: `could not reach ${new URL(origin).host}: connection refused`,
+        msg: expect.stringMatching(/^\[WaVoIP Poll\] Could not check for the recording of call POLL-UNREACHABLE \(could not reach [\d.:]+: connection refused\); next poll in /),
+      });
+      expect(service.logs().some((line) => line.msg.includes('not available yet'))).toBe(false);
+    } finally {
+      await service.stop();
+    }
+  });
 
   it('gives up after POLL_MAX_WAIT and marks the message failed with the reason', () =>
     withService({ POLL_INITIAL_DELAY: '100ms', POLL_MAX_DELAY: '300ms', POLL_MAX_WAIT: '1500ms' }, async (service) => {

@@ -332,8 +332,8 @@ describe('1. SSRF: the downloader refuses every internal target and connects to 
         name: 'allow-listed *.localhost',
         url: () => `http://recordings.localhost:${trap.port}/recording`,
         allowlist: () => `${storageHost},*.localhost`,
-        code: /^(URL_REFUSED|NETWORK)$/,
-        reason: /resolves to (127\.0\.0\.1|::1), not a public address|ENOTFOUND|EAI_AGAIN/,
+        code: /^(URL_REFUSED|DNS_FAILED)$/,
+        reason: /resolves to (127\.0\.0\.1|::1), not a public address|^could not reach recordings\.localhost:\d+: DNS lookup failed/,
       },
     ];
 
