@@ -203,6 +203,9 @@ const environmentSchema = z.object({
 
 const MIN_JOB_LEASE_MS = 1_000;
 
+/** Every variable the service reads: the README's configuration table lists exactly these. */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(environmentSchema.shape);
+
 /**
  * Reads the settings from an environment; throws an AppError naming every bad variable.
  * A variable set to an empty string counts as unset (as `API_TOKEN=` in a .env file means).

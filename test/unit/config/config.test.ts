@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildRecordingUrl } from '../../../src/calls/recording.ts';
-import { loadConfig, type Config } from '../../../src/config/config.ts';
+import { CONFIG_VARIABLES, loadConfig, type Config } from '../../../src/config/config.ts';
 import { AppError } from '../../../src/errors.ts';
 
 const DEFAULT_TEMPLATE = 'https://storage.wavoip.com/{whatsapp_call_id}';
@@ -202,6 +202,13 @@ describe('loadConfig refuses bad variables, naming them', () => {
     );
     expect(Object.keys(env).length).toBeGreaterThan(10);
     expect(() => loadConfig(env)).not.toThrow();
+  });
+
+  it("documents every variable in the README's configuration table, and nothing else there", () => {
+    const readme = fs.readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('\n## ', readme.indexOf('## Configuration') + 1));
+    const documented = [...table.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((match) => match[1]);
+    expect([...documented].sort()).toEqual([...CONFIG_VARIABLES].sort());
   });
 
   it('keeps .env, which holds secrets, out of git', () => {
