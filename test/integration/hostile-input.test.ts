@@ -989,7 +989,10 @@ describe('read API under fuzzing (with a valid token)', () => {
     const recording = await api('GET', `/api/calls/${encoded}/recording`);
     expect(recording.status).toBe(404);
     expect(JSON.parse(recording.body.toString('utf8')).error).toMatch(/has no recording/);
-    expect((await api('POST', `/api/calls/${encoded}/retry`)).status).toBe(409);
+    // An active call is pending: a retry brings its next attempt forward, whatever its id.
+    const retry = await api('POST', `/api/calls/${encoded}/retry`);
+    expect(retry.status).toBe(202);
+    expect(JSON.parse(retry.body.toString('utf8'))).toMatchObject({ whatsapp_call_id: callId, attachment: { state: 'pending' } });
   }
 
   it('serves every call id the webhook accepted under /api/calls/:id', async () => {
