@@ -84,6 +84,8 @@ describe('production install as the Dockerfile does it', () => {
   let root: string;
   let app: string;
   let dataDir: string;
+  let home: string;
+  let tmp: string;
   let userEnv: Record<string, string>;
   let plan: DockerfilePlan;
   let install: { stdout: string; stderr: string };
@@ -94,19 +96,21 @@ describe('production install as the Dockerfile does it', () => {
     await fs.chmod(root, 0o755);
     app = path.join(root, 'app');
     dataDir = path.join(root, 'data');
-    const home = path.join(root, 'home');
+    home = path.join(root, 'home');
+    tmp = path.join(root, 'tmp');
     const npmCache = path.join(root, 'npm-cache');
-    for (const dir of [app, dataDir, home, npmCache]) await fs.mkdir(dir);
+    for (const dir of [app, dataDir, home, tmp, npmCache]) await fs.mkdir(dir);
     const { stdout: ourCache } = await run('npm', ['config', 'get', 'cache'], { cwd: REPO_ROOT });
     await fs.cp(path.join(ourCache.trim(), '_cacache'), path.join(npmCache, '_cacache'), { recursive: true });
     const [dependencyFiles = [], ...laterStages] = plan.stageCopies;
     for (const file of dependencyFiles) await fs.cp(path.join(REPO_ROOT, file), path.join(app, path.basename(file)), { recursive: true });
-    if (user) await run('chown', ['-R', `${user.uid}:${user.gid}`, app, dataDir, home, npmCache]);
+    if (user) await run('chown', ['-R', `${user.uid}:${user.gid}`, app, dataDir, home, tmp, npmCache]);
 
     const headers = await nodeHeadersDir();
     userEnv = {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       HOME: home,
+      TMPDIR: tmp,
       npm_config_cache: npmCache,
       npm_config_update_notifier: 'false',
       // Compile better-sqlite3 (no prebuilt binary from GitHub) against local headers.
@@ -121,9 +125,10 @@ describe('production install as the Dockerfile does it', () => {
       maxBuffer: 64 * 1024 * 1024,
     });
 
-    // The final stage: the application files beside the dependencies, none writable by the user.
+    // The final stage: the application files beside the dependencies, none writable by the user,
+    // nor its home (a container may run with a read-only root file system and a tmpfs on /tmp).
     for (const file of laterStages.at(-1) ?? []) await fs.cp(path.join(REPO_ROOT, file), path.join(app, file), { recursive: true });
-    await run('chmod', ['-R', 'a-w', app]);
+    await run('chmod', ['-R', 'a-w', app, home]);
   }, INSTALL_TIMEOUT_MS + 60_000);
 
   afterAll(async () => {
@@ -198,7 +203,7 @@ describe('production install as the Dockerfile does it', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(lines.some((line) => line.msg === 'Stopped')).toBe(true);
-      // Everything the service wrote is under DATA_DIR; the application directory stayed read-only.
+      // It ran with only DATA_DIR and TMPDIR writable.
       await fs.access(path.join(dataDir, 'wavoip-recordings.sqlite'));
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
