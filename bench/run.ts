@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark, each next to a baseline measured in the same run, then a
  * table on the terminal and the full figures as JSON in bench/results/.
- *   --only intake,download,end-to-end,scale,concurrency,ready-behind-polls,intake-postgres   run some of them
+ *   --only intake,download,chatwoot-upload,end-to-end,scale,concurrency,ready-behind-polls,intake-postgres   run some of them
  *   (intake-postgres uses BENCH_POSTGRES_URL, default the local server; it is left out when
  *   that server cannot be reached)
  *   --quick                                              shorter runs, smaller files
@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { benchChatwootUpload } from './chatwoot-upload.ts';
 import { benchConcurrency } from './concurrency.ts';
 import { benchDownload } from './download.ts';
 import { benchEndToEnd } from './end-to-end.ts';
@@ -24,6 +25,7 @@ const quick = values.quick ?? false;
 const benchmarks: Record<string, () => Promise<Record<string, unknown> & { targets: Record<string, boolean> }>> = {
   intake: () => benchIntake(quick ? 5 : 10),
   download: () => benchDownload(quick ? [10, 100] : [10, 100, 1024]),
+  'chatwoot-upload': () => benchChatwootUpload(20),
   'end-to-end': () => benchEndToEnd(quick ? 200 : 500, 50),
   scale: () => benchScale(5),
   concurrency: () => benchConcurrency(quick ? 80 : 200, 200),
