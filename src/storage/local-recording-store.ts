@@ -33,6 +33,7 @@ export async function createLocalRecordingStore(dir: string, { headroomBytes = D
     },
 
     discardTemp: temp.discard,
+    prepareTemp: temp.keepOwnership,
 
     async stat(key) {
       const path = pathOf(key);

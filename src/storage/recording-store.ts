@@ -33,10 +33,16 @@ export interface RecordingStore {
    */
   cleanTemp(): Promise<number>;
   /**
-   * This process's own temp area; downloads write here. On the store's own filesystem (a
-   * rename), or local disk (S3).
+   * This process's own temp area; downloads write here, once `prepareTemp` has resolved. On the
+   * store's own filesystem (a rename), or local disk (S3).
    */
   readonly tmpDir: string;
+  /**
+   * Makes sure `tmpDir` exists and is held by this process: taken again after a start on a
+   * read-only disk, a lost lock, or the area deleted under it. Throws a storage error (with
+   * the disk's reason) while it cannot be.
+   */
+  prepareTemp(): Promise<void>;
   /** Throws when the store cannot take a new recording (for the readiness probe). */
   check(): Promise<void>;
   /**

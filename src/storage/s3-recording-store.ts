@@ -206,6 +206,7 @@ export async function createS3RecordingStore(options: S3RecordingStoreOptions): 
     },
 
     discardTemp: temp.discard,
+    prepareTemp: temp.keepOwnership,
 
     async stat(key) {
       const objectKey = objectKeyOf(key);

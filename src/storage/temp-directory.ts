@@ -44,22 +44,39 @@ export async function openTempDirectory(
   const area = join(root, randomUUID());
   let stranded = new Set<string>();
   let releaseLock: (() => Promise<void>) | undefined;
-  /** Set when the lock was lost (its refresh failed for too long, or another process took it). */
-  let lost: Error | null = null;
+  /** Counts the locks taken: a lock given up must not report itself lost afterwards. */
+  let generation = 0;
+  /** Why this process does not hold its area now: not yet taken, or lost (see keepOwnership). */
+  let lost: Error | null = new Error('not taken yet');
+  let taking: Promise<void> | undefined;
 
   async function takeOwnership(): Promise<void> {
+    // Whatever lock was held is given up first: it stops refreshing, and no longer reports a loss.
+    await releaseLock?.().catch(() => {});
+    releaseLock = undefined;
+    const mine = ++generation;
+    const onCompromised = (error: Error) => {
+      if (mine === generation) lost = error;
+    };
     await runStorageOperation(`create ${name}`, () => mkdir(root, { recursive: true }));
     // The lock before the area: an area seen without its lock is a dead process's.
     releaseLock = await runStorageOperation(`lock a temporary area in ${name}`, () =>
-      lockfile.lock(area, { realpath: false, stale: OWNER_STALE_MS, onCompromised: (error) => (lost = error) }),
+      lockfile.lock(area, { realpath: false, stale: OWNER_STALE_MS, onCompromised }),
     );
-    lost = null;
     await runStorageOperation(`create a temporary area in ${name}`, () => mkdir(area, { recursive: true }));
+    lost = null;
   }
 
-  /** After a lost lock the area may have been swept away: take it again before writing to it. */
+  /**
+   * Takes the area (again) when this process does not hold it: the disk refused at start
+   * (read-only), the lock's refresh failed for too long, or the area was deleted under it.
+   * Throws while that cannot be done.
+   */
   async function keepOwnership(): Promise<void> {
-    if (lost !== null) await takeOwnership();
+    if (lost === null && (await stat(area).then((stats) => stats.isDirectory(), () => false))) return;
+    // Downloads starting together take it once.
+    taking ??= takeOwnership().finally(() => (taking = undefined));
+    await taking;
   }
 
   /** Deletes a temp file that will not be stored; never throws. */
@@ -106,10 +123,14 @@ export async function openTempDirectory(
     return stats !== null && stats.isFile() && stats.mtimeMs < Date.now() - LEGACY_IDLE_MS;
   }
 
-  await takeOwnership();
+  // A bad DATA_DIR fails the start; a disk that takes no writes now (read-only) does not: the
+  // service still takes webhooks, and the area is taken once it can be (keepOwnership).
+  await runStorageOperation(`create ${name}`, () => mkdir(root, { recursive: true }));
+  await takeOwnership().catch(() => {});
 
   return {
     path: area,
+    keepOwnership,
     discard,
     retryStranded,
 
@@ -121,7 +142,8 @@ export async function openTempDirectory(
      * webhooks, and the file goes once the disk takes writes again.
      */
     async cleanLeftovers(): Promise<number> {
-      await keepOwnership();
+      // Not holding its own area does not stop it sweeping the others; `checkWritable` reports it.
+      await keepOwnership().catch(() => {});
       const entries = await runStorageOperation('list the temp directory', () => readdir(root));
       const otherAreas = new Set<string>();
       const legacy: string[] = [];
