@@ -3,9 +3,10 @@
  * webhooks to the real service (a child process on a real DATA_DIR and database, next to a
  * loopback fake storage serving real audio), while the service is SIGKILLed at random moments
  * and restarted on the same DATA_DIR and database. Clients retry until they get a 200 with an
- * event_id, as WaVoIP does. After a last restart and quiescence, the database and DATA_DIR must
- * show that nothing acknowledged was lost, every READY call is attached exactly once with the
- * right bytes, and nothing partial, orphaned or stuck is left. Exits non-zero when a check fails.
+ * event_id, as WaVoIP does. After a last restart, quiescence and a clean stop (SIGTERM), the
+ * database and DATA_DIR must show that nothing acknowledged was lost, every READY call is
+ * attached exactly once with the right bytes, and nothing partial, orphaned or stuck is left.
+ * Exits non-zero when a check fails.
  *
  *   npx tsx scripts/crash-test.ts [--events N] [--clients K] [--kills M] [--rate R] [--seed S] [--keep]
  *                                 [--database-url postgres://…]
