@@ -201,7 +201,8 @@ export function createFetchScheduler(deps: {
         }
         const late = [...running.values()];
         if (late.length > 0) {
-          logger.warn(`Shutting down: ${downloads(late.length)} still running after ${grace}; stopping ${late.length === 1 ? 'it' : 'them'} (${late.length === 1 ? 'its job runs' : 'their jobs run'} again later)`);
+          const [them, theirJobsRun] = late.length === 1 ? ['it', 'its job runs'] : ['them', 'their jobs run'];
+          logger.warn(`Shutting down: ${downloads(late.length)} still running after ${grace}; stopping ${them} (${theirJobsRun} again later)`);
           for (const { abort } of late) abort.abort(new Error('shutting down'));
         } else if (inFlight > 0) {
           logger.info('Shutting down: every download in flight finished');

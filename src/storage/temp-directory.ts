@@ -23,8 +23,6 @@ export const OWNER_STALE_MS = 10_000;
  */
 export const LEGACY_IDLE_MS = 60_000;
 
-export type TempDirectory = Awaited<ReturnType<typeof openTempDirectory>>;
-
 /**
  * The local directory downloads are written to before a store takes them (every store: S3
  * uploads from local disk too). Several processes may share it: a rolling restart starts the
