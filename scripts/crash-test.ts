@@ -3,9 +3,10 @@
  * webhooks to the real service (a child process on a real DATA_DIR and database, next to a
  * loopback fake storage serving real audio), while the service is SIGKILLed at random moments
  * and restarted on the same DATA_DIR and database. Clients retry until they get a 200 with an
- * event_id, as WaVoIP does. After a last restart and quiescence, the database and DATA_DIR must
- * show that nothing acknowledged was lost, every READY call is attached exactly once with the
- * right bytes, and nothing partial, orphaned or stuck is left. Exits non-zero when a check fails.
+ * event_id, as WaVoIP does. After a last restart, quiescence and a clean stop (SIGTERM), the
+ * database and DATA_DIR must show that nothing acknowledged was lost, every READY call is
+ * attached exactly once with the right bytes, and nothing partial, orphaned or stuck is left.
+ * Exits non-zero when a check fails.
  *
  *   npx tsx scripts/crash-test.ts [--events N] [--clients K] [--kills M] [--rate R] [--seed S] [--keep]
  *                                 [--database-url postgres://…]
@@ -26,6 +27,7 @@ import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { OWNER_STALE_MS } from '../src/storage/temp-directory.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../test/support/fake-wavoip-storage.ts';
 import type { LogLine } from '../test/support/service-harness.ts';
 import { UsageError, runDatabase, type Queries, type RunDatabase } from './crash-test/database.ts';
@@ -164,9 +166,24 @@ async function describeWork(dataDir: string, traffic: Traffic, fixtureSizes: Set
   }
 }
 
+const tempRoot = (dataDir: string) => path.join(dataDir, 'recordings', '.tmp');
+
+/** In every process's temp area. */
 function partialDownloads(dataDir: string): string[] {
-  const tmpDir = path.join(dataDir, 'recordings', '.tmp');
-  return fsSync.readdirSync(tmpDir).filter((name) => name.endsWith('.part')).map((name) => path.join(tmpDir, name));
+  return (fsSync.readdirSync(tempRoot(dataDir), { recursive: true }) as string[])
+    .filter((name) => name.endsWith('.part'))
+    .map((name) => path.join(tempRoot(dataDir), name));
+}
+
+/**
+ * A killed process's temp area looks owned until its lock goes stale, and is then swept by the
+ * live process: waits (bounded) until only the live process's area (and its lock) is left, so
+ * that the final clean stop leaves the temp directory empty. Past the bound, the verdict shows
+ * what stayed.
+ */
+async function waitForTempSweep(dataDir: string): Promise<void> {
+  const deadline = Date.now() + 3 * OWNER_STALE_MS;
+  while (Date.now() < deadline && fsSync.readdirSync(tempRoot(dataDir)).length > 2) await sleep(100);
 }
 
 /** Polls for a download under way; a kill while the service idles would test little. */
@@ -308,15 +325,17 @@ async function main(): Promise<number> {
   await service.crashAndRestart();
   const db = await database.open(dataDir);
   const { quiet, waitedMs } = await waitForQuiescence(db);
+  await waitForTempSweep(dataDir);
+  // Stopped before the verdict: what a clean stop leaves is part of it.
+  await service.stop();
   const logs = service.allLogs();
-  // Logged at each start for the temp files a killed download left: proof kills hit downloads.
+  // Logged at each start and sweep for the temp files a killed download left: proof kills hit downloads.
   const partialsRemoved = logs
     .filter((line) => line.msg.includes('partial download') && typeof line.removed === 'number')
     .reduce((sum, line) => sum + (line.removed as number), 0);
   const verdict = await verify({ db, dataDir, calls: plan.calls, acknowledged: traffic.acknowledged, attachLogs: attachmentsPerCall(logs), now: Date.now() });
   const states = await db.all<{ state: string; n: number }>('select attachment_state as state, count(*) as n from calls group by attachment_state order by 1');
   await db.close();
-  await service.stop();
   await storage.close();
   clearTimeout(watchdog);
 
@@ -338,7 +357,7 @@ lost         = ${verdict.lost}
 duplicated   = ${verdict.duplicated}
 kills        = ${KILLS}  (SIGKILL at random moments; ${service.kills - KILLS} more before the final check)
 calls        = ${states.map(({ state, n }) => `${state} ${n}`).join(', ')}
-partials     = ${partialsRemoved}  (partial downloads a restart found and removed)
+partials     = ${partialsRemoved}  (partial downloads of killed processes found and removed)
 time         = delivery ${(deliveredMs / 1000).toFixed(1)}s, quiescence ${(waitedMs / 1000).toFixed(1)}s
 `);
   for (const note of killNotes) console.log(note);

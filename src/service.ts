@@ -14,10 +14,13 @@ import { coerceError } from './errors.ts';
 import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
 import { createFetchScheduler } from './jobs/fetch-scheduler.ts';
 import { createRetention } from './jobs/retention.ts';
+import { createPeriodicTask } from './jobs/periodic.ts';
 import { createWebhookSilenceMonitor } from './jobs/webhook-silence.ts';
 import type { Logger } from './log/logger.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import { createRecordingStore } from './storage/create-recording-store.ts';
+import type { RecordingStore } from './storage/recording-store.ts';
+import { OWNER_STALE_MS } from './storage/temp-directory.ts';
 import { createEventWriter } from './webhook/event-writer.ts';
 import { createEventProcessor } from './webhook/process-events.ts';
 import { WEBHOOK_PATH } from './webhook/webhook-routes.ts';
@@ -57,16 +60,21 @@ export async function startService(config: Config, logger: Logger, options: Serv
     throw caught;
   }
 
-  const store = createRecordingStore(config.recordingsStorage, config.dataDir);
+  let store: RecordingStore;
+  try {
+    store = await createRecordingStore(config.recordingsStorage, config.dataDir);
+  } catch (caught) {
+    await db.destroy();
+    throw caught;
+  }
   let apiToken: ResolvedToken;
   let webhookToken: ResolvedToken | null;
   try {
-    const removed = await store.cleanTemp();
-    if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by an earlier run; their jobs run again');
+    await cleanTemp(store, logger);
     apiToken = await resolveToken(config.dataDir, 'api', config.apiToken);
     webhookToken = config.webhookToken === null ? null : await resolveToken(config.dataDir, 'webhook', config.webhookToken);
   } catch (caught) {
-    await Promise.allSettled([store.close?.()]);
+    await Promise.allSettled([store.close()]);
     await db.destroy();
     throw caught;
   }
@@ -117,7 +125,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (caught) {
-    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), store.close?.()]);
+    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), store.close()]);
     await db.destroy();
     throw caught;
   }
@@ -134,10 +142,16 @@ export async function startService(config: Config, logger: Logger, options: Serv
     recordingRetentionMs: config.recordingRetentionMs,
   });
   const silenceMonitor = createWebhookSilenceMonitor({ db, clock, logger, thresholdMs: config.webhookSilenceWarningMs, startedAt });
+  // A process killed while this one runs (or just before it started) leaves an area that looks
+  // owned until its lock goes stale: swept later, not only at the next start.
+  const tempSweep = createPeriodicTask(() => cleanTemp(store, logger), OWNER_STALE_MS, (error) =>
+    logger.error({ err: error }, `Could not clean the temporary recordings directory: ${error.message}`),
+  );
   scheduler.start();
   events.start();
   retention.start();
   silenceMonitor.start();
+  tempSweep.start();
   logStartup(config, logger, url, { api: apiToken, webhook: webhookToken });
 
   let stopping: Promise<void> | undefined;
@@ -146,14 +160,12 @@ export async function startService(config: Config, logger: Logger, options: Serv
     url,
     stop() {
       stopping ??= (async () => {
-        // Jobs do not wait for the HTTP side: claiming stops and downloads are aborted at once
-        // (each releases its job, which runs again after restart).
-        const jobsStopped = Promise.all([scheduler.stop(), retention.stop(), silenceMonitor.stop()]).then(() =>
-          logger.info('Shutting down: stopped claiming jobs; a download cut short runs again after restart'),
-        );
+        // Jobs do not wait for the HTTP side: claiming stops at once, and downloads in flight
+        // get the same grace as requests (then are aborted; their jobs run again later).
+        const jobsStopped = Promise.all([scheduler.stop({ graceMs: config.shutdownGraceMs }), retention.stop(), silenceMonitor.stop(), tempSweep.stop()]);
         const steps = await Promise.allSettled([closeGracefully(app, requests, { graceMs: config.shutdownGraceMs, logger }), jobsStopped]);
         // Events acknowledged but not yet applied are applied at the next start.
-        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), client.close(), store.close?.()])));
+        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), client.close(), store.close()])));
         for (const step of steps) {
           if (step.status === 'rejected') logger.error({ err: coerceError(step.reason) }, `Shutting down: ${coerceError(step.reason).message}; going on`);
         }
@@ -168,6 +180,11 @@ export async function startService(config: Config, logger: Logger, options: Serv
       return stopping;
     },
   };
+}
+
+async function cleanTemp(store: RecordingStore, logger: Logger): Promise<void> {
+  const removed = await store.cleanTemp();
+  if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by a process that stopped; their jobs run again');
 }
 
 function logStartup(config: Config, logger: Logger, url: string, tokens: { api: ResolvedToken; webhook: ResolvedToken | null }): void {

@@ -118,10 +118,11 @@ export async function verify(input: {
     .map(({ call, row }) => ({ call: call.callId, kind: call.kind, expected: call.expected, state: row?.attachment_state ?? 'missing', reason: row?.attachment_reason }));
   checks.push(check('calls without READY end empty / disabled / none / failed as their events say', wrongStates, `${calls.length - readyCalls.size} calls`));
 
-  // 6. No partial download survives, and no recording file is without a call.
+  // 6. No partial download survives (after the final clean stop, no process's temp area is
+  //    left either), and no recording file is without a call.
   const tmpDir = path.join(recordingsDir, '.tmp');
-  const leftovers = fs.existsSync(tmpDir) ? fs.readdirSync(tmpDir) : [];
-  checks.push(check('no partial (.part) files in recordings/.tmp', leftovers, 'empty'));
+  const leftovers = fs.existsSync(tmpDir) ? (fs.readdirSync(tmpDir, { recursive: true }) as string[]) : [];
+  checks.push(check('nothing left under recordings/.tmp (no partial .part file, no temp area) after the final clean stop', leftovers, 'empty'));
   const referenced = new Set([...rows.values()].map((row) => row.recording_key).filter((key): key is string => key !== null));
   const files = fs.existsSync(recordingsDir)
     ? fs.readdirSync(recordingsDir, { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name)

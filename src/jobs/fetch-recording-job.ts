@@ -61,6 +61,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     );
 
     try {
+      await deps.store.prepareTemp();
       const file = await downloadRecording({
         url,
         allowlist: deps.allowlist,

@@ -173,20 +173,50 @@ export function createFetchScheduler(deps: {
     wake(): void {
       void pump();
     },
-    /** Stops claiming, aborts running jobs (their leases are released by the jobs) and waits for them. */
-    stop(): Promise<void> {
+    /**
+     * Stops claiming, lets the jobs running finish for up to `graceMs` (a rolling restart then
+     * fetches nothing twice), aborts those still running after it (each releases its job, which
+     * runs again: on another replica, or here after restart) and waits for them.
+     */
+    stop({ graceMs = 0 }: { graceMs?: number } = {}): Promise<void> {
       stopping ??= (async () => {
         stopped = true;
         await pumping;
         clearTimeout(timer);
-        for (const { abort } of running.values()) abort.abort(new Error('shutting down'));
-        // Leases are renewed until every aborted job has released its own (an S3 abort can take a while).
-        await Promise.all([...running.values()].map(({ promise }) => promise));
+        const inFlight = running.size;
+        const grace = `${graceMs / 1000}s`;
+        logger.info(
+          inFlight === 0
+            ? 'Shutting down: stopped claiming jobs; no downloads in flight'
+            : `Shutting down: stopped claiming jobs; waiting for ${downloads(inFlight)} in flight to finish (at most ${grace})`,
+        );
+        // Leases are renewed meanwhile, and until every aborted job has released its own (an S3 abort can take a while).
+        if (inFlight > 0 && graceMs > 0) {
+          let graceTimer: NodeJS.Timeout | undefined;
+          await Promise.race([
+            Promise.all([...running.values()].map(({ promise }) => promise)),
+            new Promise((resolve) => (graceTimer = setTimeout(resolve, graceMs))),
+          ]);
+          clearTimeout(graceTimer);
+        }
+        const late = [...running.values()];
+        if (late.length > 0) {
+          const [them, theirJobsRun] = late.length === 1 ? ['it', 'its job runs'] : ['them', 'their jobs run'];
+          logger.warn(`Shutting down: ${downloads(late.length)} still running after ${grace}; stopping ${them} (${theirJobsRun} again later)`);
+          for (const { abort } of late) abort.abort(new Error('shutting down'));
+        } else if (inFlight > 0) {
+          logger.info('Shutting down: every download in flight finished');
+        }
+        await Promise.all(late.map(({ promise }) => promise));
         clearInterval(heartbeat);
       })();
       return stopping;
     },
   };
+}
+
+function downloads(count: number): string {
+  return `${count} download${count === 1 ? '' : 's'}`;
 }
 
 export type FetchScheduler = ReturnType<typeof createFetchScheduler>;

@@ -17,7 +17,7 @@ const S3_CONNECTION_TIMEOUT_MS = 5_000;
 const S3_REQUEST_TIMEOUT_MS = 120_000;
 
 /** The store `RECORDINGS_STORAGE` names: a local directory (the default) or an S3 bucket. */
-export function createRecordingStore(config: RecordingsStorageConfig, dataDir: string): RecordingStore {
+export function createRecordingStore(config: RecordingsStorageConfig, dataDir: string): Promise<RecordingStore> {
   if (config.kind === 'local') return createLocalRecordingStore(config.dir);
   return createS3RecordingStore({
     client: createS3Client(config),

@@ -3,17 +3,17 @@ import { join } from 'node:path';
 import { assertRecordingKey } from './recording-store.ts';
 import type { RecordingStore } from './recording-store.ts';
 import { DATABASE_HEADROOM_BYTES, runStorageOperation, storageFault } from './storage-faults.ts';
-import { createTempDirectory } from './temp-directory.ts';
+import { openTempDirectory } from './temp-directory.ts';
 
 /**
- * Recordings as plain files in `dir` (DATA_DIR/recordings). Temp files live in `dir/.tmp`, on the
- * same filesystem, so moving a finished download in is an atomic rename: a reader sees the old
- * file or the new one, never half of one. Creates both directories at once so start-up fails fast
- * on a bad DATA_DIR. `headroomBytes`: free space below which `check()` reports the store full, as
- * downloads would find it.
+ * Recordings as plain files in `dir` (DATA_DIR/recordings). Temp files live under `dir/.tmp` (in
+ * this process's own area there), on the same filesystem, so moving a finished download in is an
+ * atomic rename: a reader sees the old file or the new one, never half of one. Creates both
+ * directories at once so start-up fails fast on a bad DATA_DIR. `headroomBytes`: free space below
+ * which `check()` reports the store full, as downloads would find it.
  */
-export function createLocalRecordingStore(dir: string, { headroomBytes = DATABASE_HEADROOM_BYTES } = {}): RecordingStore {
-  const temp = createTempDirectory(join(dir, '.tmp'), { headroomBytes, name: 'the recordings directory' });
+export async function createLocalRecordingStore(dir: string, { headroomBytes = DATABASE_HEADROOM_BYTES } = {}): Promise<RecordingStore> {
+  const temp = await openTempDirectory(join(dir, '.tmp'), { headroomBytes, name: 'the recordings directory' });
   const pathOf = (key: string): string => {
     assertRecordingKey(key);
     return join(dir, key);
@@ -33,6 +33,7 @@ export function createLocalRecordingStore(dir: string, { headroomBytes = DATABAS
     },
 
     discardTemp: temp.discard,
+    prepareTemp: temp.keepOwnership,
 
     async stat(key) {
       const path = pathOf(key);
@@ -66,6 +67,7 @@ export function createLocalRecordingStore(dir: string, { headroomBytes = DATABAS
 
     cleanTemp: temp.cleanLeftovers,
     check: temp.checkWritable,
+    close: temp.close,
   };
 }
 

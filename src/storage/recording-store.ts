@@ -25,16 +25,31 @@ export interface RecordingStore {
    */
   discardTemp(tempPath: string): Promise<void>;
   /**
-   * Deletes temp files left by a process killed mid-download; returns how many. Never fails
-   * over one it cannot delete (that one waits, as with `discardTemp`).
+   * Deletes the temp files that no live process owns (left by a process killed mid-download);
+   * returns how many partial downloads went. Never touches those of another live process on
+   * the same directory (a rolling restart): a dead process's files may look owned for a few
+   * seconds after it died, and go at a later call. Run at start and then now and again. Never
+   * fails over one it cannot delete (that one waits, as with `discardTemp`).
    */
   cleanTemp(): Promise<number>;
-  /** Downloads write here: on the store's own filesystem (a rename), or local disk (S3). */
+  /**
+   * This process's own temp area; downloads write here, once `prepareTemp` has resolved. On the
+   * store's own filesystem (a rename), or local disk (S3).
+   */
   readonly tmpDir: string;
+  /**
+   * Makes sure `tmpDir` exists and is held by this process: taken again after a start on a
+   * read-only disk, a lost lock, or the area deleted under it. Throws a storage error (with
+   * the disk's reason) while it cannot be.
+   */
+  prepareTemp(): Promise<void>;
   /** Throws when the store cannot take a new recording (for the readiness probe). */
   check(): Promise<void>;
-  /** Releases connections (the S3 client's sockets); the store is not used afterwards. */
-  close?(): Promise<void>;
+  /**
+   * Gives up `tmpDir`, deleting what is left in it, and releases connections (the S3 client's
+   * sockets); the store is not used afterwards. Called once no download runs any more.
+   */
+  close(): Promise<void>;
 }
 
 const KEY_PATTERN = /^[A-Za-z0-9_-]+\.[a-z0-9]{1,10}$/;

@@ -15,7 +15,7 @@ import { AppError, coerceError } from '../errors.ts';
 import { assertRecordingKey } from './recording-store.ts';
 import type { RecordingStore } from './recording-store.ts';
 import { runStorageOperation, storageFault } from './storage-faults.ts';
-import { createTempDirectory } from './temp-directory.ts';
+import { openTempDirectory } from './temp-directory.ts';
 
 export interface S3RecordingStoreOptions {
   /** Built by `createS3Client` (checksum settings, timeouts); the store owns it from now on. */
@@ -28,7 +28,7 @@ export interface S3RecordingStoreOptions {
   bucket: string;
   /** Prepended to every key: '' or a prefix such as 'calls/' (a missing '/' is added). */
   prefix: string;
-  /** Local directory the downloads are written to before they are uploaded (DATA_DIR/tmp). */
+  /** Local directory the downloads are written to before they are uploaded (DATA_DIR/tmp), each process in an area of its own. */
   tmpDir: string;
   /**
    * A recording larger than this goes up as a multipart upload, in parts of this size (S3's
@@ -68,14 +68,14 @@ const ABORT_TIMEOUT_MS = 10_000;
  * `createS3Client`): the SDK's default CRC32 trailers are not understood by every
  * S3-compatible server.
  */
-export function createS3RecordingStore(options: S3RecordingStoreOptions): RecordingStore {
+export async function createS3RecordingStore(options: S3RecordingStoreOptions): Promise<RecordingStore> {
   const { client, bucket, tmpDir } = options;
   const readClient = options.readClient ?? client;
   const prefix = options.prefix === '' || options.prefix.endsWith('/') ? options.prefix : `${options.prefix}/`;
   const partSize = options.partSize ?? DEFAULT_PART_SIZE;
   const queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
   const checkCacheMs = options.checkCacheMs ?? DEFAULT_CHECK_CACHE_MS;
-  const temp = createTempDirectory(tmpDir);
+  const temp = await openTempDirectory(tmpDir);
 
   const objectKeyOf = (key: string): string => {
     assertRecordingKey(key);
@@ -193,7 +193,7 @@ export function createS3RecordingStore(options: S3RecordingStoreOptions): Record
   }
 
   return {
-    tmpDir,
+    tmpDir: temp.path,
 
     async put(tempPath, key, signal) {
       const objectKey = objectKeyOf(key);
@@ -206,6 +206,7 @@ export function createS3RecordingStore(options: S3RecordingStoreOptions): Record
     },
 
     discardTemp: temp.discard,
+    prepareTemp: temp.keepOwnership,
 
     async stat(key) {
       const objectKey = objectKeyOf(key);
@@ -263,6 +264,7 @@ export function createS3RecordingStore(options: S3RecordingStoreOptions): Record
     async close() {
       client.destroy();
       if (readClient !== client) readClient.destroy();
+      await temp.close();
     },
   };
 }

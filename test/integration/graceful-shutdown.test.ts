@@ -1,8 +1,9 @@
 /**
- * Graceful shutdown: on SIGTERM the service stops taking connections, answers the requests in
- * flight, aborts its downloads (restart.test.ts shows those run again), closes the database and
- * exits 0, and no client can hold that up for ever: a request that never finishes sending gets
- * 408 after the request timeout, and at shutdown its connection is closed after the grace.
+ * Graceful shutdown: on SIGTERM the service stops taking connections and claiming jobs, answers
+ * the requests in flight and lets the downloads in flight finish (aborting, after the grace,
+ * those still running: they run again after restart), closes the database and exits 0, and no
+ * client can hold that up for ever: a request that never finishes sending gets 408 after the
+ * request timeout, and at shutdown its connection is closed after the grace.
  *
  * The clients here are raw TCP sockets, so that a test decides exactly which bytes have been
  * sent when the signal arrives. `Expect: 100-continue` makes the service say when it has read a
@@ -351,5 +352,69 @@ describe('request timeout and shutdown grace', () => {
     expect(messages).toContain('Shutting down: 2 connections still open after 0.2s (1 request unfinished); closing them');
     expect(messages).toContain('Shutting down: database closed');
     await expectDatabaseClosedCleanly(service.env);
+  });
+});
+
+describe('downloads in flight at SIGTERM', () => {
+  const wav = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url));
+  const partialDownloads = (dataDir: string): string[] => {
+    const tempRoot = path.join(dataDir, 'recordings', '.tmp');
+    return fs.existsSync(tempRoot) ? (fs.readdirSync(tempRoot, { recursive: true }) as string[]).filter((name) => name.endsWith('.part')) : [];
+  };
+  const postReady = (service: ChildService, callId: string) =>
+    service.postWebhook({ type: 'RECORD', whatsapp_call_id: callId, record_status: 'READY', record_url: storage.url(`/${callId}`) });
+
+  it('a download that finishes within the grace is attached, not fetched again, and the process exits 0', async () => {
+    const dataDir = await makeDataDir();
+    const env = testEnvironment(storage.origin, dataDir, { ...NO_POLLING, SHUTDOWN_GRACE: '60s' });
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    storage.setRoute('/DRAINED', { kind: 'paused-mid-body', body: wav, contentType: 'audio/wav', until: released });
+    const service = await startChild(env);
+    await postReady(service, 'DRAINED');
+    await waitFor(() => storage.requests('/DRAINED') === 1 && partialDownloads(dataDir).length === 1, 'the download to be under way');
+
+    service.child.kill('SIGTERM');
+    await waitFor(
+      () => service.logs().some((line) => line.msg === 'Shutting down: stopped claiming jobs; waiting for 1 download in flight to finish (at most 60s)'),
+      'the service to wait for its download',
+    );
+    release();
+    expect(await service.exited).toBe(0);
+    const messages = service.logs().map((line) => line.msg);
+    expect(messages).toContain('Shutting down: every download in flight finished');
+    expect(messages).toContain('[WaVoIP Recording Webhook] ✅ Recording attached successfully');
+    expect(messages.some((message) => message.includes('interrupted'))).toBe(false);
+    expect(partialDownloads(dataDir)).toEqual([]);
+
+    const restarted = await startChild(env);
+    expect((await restarted.call('DRAINED')).attachment).toMatchObject({ state: 'attached', size: wav.length });
+    expect(storage.requests('/DRAINED')).toBe(1);
+  });
+
+  it('a download slower than the grace is aborted and its job released; the process exits 0, and it is fetched again after restart', async () => {
+    const dataDir = await makeDataDir();
+    const env = testEnvironment(storage.origin, dataDir, { ...NO_POLLING, SHUTDOWN_GRACE: '500ms' });
+    storage.setRoute('/TOO-SLOW', { kind: 'stall-mid-body', body: wav, contentType: 'audio/wav' });
+    const service = await startChild(env);
+    await postReady(service, 'TOO-SLOW');
+    await waitFor(() => storage.requests('/TOO-SLOW') === 1 && partialDownloads(dataDir).length === 1, 'the download to be under way');
+
+    expect(await service.kill('SIGTERM')).toBe(0);
+    const messages = service.logs().map((line) => line.msg);
+    expect(messages).toContain('Shutting down: stopped claiming jobs; waiting for 1 download in flight to finish (at most 0.5s)');
+    expect(messages).toContain('Shutting down: 1 download still running after 0.5s; stopping it (its job runs again later)');
+    expect(messages).toContain('[WaVoIP Jobs] Fetch for call TOO-SLOW interrupted (shutting down); it will run again');
+    expect(partialDownloads(dataDir)).toEqual([]);
+    const database = await openTestDatabase(env);
+    const job = await database.get<{ locked_until: number | null }>('select locked_until from fetch_jobs where call_id = ?', ['TOO-SLOW']);
+    await database.close();
+    // Released, not left leased: another replica (or this one restarted) takes it at once.
+    expect(job).toEqual({ locked_until: null });
+
+    storage.setRoute('/TOO-SLOW', { kind: 'body', body: wav, contentType: 'audio/wav' });
+    const restarted = await startChild(env);
+    expect((await restarted.waitForAttachment('TOO-SLOW')).attachment).toMatchObject({ state: 'attached', size: wav.length });
+    expect(storage.requests('/TOO-SLOW')).toBe(2);
   });
 });

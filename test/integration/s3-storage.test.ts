@@ -14,6 +14,9 @@ let s3: RunningS3rver;
 let storage: FakeWavoipStorage;
 let service: InProcessService;
 let inspector: S3Client;
+/** The files under DATA_DIR/tmp, in whichever process's area. */
+const localTempFiles = () =>
+  fs.readdirSync(path.join(service.dataDir, 'tmp'), { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name);
 const savedCredentials = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
 
 beforeAll(async () => {
@@ -66,8 +69,9 @@ describe('recordings in S3 (RECORDINGS_STORAGE=s3://recordings/calls)', () => {
     expect((await inspector.send(new HeadObjectCommand({ Bucket: 'recordings', Key: key }))).ContentLength).toBe(mp3.length);
     const listing = await inspector.send(new ListObjectsV2Command({ Bucket: 'recordings' }));
     expect((listing.Contents ?? []).map((object) => object.Key)).toEqual([key]);
-    // Downloaded to DATA_DIR/tmp, uploaded, and gone from there; no local recordings directory.
-    expect(fs.readdirSync(path.join(service.dataDir, 'tmp'))).toEqual([]);
+    // Downloaded to DATA_DIR/tmp (this process's area there), uploaded, and gone from there; no
+    // local recordings directory.
+    expect(localTempFiles()).toEqual([]);
     expect(fs.existsSync(path.join(service.dataDir, 'recordings'))).toBe(false);
   });
 
@@ -141,7 +145,7 @@ describe('recordings in S3 (RECORDINGS_STORAGE=s3://recordings/calls)', () => {
     expect(call.attachment.size).toBe(ogg.length);
     const response = await service.api('/api/calls/S3-CALL-2/recording');
     expect(Buffer.from(await response.arrayBuffer()).equals(ogg)).toBe(true);
-    expect(fs.readdirSync(path.join(service.dataDir, 'tmp'))).toEqual([]);
+    expect(localTempFiles()).toEqual([]);
     expect(await readyz()).toEqual({ status: 200, body: { status: 'ready', database: 'ok', storage: 'ok' } });
   });
 });

@@ -14,13 +14,14 @@
  * Needs root to mount a tmpfs; skipped, saying so, where that is not possible. Nothing here
  * asserts how long anything took.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATABASE_HEADROOM_BYTES } from '../../src/storage/storage-faults.ts';
+import { OWNER_STALE_MS } from '../../src/storage/temp-directory.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, startInProcessService, testEnvironment, waitFor, type CallView, type InProcessService } from '../support/service-harness.ts';
 import { mountTmpfs, tmpfsUnavailableReason, type Tmpfs } from '../support/tmpfs.ts';
@@ -92,7 +93,10 @@ const failuresLogged = (service: InProcessService, callId: string) => service.lo
 /** Temp files of downloads (readiness probes, `check-…`, are not downloads). */
 function partialDownloads(dataDir: string): string[] {
   const tmp = path.join(dataDir, 'recordings', '.tmp');
-  return fs.readdirSync(tmp).filter((name) => !name.startsWith('check-'));
+  return fs
+    .readdirSync(tmp, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile() && !entry.name.startsWith('check-'))
+    .map((entry) => entry.name);
 }
 
 function storedRecordings(dataDir: string): string[] {
@@ -365,7 +369,13 @@ describe.skipIf(unavailable !== undefined)(`read-only recordings directory${skip
 
   it('restarted while read-only, with a partial download left by a killed run: starts, takes webhooks, retries; the leftover goes once writable', async () => {
     await service.stop();
-    const leftover = path.join(dataDir, 'recordings', '.tmp', 'killed-mid-download.part');
+    // What a process killed mid-download leaves: its temp area, and its lock, stale by now.
+    const deadArea = path.join(dataDir, 'recordings', '.tmp', randomUUID());
+    fs.mkdirSync(deadArea);
+    fs.mkdirSync(`${deadArea}.lock`);
+    const longAgo = new Date(Date.now() - OWNER_STALE_MS - 1_000);
+    fs.utimesSync(`${deadArea}.lock`, longAgo, longAgo);
+    const leftover = path.join(deadArea, 'killed-mid-download.part');
     fs.writeFileSync(leftover, bigWav.subarray(0, 100_000));
     disk?.remount('ro');
 
@@ -375,13 +385,15 @@ describe.skipIf(unavailable !== undefined)(`read-only recordings directory${skip
     storage.setRoute(`/${callId}`, { kind: 'body', body: fixture.ogg, contentType: 'audio/ogg' });
     await service.postReady(callId, storage.url(`/${callId}`));
     const waiting = await failedAttempts(service, callId, 1);
-    expect(waiting.last_error).toBe('Recording storage is read-only (read-only file system): could not create the temporary recording file');
+    // Started read-only, the process could not yet take a temp area of its own.
+    expect(waiting.last_error).toBe('Recording storage is read-only (read-only file system): could not lock a temporary area in the recordings directory');
     await expectWebhooksStored(service, 'DURING-READ-ONLY-RESTART');
     expect(fs.existsSync(leftover)).toBe(true);
 
     disk?.remount('rw');
     await expectAttachedIntact(service, callId, fixture.ogg);
-    expect(fs.existsSync(leftover)).toBe(false);
+    // At the next sweep of the temp directory.
+    await waitFor(() => !fs.existsSync(deadArea), 'the leftover to go once writable');
     expect(partialDownloads(dataDir)).toEqual([]);
     expect(storedRecordings(dataDir)).toHaveLength(3);
   });

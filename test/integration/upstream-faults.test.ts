@@ -92,7 +92,8 @@ const retriesLogged = (service: InProcessService, callId: string) => service.log
 
 function listFiles(dir: string): string[] {
   if (!fs.existsSync(dir)) return [];
-  return fs.readdirSync(dir, { withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name);
+  // Recursive: each process writes its temp files in an area of its own under .tmp.
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile()).map((entry) => entry.name);
 }
 
 /** No partial download left in .tmp, and exactly one stored file per attached call. */

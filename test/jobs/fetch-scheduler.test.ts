@@ -129,3 +129,75 @@ describe('lease renewal', () => {
     expect(runs[1]!.reason).toBe('shutting down');
   });
 });
+
+describe('stop', () => {
+  /** Downloads that take `durationMs[callId]` to finish (for ever when absent), or until aborted. */
+  function startDraining(durationMs: Record<string, number>) {
+    const runs: { callId: string; startedAt: number; finishedAt?: number; abortedAt?: number; reason?: string }[] = [];
+    const scheduler = createFetchScheduler({
+      db,
+      clock: systemClock,
+      logger,
+      workerId: 'this-replica',
+      concurrency: 2,
+      leaseMs: LEASE_MS,
+      runJob: (job, signal) =>
+        new Promise<void>((resolve) => {
+          const run: (typeof runs)[number] = { callId: job.callId, startedAt: Date.now() };
+          runs.push(run);
+          const duration = durationMs[job.callId];
+          const timer = duration === undefined ? undefined : setTimeout(() => ((run.finishedAt = Date.now()), resolve()), duration);
+          signal.addEventListener('abort', () => {
+            clearTimeout(timer);
+            run.abortedAt = Date.now();
+            run.reason = (signal.reason as Error).message;
+            resolve();
+          });
+        }),
+    });
+    scheduler.start();
+    return { scheduler, runs };
+  }
+
+  it('claims nothing more, lets the downloads in flight finish within the grace, and aborts those still running after it', async () => {
+    const GRACE_MS = 5 * LEASE_MS;
+    await scheduleDownload('QUICK');
+    await scheduleDownload('ENDLESS');
+    const { scheduler, runs } = startDraining({ QUICK: 2 * LEASE_MS });
+    await vi.advanceTimersByTimeAsync(1);
+    expect(runs.map((run) => run.callId).sort()).toEqual(['ENDLESS', 'QUICK']);
+
+    const stopAt = Date.now();
+    let stopped = false;
+    const stopping = scheduler.stop({ graceMs: GRACE_MS }).then(() => (stopped = true));
+    await scheduleDownload('AFTER-STOP');
+    scheduler.wake();
+    // Longer than a lease: the leases of the jobs still running are renewed meanwhile.
+    await vi.advanceTimersByTimeAsync(2 * LEASE_MS);
+    const quick = runs.find((run) => run.callId === 'QUICK')!;
+    expect(quick.finishedAt).toBe(quick.startedAt + 2 * LEASE_MS);
+    expect(quick.abortedAt).toBeUndefined();
+    expect(runs.find((run) => run.callId === 'ENDLESS')!.abortedAt).toBeUndefined();
+    expect((await findFetchJob(db, 'ENDLESS'))?.leasedBy).toBe('this-replica');
+    expect(stopped).toBe(false);
+
+    await vi.advanceTimersByTimeAsync(GRACE_MS);
+    expect(runs.find((run) => run.callId === 'ENDLESS')).toMatchObject({ abortedAt: stopAt + GRACE_MS, reason: 'shutting down' });
+    await stopping;
+    expect(runs.map((run) => run.callId)).not.toContain('AFTER-STOP');
+    expect(warnings).toContain('Shutting down: 1 download still running after 15s; stopping it (its job runs again later)');
+  });
+
+  it('ends as soon as the downloads in flight have finished, without waiting out the grace', async () => {
+    await scheduleDownload('QUICK');
+    const { scheduler, runs } = startDraining({ QUICK: LEASE_MS });
+    await vi.advanceTimersByTimeAsync(1);
+    let stoppedAt: number | undefined;
+    const stopping = scheduler.stop({ graceMs: 100 * LEASE_MS }).then(() => (stoppedAt = Date.now()));
+    await vi.advanceTimersByTimeAsync(LEASE_MS);
+    await stopping;
+    expect(runs[0]!.finishedAt).toBe(runs[0]!.startedAt + LEASE_MS);
+    expect(runs[0]!.abortedAt).toBeUndefined();
+    expect(stoppedAt).toBe(runs[0]!.finishedAt);
+  });
+});

@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -31,13 +31,13 @@ function clientFor(endpoint: string, credentials: { accessKeyId: string; secretA
   return createS3Client({ kind: 's3', bucket: 'recordings', prefix: 'calls/', endpoint, region: 'us-east-1', forcePathStyle: true }, { credentials });
 }
 
-function storeFor(endpoint: string, options: Partial<S3RecordingStoreOptions> & { credentials?: { accessKeyId: string; secretAccessKey: string } } = {}): RecordingStore {
+function storeFor(endpoint: string, options: Partial<S3RecordingStoreOptions> & { credentials?: { accessKeyId: string; secretAccessKey: string } } = {}): Promise<RecordingStore> {
   const { credentials, ...rest } = options;
   return createS3RecordingStore({ client: clientFor(endpoint, credentials), bucket: 'recordings', prefix: 'calls/', tmpDir, partSize: PART_SIZE, checkCacheMs: 0, ...rest });
 }
 
 async function writeTemp(name: string, content: Buffer | string): Promise<string> {
-  const path = join(tmpDir, name);
+  const path = join(store.tmpDir, name);
   await writeFile(path, content);
   return path;
 }
@@ -95,11 +95,11 @@ beforeEach(async () => {
   tmpDir = await mkdtemp(join(tmpdir(), 's3-store-test-'));
   proxy.heal();
   proxy.requests.length = 0;
-  store = storeFor(proxy.endpoint);
+  store = await storeFor(proxy.endpoint);
 });
 
 afterEach(async () => {
-  await store.close?.();
+  await store.close();
   await rm(tmpDir, { recursive: true, force: true });
 });
 
@@ -115,7 +115,7 @@ describe('S3 recording store: put', () => {
     expect(await objectKeys('calls/small-1')).toEqual(['calls/small-1.ogg']);
     expect(await store.stat('small-1.ogg')).toEqual({ size: 15 });
     expect((await buffer((await store.openRead('small-1.ogg'))!)).toString()).toBe('hello recording');
-    expect(await readdir(tmpDir)).toEqual([]);
+    expect(await readdir(store.tmpDir)).toEqual([]);
   });
 
   it('uploads a large recording as a multipart upload, every part with its SHA-256 signed, and reads it back byte for byte', async () => {
@@ -136,7 +136,7 @@ describe('S3 recording store: put', () => {
 
     expect(await store.stat('large-1.ogg')).toEqual({ size: large.length });
     expect(sha256(await buffer((await store.openRead('large-1.ogg'))!))).toBe(sha256(large));
-    expect(await readdir(tmpDir)).toEqual([]);
+    expect(await readdir(store.tmpDir)).toEqual([]);
   });
 
   it('reads inclusive byte ranges: the first bytes, across a part boundary, the last byte', async () => {
@@ -155,15 +155,15 @@ describe('S3 recording store: put', () => {
   });
 
   it('fails clearly and retryably when S3 cannot be reached, and keeps the temp file for the job to discard', async () => {
-    const down = storeFor(`http://127.0.0.1:${await closedPort()}`);
+    const down = await storeFor(`http://127.0.0.1:${await closedPort()}`);
     const temp = await writeTemp('a.part', 'hello');
     const error = await failure(down.put(temp, 'unreachable-1.ogg'));
     expect(error).toMatchObject({ code: 'STORAGE_S3', retryable: true });
     expect(error.message).toMatch(/^Recording storage \(S3\) could not be reached \(connect ECONNREFUSED .*\): could not upload s3:\/\/recordings\/calls\/unreachable-1\.ogg$/);
-    expect(await readdir(tmpDir)).toEqual(['a.part']);
+    expect(await readdir(store.tmpDir)).toEqual(['a.part']);
     await down.discardTemp(temp);
-    expect(await readdir(tmpDir)).toEqual([]);
-    await down.close?.();
+    expect(await readdir(store.tmpDir)).toEqual([]);
+    await down.close();
   });
 });
 
@@ -260,11 +260,15 @@ describe('S3 recording store: stat, read, remove', () => {
     expect(proxy.requests).toEqual([]);
   });
 
-  it('cleans leftover .part files from its temp directory only, and counts them', async () => {
-    await writeTemp('killed-mid-download.part', 'partial');
-    await writeTemp('not-ours.txt', 'keep');
+  it('cleans the temp area of a dead process, not its own, and counts the partial downloads', async () => {
+    const dead = join(tmpDir, randomUUID());
+    await mkdir(dead);
+    await writeFile(join(dead, 'killed-mid-download.part'), 'partial');
+    await writeTemp('downloading.part', 'partial');
+    await writeFile(join(tmpDir, 'not-ours.txt'), 'keep');
     expect(await store.cleanTemp()).toBe(1);
-    expect(await readdir(tmpDir)).toEqual(['not-ours.txt']);
+    expect((await readdir(tmpDir)).sort()).toEqual([basename(store.tmpDir), `${basename(store.tmpDir)}.lock`, 'not-ours.txt'].sort());
+    expect(await readdir(store.tmpDir)).toEqual(['downloading.part']);
   });
 });
 
@@ -275,42 +279,42 @@ describe('S3 recording store: check', () => {
     expect(probes.map((request) => request.method)).toEqual(['PUT', 'DELETE']);
     expect(probes[0]!.url).toMatch(/^\/recordings\/calls\/\.readyz-/);
     expect((await objectKeys('calls/')).filter((key) => key.includes('.readyz-'))).toEqual([]);
-    expect(await readdir(tmpDir)).toEqual([]);
+    expect(await readdir(store.tmpDir)).toEqual([]);
   });
 
   it('probes once for checks that come together, and reuses a recent success', async () => {
-    const cached = storeFor(proxy.endpoint, { checkCacheMs: 60_000 });
+    const cached = await storeFor(proxy.endpoint, { checkCacheMs: 60_000 });
     await Promise.all([cached.check(), cached.check(), cached.check()]);
     await cached.check();
     expect(proxy.requests.filter((request) => request.method === 'PUT' && request.url.includes('.readyz-'))).toHaveLength(1);
-    await cached.close?.();
+    await cached.close();
   });
 
   it('fails clearly when the bucket does not exist', async () => {
-    const missing = createS3RecordingStore({ client: clientFor(proxy.endpoint), bucket: 'no-such-bucket', prefix: 'calls/', tmpDir, checkCacheMs: 0 });
+    const missing = await createS3RecordingStore({ client: clientFor(proxy.endpoint), bucket: 'no-such-bucket', prefix: 'calls/', tmpDir, checkCacheMs: 0 });
     const error = await failure(missing.check());
     expect(error).toMatchObject({ code: 'STORAGE_S3', retryable: true });
     expect(error.message).toMatch(/^Recording storage \(S3\) has no such bucket \(NoSuchBucket\): could not write the probe object s3:\/\/no-such-bucket\/calls\/\.readyz-/);
-    await missing.close?.();
+    await missing.close();
   });
 
   it('fails clearly when the endpoint is down', async () => {
-    const down = storeFor(`http://127.0.0.1:${await closedPort()}`);
+    const down = await storeFor(`http://127.0.0.1:${await closedPort()}`);
     const error = await failure(down.check());
     expect(error).toMatchObject({ code: 'STORAGE_S3', retryable: true });
     expect(error.message).toMatch(/^Recording storage \(S3\) could not be reached \(connect ECONNREFUSED 127\.0\.0\.1:\d+\): could not write the probe object s3:\/\/recordings\/calls\//);
-    await down.close?.();
+    await down.close();
   });
 
   it('fails clearly when the credentials are refused, without quoting them', async () => {
-    const wrong = storeFor(proxy.endpoint, { credentials: { accessKeyId: 'AKIAWRONGKEY0000', secretAccessKey: 'wrong-secret-value' } });
+    const wrong = await storeFor(proxy.endpoint, { credentials: { accessKeyId: 'AKIAWRONGKEY0000', secretAccessKey: 'wrong-secret-value' } });
     const error = await failure(wrong.check());
     expect(error).toMatchObject({ code: 'STORAGE_S3', retryable: true });
     expect(error.message).toMatch(/^Recording storage \(S3\) refused the credentials \(InvalidAccessKeyId\): could not write the probe object/);
     // Nor does the cause, which the log serialises: it keeps the SDK error's name and message only.
     const logged = JSON.stringify({ message: error.message, cause: error.cause, ...(error.cause as object) });
     expect(logged).not.toMatch(/AKIAWRONGKEY0000|wrong-secret-value/);
-    await wrong.close?.();
+    await wrong.close();
   });
 
   it('fails when its local temp directory cannot be written: downloads land there first', async () => {

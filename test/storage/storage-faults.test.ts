@@ -3,19 +3,20 @@
  * act on, the room a download leaves the database, and what the downloader and the local store
  * do on a disk that is really full or really read-only (a tmpfs, when the tests run as root).
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { downloadRecording, type DownloadedRecording } from '../../src/download/download-recording.ts';
 import { createHttpClient, type HttpClient } from '../../src/download/http-client.ts';
 import { parseAllowlist } from '../../src/download/url-guard.ts';
 import { AppError } from '../../src/errors.ts';
 import { createLocalRecordingStore } from '../../src/storage/local-recording-store.ts';
+import { LEGACY_IDLE_MS } from '../../src/storage/temp-directory.ts';
 import {
   assertRoomForRecording,
   DATABASE_HEADROOM_BYTES,
@@ -269,7 +270,7 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
   // A tmpfs of a few hundred KiB: no room for the 64 MiB the service keeps for the database.
   describe('the local store', () => {
     it('put on read-only storage → STORAGE_READ_ONLY; put works again once writable', async () => {
-      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
+      const store = await createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
       const temp = join(store.tmpDir, 'a.part');
       await writeFile(temp, 'recording');
       disk.remount('ro');
@@ -281,7 +282,7 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     });
 
     it.each(['put', 'check'] as const)('discardTemp on read-only storage never throws; the file goes after the next %s once writable', async (write) => {
-      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
+      const store = await createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
       const stranded = join(store.tmpDir, 'failed-attempt.part');
       await writeFile(stranded, 'partial');
       const next = join(store.tmpDir, 'next.part');
@@ -296,7 +297,7 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     });
 
     it('check on a full disk fails STORAGE_FULL and leaves no probe file behind', async () => {
-      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
+      const store = await createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
       // Fill the disk to the last byte, as another program would.
       const ballast = fs.openSync(join(root, 'ballast'), 'w');
       try {
@@ -317,7 +318,7 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     });
 
     it('check on read-only storage fails STORAGE_READ_ONLY', async () => {
-      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
+      const store = await createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
       disk.remount('ro');
       expect(await failure(store.check())).toMatchObject({ code: 'STORAGE_READ_ONLY' });
       disk.remount('rw');
@@ -325,14 +326,28 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     });
 
     it('cleanTemp on read-only storage skips what it cannot remove instead of failing the start', async () => {
-      const store = createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
-      await writeFile(join(store.tmpDir, 'killed.part'), 'partial');
+      const store = await createLocalRecordingStore(join(root, 'recordings'), { headroomBytes: 0 });
+      const tempRoot = join(root, 'recordings', '.tmp');
+      const longAgo = new Date(Date.now() - LEGACY_IDLE_MS - 1_000);
+      // A process killed mid-download, long enough ago that its lock is stale.
+      const dead = join(tempRoot, randomUUID());
+      await mkdir(dead);
+      await mkdir(`${dead}.lock`);
+      await writeFile(join(dead, 'killed.part'), 'partial');
+      await utimes(`${dead}.lock`, longAgo, longAgo);
+      // And an earlier release's.
+      await writeFile(join(tempRoot, 'killed.part'), 'partial');
+      await utimes(join(tempRoot, 'killed.part'), longAgo, longAgo);
       disk.remount('ro');
       expect(await store.cleanTemp()).toBe(0);
       disk.remount('rw');
-      // Not waiting for the next start: the first write that works takes it away.
+      // Not waiting for the next start: the first write that works takes the file away…
       await store.check();
-      expect(await readdir(store.tmpDir)).toEqual([]);
+      expect(fs.existsSync(join(tempRoot, 'killed.part'))).toBe(false);
+      // …and the next sweep the area.
+      expect(await store.cleanTemp()).toBe(1);
+      expect((await readdir(tempRoot)).sort()).toEqual([basename(store.tmpDir), `${basename(store.tmpDir)}.lock`].sort());
+      await store.close();
     });
   });
 });

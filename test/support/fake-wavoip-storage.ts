@@ -34,7 +34,12 @@ export type FakeBehaviour =
   /** Waits `delayMs` before answering as `then`: a storage far away, so downloads overlap. */
   | { kind: 'delayed'; delayMs: number; then: FakeBehaviour }
   /** Answers as `then` once `until` settles: a download that lasts until the test lets it end. */
-  | { kind: 'held'; until: Promise<unknown>; then: FakeBehaviour };
+  | { kind: 'held'; until: Promise<unknown>; then: FakeBehaviour }
+  /**
+   * Declares the full Content-Length, sends half the bytes, and the rest once `until` settles:
+   * a download under way, its temp file written in part, until the test lets it end.
+   */
+  | { kind: 'paused-mid-body'; body: Buffer; contentType: string; until: Promise<unknown> };
 
 export interface FakeWavoipStorage {
   /** `http://127.0.0.1:<port>` */
@@ -184,6 +189,15 @@ function respondWith(behaviour: FakeBehaviour, req: IncomingMessage, res: Server
         if (!res.destroyed) respondWith(behaviour.then, req, res);
       };
       void behaviour.until.then(answer, answer);
+      return;
+    }
+    case 'paused-mid-body': {
+      res.writeHead(200, { 'content-type': behaviour.contentType, 'content-length': behaviour.body.length });
+      res.write(half(behaviour.body));
+      const rest = () => {
+        if (!res.destroyed) res.end(behaviour.body.subarray(half(behaviour.body).length));
+      };
+      void behaviour.until.then(rest, rest);
       return;
     }
     case 'sequence':
