@@ -5,9 +5,9 @@ import type { Clock } from '../clock.ts';
 import { findCall, saveCall, setCallTenant } from '../db/calls-repository.ts';
 import { isDatabaseError, type Db, type DbOrTrx } from '../db/database.ts';
 import { upsertDevice } from '../db/devices-repository.ts';
-import { normalizeDeviceStatus } from '../devices/device-status.ts';
 import { listUnprocessedEvents, lockEventProcessing, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
 import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
+import { normalizeDeviceStatus } from '../devices/device-status.ts';
 import { coerceError } from '../errors.ts';
 import { redactUrl, type Logger } from '../log/logger.ts';
 
