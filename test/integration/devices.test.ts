@@ -140,7 +140,7 @@ describe('GET /api/devices/:id', () => {
   it('answers 404 naming an unknown device, and 404 (not 500) for a NUL in the id', async () => {
     const response = await service.api('/api/devices/no-such-device');
     expect(response.status).toBe(404);
-    expect(((await response.json()) as { error: string }).error).toContain('no-such-device');
+    expect(((await response.json()) as { error: string }).error).toBe('no device with id_session "no-such-device"');
     expect((await service.api('/api/devices/%00')).status).toBe(404);
   });
 

@@ -135,7 +135,9 @@ describe('webhook tokens of device groups', () => {
   });
 
   it('answers 404 for an unknown token id', async () => {
-    expect((await service.api('/api/webhook-tokens/nope', { method: 'DELETE' })).status).toBe(404);
+    const response = await service.api('/api/webhook-tokens/nope', { method: 'DELETE' });
+    expect(response.status).toBe(404);
+    expect(((await response.json()) as { error: string }).error).toBe('no webhook token with id "nope"');
   });
 
   it.each([
@@ -155,7 +157,7 @@ describe('webhook tokens of device groups', () => {
   it('refuses a tenant filter that cannot be a label, naming it', async () => {
     const response = await service.api(`/api/calls?tenant=${encodeURIComponent('a;b')}`);
     expect(response.status).toBe(400);
-    expect(((await response.json()) as { field?: string }).field).toBe('tenant');
+    expect((await response.json()) as { error: string; field?: string }).toMatchObject({ field: 'tenant', error: expect.stringMatching(/tenant must match pattern/) });
   });
 
   it('needs the API token', async () => {
