@@ -24,6 +24,7 @@ import { OWNER_STALE_MS } from './storage/temp-directory.ts';
 import { createEventWriter } from './webhook/event-writer.ts';
 import { createEventProcessor } from './webhook/process-events.ts';
 import { WEBHOOK_PATH } from './webhook/webhook-routes.ts';
+import { createWebhookTokens } from './webhook/webhook-tokens.ts';
 
 export interface Service {
   app: FastifyInstance;
@@ -80,7 +81,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   }
 
   const startedAt = clock.now();
-  const metrics = createMetrics({ db, clock, startedAt });
+  const metrics = createMetrics({ db, clock, startedAt, silenceThresholdMs: config.webhookSilenceWarningMs });
   const client = createHttpClient(options.httpTimeouts);
   const fetchJobSignal = createFetchJobSignal({ db, database: config.database, logger, onAnnounced: () => scheduler.wake() });
   const fetchJobsDue = () => {
@@ -112,8 +113,9 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: fetchJobsDue, sweep: config.database.dialect === 'postgres' });
   const walSync = createWalSync(config.database);
   const eventWriter = createEventWriter(db, walSync);
+  const webhookTokens = createWebhookTokens({ db, database: config.database, clock, logger });
   const app = buildApp(
-    { config, logger, clock, db, store, apiToken: apiToken.token, webhookToken: webhookToken?.token ?? null, eventWriter, events, fetchJobsDue, metrics, secretGuards: {
+    { config, logger, clock, db, store, apiToken: apiToken.token, webhookToken: webhookToken?.token ?? null, webhookTokens, eventWriter, events, fetchJobsDue, metrics, secretGuards: {
         webhook: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: false, what: 'webhook', logger }),
         api: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: true, what: 'API', logger }),
       },
@@ -123,9 +125,11 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const requests = trackRequestsInFlight(app.server);
 
   try {
+    // Before the first webhook: a device group's token must be known when it arrives.
+    await webhookTokens.start();
     await app.listen({ port: config.port, host: config.host });
   } catch (caught) {
-    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), store.close()]);
+    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), webhookTokens.stop(), store.close()]);
     await db.destroy();
     throw caught;
   }
@@ -165,7 +169,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
         const jobsStopped = Promise.all([scheduler.stop({ graceMs: config.shutdownGraceMs }), retention.stop(), silenceMonitor.stop(), tempSweep.stop()]);
         const steps = await Promise.allSettled([closeGracefully(app, requests, { graceMs: config.shutdownGraceMs, logger }), jobsStopped]);
         // Events acknowledged but not yet applied are applied at the next start.
-        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), client.close(), store.close()])));
+        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), webhookTokens.stop(), client.close(), store.close()])));
         for (const step of steps) {
           if (step.status === 'rejected') logger.error({ err: coerceError(step.reason) }, `Shutting down: ${coerceError(step.reason).message}; going on`);
         }

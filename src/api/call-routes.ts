@@ -8,6 +8,7 @@ import { retryAllFetches, retryFetch } from '../jobs/retry-fetch.ts';
 import { checkApiToken } from './api-auth.ts';
 import { presentCall, presentEvent } from './call-view.ts';
 import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
+import { TENANT_QUERY_SCHEMA } from './webhook-token-routes.ts';
 
 interface CallParams {
   id: string;
@@ -15,6 +16,7 @@ interface CallParams {
 
 interface ListQuery {
   state?: AttachmentState;
+  tenant?: string;
   limit: number;
   cursor?: string;
 }
@@ -33,6 +35,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
               type: 'object',
               properties: {
                 state: { type: 'string', enum: [...ATTACHMENT_STATES] },
+                tenant: TENANT_QUERY_SCHEMA,
                 limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 },
                 cursor: { type: 'string', maxLength: 512 },
               },
@@ -47,7 +50,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           }
           const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor);
           if (after === null) return reply.code(400).send({ error: 'cursor is not one this API returned', field: 'cursor' });
-          const page = await listCalls(deps.db, { state: request.query.state, limit: request.query.limit, after });
+          const page = await listCalls(deps.db, { state: request.query.state, tenant: request.query.tenant, limit: request.query.limit, after });
           const jobs = await findFetchJobs(deps.db, page.calls.map((call) => call.callId));
           const last = page.calls.at(-1);
           return {

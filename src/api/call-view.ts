@@ -20,6 +20,7 @@ export function presentCall(call: StoredCall, job?: FetchJob | null) {
     first_seen_at: isoTime(call.firstSeenAt),
     last_seen_at: isoTime(call.lastSeenAt),
     ended_at: isoTime(call.endedAt),
+    tenant: call.tenant,
     attachment: {
       state: call.attachment.state,
       reason: call.attachment.reason,

@@ -1,11 +1,15 @@
 import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { ATTACHMENT_STATES } from '../calls/call-state.ts';
+import { DEVICE_STATUSES } from '../devices/device-status.ts';
 import { AppError, coerceError } from '../errors.ts';
+import { TENANT_LABEL_PATTERN, TENANT_LABEL_RULE } from '../webhook/webhook-tokens.ts';
 import { backupCommand } from './backup-command.ts';
 import { listCallsCommand, retryCommand } from './call-commands.ts';
+import { listDevicesCommand } from './device-commands.ts';
 import { migrateCommand, serveCommand } from './serve-commands.ts';
 import { sendTestEventCommand, webhookUrlCommand } from './webhook-commands.ts';
+import { createWebhookTokenCommand, listWebhookTokensCommand, revokeWebhookTokenCommand } from './webhook-token-commands.ts';
 
 const program = new Command()
   .name('wavoip-recordings')
@@ -43,7 +47,7 @@ program
     if (!(ATTACHMENT_STATES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${ATTACHMENT_STATES.join(', ')}`);
     return value;
   })
-  .option('--limit <n>', 'how many calls (1-200)', parseLimit, 50)
+  .option('--limit <n>', 'how many calls (1-200)', limitUpTo(200), 50)
   .option('--json', 'print the API response as JSON')
   .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
   .action(listCallsCommand);
@@ -58,15 +62,59 @@ program
   .action(retryCommand);
 
 program
+  .command('devices')
+  .description('list devices (id_session) with status, when it changed, last webhook, calls in the last 24 h and whether they are silent (uses the API of a running service)')
+  .option('--tenant <label>', 'only devices of this device group', parseLabel)
+  .option('--status <status>', `only devices whose status is ${DEVICE_STATUSES.join(', ')}`, (value: string) => {
+    if (!(DEVICE_STATUSES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${DEVICE_STATUSES.join(', ')}`);
+    return value;
+  })
+  .option('--silent', 'only devices that have sent no webhook for WEBHOOK_SILENCE_WARNING')
+  .option('--limit <n>', 'how many devices (1-500)', limitUpTo(500), 100)
+  .option('--json', 'print the API response as JSON')
+  .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
+  .action(listDevicesCommand);
+
+const webhookTokens = program
+  .command('webhook-tokens')
+  .description("a webhook token per device group (tenant): its devices' calls and devices are labelled with the group, and it can be revoked alone");
+webhookTokens
+  .command('create')
+  .description('create a token for a device group; it is printed once, with the panel URL when PUBLIC_URL is set')
+  .argument('<label>', `the group's label (${TENANT_LABEL_RULE})`, parseLabel)
+  .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
+  .action(createWebhookTokenCommand);
+webhookTokens
+  .command('list')
+  .description('list the tokens (never their values), revoked ones too')
+  .option('--json', 'print the API response as JSON')
+  .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
+  .action(listWebhookTokensCommand);
+webhookTokens
+  .command('revoke')
+  .description('revoke a token: webhooks that present it are refused with 401 from then on')
+  .argument('<id>', 'the id that create and list show')
+  .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
+  .action(revokeWebhookTokenCommand);
+
+program
   .command('backup')
   .description('copy the embedded SQLite database to <file> while the service runs (a consistent online copy)')
   .argument('<file>', 'where to write the copy; an existing file is never overwritten')
   .action(backupCommand);
 
-function parseLimit(value: string): number {
-  const limit = Number(value);
-  if (!Number.isInteger(limit) || limit < 1 || limit > 200) throw new InvalidArgumentError('must be a whole number from 1 to 200');
-  return limit;
+/** A parser of --limit: commander passes the default as a second argument, so the bound is fixed here. */
+function limitUpTo(max: number): (value: string) => number {
+  return (value) => {
+    const limit = Number(value);
+    if (!Number.isInteger(limit) || limit < 1 || limit > max) throw new InvalidArgumentError(`must be a whole number from 1 to ${max}`);
+    return limit;
+  };
+}
+
+function parseLabel(value: string): string {
+  if (!TENANT_LABEL_PATTERN.test(value)) throw new InvalidArgumentError(`must be ${TENANT_LABEL_RULE}`);
+  return value;
 }
 
 try {

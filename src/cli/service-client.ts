@@ -4,15 +4,16 @@ import { AppError, coerceError } from '../errors.ts';
 import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
 
 /** How the CLI talks to a running service: its API with the API token, its webhook with the webhook token. */
-export async function callApi(config: Config, baseUrl: string | undefined, pathAndQuery: string, method = 'GET'): Promise<unknown> {
+export async function callApi(config: Config, baseUrl: string | undefined, pathAndQuery: string, method = 'GET', body?: unknown): Promise<unknown> {
   const token = config.apiToken ?? (await readGeneratedToken(config, 'api'));
   const response = await fetchOrExplain(`${baseUrl ?? localServiceUrl(config.host, config.port)}${pathAndQuery}`, {
     method,
-    headers: { authorization: `Bearer ${token}` },
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
   });
-  const body = (await response.json().catch(() => ({}))) as { error?: string };
-  if (!response.ok) throw new AppError(body.error ?? `the service answered ${response.status}`, { code: 'REQUEST_REFUSED' });
-  return body;
+  const answer = (await response.json().catch(() => ({}))) as { error?: string };
+  if (!response.ok) throw new AppError(answer.error ?? `the service answered ${response.status}`, { code: 'REQUEST_REFUSED' });
+  return answer;
 }
 
 /** The webhook token the service checks: WEBHOOK_TOKEN, else the one it generated; null for `none`. */

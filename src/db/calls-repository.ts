@@ -14,6 +14,7 @@ export interface Recording extends RecordingFacts {
 
 export interface StoredCall extends CallRecord {
   recording: Recording | null;
+  tenant: string | null;
 }
 
 /** `forUpdate`: inside a transaction, hold the row until commit (PostgreSQL; SQLite has one writer). */
@@ -116,6 +117,7 @@ async function changeAttachmentState(
 
 export interface CallPageQuery {
   state?: AttachmentState | undefined;
+  tenant?: string | undefined;
   limit: number;
   /** The position after which the page starts, from the previous page's `nextCursor`. */
   after?: { firstSeenAt: number; callId: string } | undefined;
@@ -125,6 +127,7 @@ export interface CallPageQuery {
 export async function listCalls(db: DbOrTrx, query: CallPageQuery): Promise<{ calls: StoredCall[]; hasMore: boolean }> {
   let select = db.selectFrom('calls').selectAll();
   if (query.state) select = select.where('attachment_state', '=', query.state);
+  if (query.tenant !== undefined) select = select.where('tenant', '=', query.tenant);
   if (query.after) {
     const { firstSeenAt, callId } = query.after;
     // Never in a cursor this API gave (call ids hold no control character); PostgreSQL would fail on it.
@@ -160,6 +163,7 @@ function toStoredCall(row: Selectable<CallsTable>): StoredCall {
     lastSeenAt: row.last_seen_at,
     endedAt: row.ended_at,
     attachment: { state: row.attachment_state as AttachmentState, reason: row.attachment_reason },
+    tenant: row.tenant,
     recording:
       row.recording_sha256 === null
         ? null
@@ -208,4 +212,9 @@ export async function expireRecording(db: DbOrTrx, callId: string, key: string, 
     .where('attachment_state', '=', 'attached')
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
+}
+
+/** The device group (tenant) of a call is that of the first webhook with a group token; it never changes after. */
+export async function setCallTenant(db: DbOrTrx, callId: string, tenant: string): Promise<void> {
+  await db.updateTable('calls').set({ tenant }).where('call_id', '=', callId).where('tenant', 'is', null).execute();
 }

@@ -9,6 +9,8 @@ export interface NewEvent {
   type: string;
   callId: string | null;
   payload: string;
+  /** The label of the device-group token the webhook came with; null for WEBHOOK_TOKEN. */
+  tenant: string | null;
 }
 
 export interface StoredEvent extends NewEvent {
@@ -33,6 +35,7 @@ export async function insertEvents(db: DbOrTrx, events: NewEvent[]): Promise<voi
         type: event.type,
         call_id: event.callId,
         payload: event.payload,
+        tenant: event.tenant,
       })),
     )
     .execute();
@@ -41,7 +44,7 @@ export async function insertEvents(db: DbOrTrx, events: NewEvent[]): Promise<voi
 export async function listUnprocessedEvents(db: DbOrTrx, limit: number): Promise<StoredEvent[]> {
   const rows = await db
     .selectFrom('events')
-    .select(['seq', 'event_id', 'received_at', 'type', 'call_id', 'payload'])
+    .select(['seq', 'event_id', 'received_at', 'type', 'call_id', 'payload', 'tenant'])
     .where('processed_at', 'is', null)
     .orderBy('seq')
     .limit(limit)
@@ -53,6 +56,7 @@ export async function listUnprocessedEvents(db: DbOrTrx, limit: number): Promise
     type: row.type,
     callId: row.call_id,
     payload: row.payload,
+    tenant: row.tenant,
   }));
 }
 

@@ -10,6 +10,8 @@ export interface EventsTable {
   payload: string;
   processed_at: number | null;
   processing_error: string | null;
+  /** The label of the device-group webhook token the event came with; null for WEBHOOK_TOKEN. */
+  tenant: string | null;
 }
 
 export interface CallsTable {
@@ -36,6 +38,7 @@ export interface CallsTable {
   recording_codec: string | null;
   recording_duration_seconds: number | null;
   attached_at: number | null;
+  tenant: string | null;
 }
 
 /** One fetch job per call: a poll waiting for the recording, or a download after READY. */
@@ -56,8 +59,25 @@ export interface FetchJobsTable {
 export interface DevicesTable {
   device_id: string;
   phone: string | null;
+  /** As WaVoIP sent it in the latest DEVICE event. */
   status: string | null;
+  normalized_status: string | null;
+  /** When the latest DEVICE event carrying a status arrived. */
+  status_at: number | null;
+  /** When the normalised status last became what it is; a heartbeat repeating it does not move this. */
+  status_changed_at: number | null;
+  /** The latest webhook of any kind (DEVICE, CALL or RECORD) naming the device. */
   last_seen_at: number;
+  tenant: string | null;
+}
+
+/** Webhook tokens of device groups: only a hash of each token is kept. */
+export interface WebhookTokensTable {
+  id: string;
+  label: string;
+  token_sha256: string;
+  created_at: number;
+  revoked_at: number | null;
 }
 
 export interface Database {
@@ -65,4 +85,5 @@ export interface Database {
   calls: CallsTable;
   fetch_jobs: FetchJobsTable;
   devices: DevicesTable;
+  webhook_tokens: WebhookTokensTable;
 }

@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { RecordingStore } from '../storage/recording-store.ts';
 import type { EventWriter } from '../webhook/event-writer.ts';
 import type { EventProcessor } from '../webhook/process-events.ts';
+import type { WebhookTokens } from '../webhook/webhook-tokens.ts';
 import type { SecretGuard } from './secret-guard.ts';
 
 /** What the HTTP routes need, handed in explicitly rather than hung off the Fastify instance. */
@@ -18,6 +19,8 @@ export interface AppDeps {
   apiToken: string;
   /** Null: webhooks need no token (WEBHOOK_TOKEN=none). */
   webhookToken: string | null;
+  /** Device groups' webhook tokens, whose events get the group's label as their tenant. */
+  webhookTokens: WebhookTokens;
   eventWriter: EventWriter;
   events: EventProcessor;
   /** A fetch job is due now: wakes this replica's scheduler and tells the others. */

@@ -2,7 +2,9 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
+import { registerDeviceRoutes } from '../api/device-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
+import { registerWebhookTokenRoutes } from '../api/webhook-token-routes.ts';
 import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
 import { isDatabaseUnavailable } from '../db/database.ts';
 import { AppError, coerceError } from '../errors.ts';
@@ -121,6 +123,8 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
   registerHealthRoutes(app, deps);
   registerWebhookRoutes(app, deps);
   registerCallRoutes(app, deps);
+  registerDeviceRoutes(app, deps);
+  registerWebhookTokenRoutes(app, deps);
   registerMetricsRoutes(app, deps);
   return app;
 }

@@ -10,8 +10,11 @@ export const SECRET_FAILURE_WINDOW_SECONDS = 60;
 export type SecretCheck = { result: 'ok' } | { result: 'wrong' } | { result: 'locked-out'; retryAfterSeconds: number };
 
 export interface SecretGuard {
-  /** Compares a presented secret in constant time, counting wrong ones per client address. */
-  check(clientIp: string, presented: unknown, expected: string): Promise<SecretCheck>;
+  /**
+   * Compares a presented secret in constant time with the expected one, or asks `expected`
+   * whether it is one of several, counting wrong ones per client address.
+   */
+  check(clientIp: string, presented: unknown, expected: string | ((presented: unknown) => boolean)): Promise<SecretCheck>;
 }
 
 export interface SecretGuardOptions {
@@ -51,7 +54,7 @@ export function createSecretGuard(options: SecretGuardOptions): SecretGuard {
         const recorded = await failures.get(key);
         if (recorded !== null && recorded.consumedPoints > maxFailures) return lockedOut(recorded.msBeforeNext);
       }
-      if (secretsMatch(presented, expected)) return { result: 'ok' };
+      if (typeof expected === 'string' ? secretsMatch(presented, expected) : expected(presented)) return { result: 'ok' };
       try {
         await failures.consume(key);
       } catch (limited) {

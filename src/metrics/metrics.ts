@@ -3,6 +3,7 @@ import { ATTACHMENT_STATES } from '../calls/call-state.ts';
 import type { Clock } from '../clock.ts';
 import { countCallsByAttachmentState } from '../db/calls-repository.ts';
 import { checkDb, type Db } from '../db/database.ts';
+import { countSilentDevices, listSilentDevices } from '../db/devices-repository.ts';
 import { findLatestEventReceivedAt } from '../db/events-repository.ts';
 import { summariseDueFetchJobs } from '../db/fetch-jobs-repository.ts';
 
@@ -26,7 +27,16 @@ export interface MetricsSources {
   clock: Clock;
   /** The moment from which silence is counted while no webhook has ever arrived. */
   startedAt: number;
+  /** WEBHOOK_SILENCE_WARNING: a device quiet this long is silent. */
+  silenceThresholdMs: number;
 }
+
+/**
+ * Series of the per-device silence gauge at most: a fleet has thousands of devices, and a series
+ * for each would swamp Prometheus. Only silent devices get one, the most recently silent first
+ * (a device long dead is likely retired); devices_silent counts them all.
+ */
+export const MAX_SILENT_DEVICE_SERIES = 100;
 
 const PREFIX = 'wavoip_recordings_';
 
@@ -154,6 +164,32 @@ export function createMetrics(sources: MetricsSources): Metrics {
     async collect() {
       await fromDatabase(async () => {
         this.set((clock.now() - ((await findLatestEventReceivedAt(db)) ?? sources.startedAt)) / 1000);
+      });
+    },
+  });
+
+  new Gauge({
+    name: `${PREFIX}devices_silent`,
+    help: 'Devices that sent webhooks before and none for WEBHOOK_SILENCE_WARNING.',
+    registers: [registry],
+    async collect() {
+      await fromDatabase(async () => {
+        this.set(await countSilentDevices(db, clock.now() - sources.silenceThresholdMs));
+      });
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}device_seconds_since_last_webhook`,
+    help: `Time since a silent device's last webhook (silent: none for WEBHOOK_SILENCE_WARNING), for up to ${MAX_SILENT_DEVICE_SERIES} silent devices, the most recently silent first; devices that are not silent have no series.`,
+    labelNames: ['device', 'tenant'],
+    registers: [registry],
+    async collect() {
+      await fromDatabase(async () => {
+        const now = clock.now();
+        const silent = await listSilentDevices(db, now - sources.silenceThresholdMs, MAX_SILENT_DEVICE_SERIES);
+        // A device heard from again loses its series.
+        this.reset();
+        for (const device of silent) this.set({ device: device.deviceId, tenant: device.tenant ?? '' }, (now - device.lastSeenAt) / 1000);
       });
     },
   });

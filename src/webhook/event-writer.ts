@@ -1,7 +1,7 @@
 import type { Db, WalSync } from '../db/database.ts';
 import { insertEvents, type NewEvent } from '../db/events-repository.ts';
 
-/** SQLite allows 32,766 bound values per statement; five per event leaves ample room. */
+/** SQLite allows 32,766 bound values per statement; six per event leaves ample room. */
 const MAX_BATCH = 1_000;
 
 interface Pending {

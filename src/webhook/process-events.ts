@@ -2,11 +2,12 @@ import { applyCallEvent, type CallRecord } from '../calls/call-state.ts';
 import { planFetch, type FetchPlan, type PollTimings } from '../calls/fetch-plan.ts';
 import { normalizeWebhookPayload, type WebhookEvent } from '../calls/webhook-event.ts';
 import type { Clock } from '../clock.ts';
-import { findCall, saveCall } from '../db/calls-repository.ts';
+import { findCall, saveCall, setCallTenant } from '../db/calls-repository.ts';
 import { isDatabaseError, type Db, type DbOrTrx } from '../db/database.ts';
 import { upsertDevice } from '../db/devices-repository.ts';
 import { listUnprocessedEvents, lockEventProcessing, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
 import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
+import { normalizeDeviceStatus } from '../devices/device-status.ts';
 import { coerceError } from '../errors.ts';
 import { redactUrl, type Logger } from '../log/logger.ts';
 
@@ -83,12 +84,22 @@ export function createEventProcessor(deps: {
     const { event } = normalized;
     let outcome: Outcome = { event, previous: null, next: null, plan: { action: 'keep' } };
     if (event.type === 'DEVICE' && event.deviceId !== null) {
-      await upsertDevice(trx, { deviceId: event.deviceId, phone: event.phone, status: event.status, seenAt: stored.receivedAt });
+      const report = { phone: event.phone, status: event.status, normalizedStatus: normalizeDeviceStatus(event.status) };
+      await upsertDevice(trx, { deviceId: event.deviceId, seenAt: stored.receivedAt, tenant: stored.tenant, report });
     } else if (event.type === 'CALL' || event.type === 'RECORD') {
       // Locked until commit: a download attaching meanwhile waits, rather than being overwritten.
       const previous = await findCall(trx, event.callId, { forUpdate: true });
+      // One customer's token must not change another's calls.
+      if (stored.tenant !== null && previous?.tenant != null && previous.tenant !== stored.tenant) {
+        const error = `call ${event.callId} belongs to device group ${previous.tenant}; not changed by a webhook with the token of ${stored.tenant}`;
+        logger.warn({ event_id: stored.eventId, call_id: event.callId, tenant: stored.tenant }, `[WaVoIP Webhook] Event ${stored.eventId} kept unapplied: ${error}`);
+        return { error };
+      }
       const next = applyCallEvent(previous, event, stored.receivedAt);
       await saveCall(trx, next);
+      if (stored.tenant !== null && previous?.tenant == null) await setCallTenant(trx, next.callId, stored.tenant);
+      // CALL and RECORD events name their device too: it was heard from.
+      if (event.deviceId !== null) await upsertDevice(trx, { deviceId: event.deviceId, seenAt: stored.receivedAt, tenant: stored.tenant });
       const plan = planFetch(previous, next, now, deps.timings);
       if (plan.action === 'fetch-now' || plan.action === 'poll') {
         await scheduleFetchJob(trx, next.callId, plan);

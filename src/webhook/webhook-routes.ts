@@ -3,8 +3,10 @@ import type { FastifyInstance } from 'fastify';
 import { normalizeWebhookPayload } from '../calls/webhook-event.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { sendRefusal } from '../http/secret-guard.ts';
+import { secretsMatch } from '../http/secrets.ts';
 import type { WebhookResult } from '../metrics/metrics.ts';
 import { createRefusalLog } from './refusal-log.ts';
+import type { WebhookTokenMatch } from './webhook-tokens.ts';
 
 export const WEBHOOK_PATH = '/webhooks/wavoip';
 
@@ -13,11 +15,17 @@ export const WEBHOOK_PATH = '/webhooks/wavoip';
  * committed; applying it to the call happens afterwards, in the event processor.
  */
 export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void {
-  const { webhookToken, clock, logger, events, eventWriter, metrics, secretGuards } = deps;
+  const { webhookToken, webhookTokens, clock, logger, events, eventWriter, metrics, secretGuards } = deps;
   // The event type, for the metrics, of requests whose body became an event.
   const eventTypes = new WeakMap<object, string>();
   // Why a request was refused, for the log: set where it is refused.
   const refusals = new WeakMap<object, string>();
+  // The device group whose token a request presented (revoked or not), found while checking it.
+  const groups = new WeakMap<object, WebhookTokenMatch>();
+  const tenantOf = (request: object) => {
+    const group = groups.get(request);
+    return group === undefined || group.revokedAt !== null ? null : group.label;
+  };
   const refusalLog = createRefusalLog({ logger, clock });
   refusalLog.start();
   app.addHook('onClose', async () => refusalLog.stop());
@@ -32,14 +40,28 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
     WEBHOOK_PATH,
     {
       onRequest: async (request, reply) => {
-        if (webhookToken === null) return;
         const header = request.headers['x-webhook-token'];
         const presented = typeof header === 'string' ? header : request.query.token;
-        const check = await secretGuards.webhook.check(request.ip, presented, webhookToken);
+        const isGroupToken = (candidate: unknown) => {
+          const group = webhookTokens.match(candidate);
+          if (group !== null) groups.set(request, group);
+          return group !== null && group.revokedAt === null;
+        };
+        // No token needed; a device group's token still gives its events the group's label.
+        if (webhookToken === null) return void isGroupToken(presented);
+        // The single token first: the usual case costs what it did before device groups.
+        const check = await secretGuards.webhook.check(request.ip, presented, (candidate) => secretsMatch(candidate, webhookToken) || isGroupToken(candidate));
         if (check.result === 'ok') return;
+        const revoked = groups.get(request);
         refusals.set(
           request,
-          check.result === 'locked-out' ? 'too many wrong tokens from this address' : presented === undefined ? 'no token' : 'wrong token',
+          check.result === 'locked-out'
+            ? 'too many wrong tokens from this address'
+            : presented === undefined
+              ? 'no token'
+              : revoked === undefined
+                ? 'wrong token'
+                : `revoked token of device group ${revoked.label}`,
         );
         return sendRefusal(reply, check, 'missing or wrong webhook token: add ?token=<WEBHOOK_TOKEN> to the URL');
       },
@@ -67,6 +89,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
       const { event } = normalized;
       eventTypes.set(request, event.type);
       const eventId = randomUUID();
+      const tenant = tenantOf(request);
       await eventWriter.append({
         eventId,
         receivedAt: clock.now(),
@@ -74,12 +97,13 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
         callId: event.type === 'CALL' || event.type === 'RECORD' ? event.callId : null,
         // Set by the JSON parser for every body that got this far.
         payload: request.rawBody as string,
+        tenant,
       });
       // The declared type is sender-controlled text: keep only what can name an event type.
       const label = event.type === 'UNKNOWN' ? event.declaredType?.replace(/[^\w-]/g, '').slice(0, 32) || 'UNKNOWN' : event.type;
       if (event.type !== 'DEVICE') {
         logger.info(
-          { event_id: eventId, call_id: event.type === 'UNKNOWN' ? undefined : event.callId },
+          { event_id: eventId, call_id: event.type === 'UNKNOWN' ? undefined : event.callId, tenant: tenant ?? undefined },
           `[WaVoIP Webhook] Received event: ${label}`,
         );
       } else {

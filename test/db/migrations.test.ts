@@ -36,7 +36,7 @@ describe(`upgrading a ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} data
     await addWaitingCall('polled', null, 1_000);
     await addWaitingCall('recording', 'RECORDING', 2_000);
     await addWaitingCall('ready', 'READY', 3_000);
-    expect(await migrateToLatest(db)).toEqual(['003-fetch-priority']);
+    expect(await migrateToLatest(db)).toContain('003-fetch-priority');
 
     const claimed = await claimDueFetchJobs(db, { now: 5_000, limit: 3, workerId: 'a', leaseMs: 60_000, running: [] });
     expect(claimed.map((job) => job.callId)).toEqual(['ready', 'polled', 'recording']);
@@ -48,8 +48,34 @@ describe(`upgrading a ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} data
     await migrateTo('002-recording-retention');
     await addWaitingCall('ready', 'READY', 3_000);
     await sql`alter table fetch_jobs add column priority integer not null default 1`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['003-fetch-priority']);
+    expect(await migrateToLatest(db)).toContain('003-fetch-priority');
     const rows = await sql<{ call_id: string; priority: number }>`select call_id, priority from fetch_jobs`.execute(db);
     expect(rows.rows).toEqual([{ call_id: 'ready', priority: 0 }]);
+  });
+
+  it('005 normalises the status devices already have, and leaves when it changed unknown', async () => {
+    await migrateTo('003-fetch-priority');
+    for (const [id, status] of [['a', 'open'], ['b', 'CLOSE'], ['c', 'WAITING_PAYMENT'], ['d', null], ['e', 'no_status']] as const) {
+      await sql`insert into devices (device_id, phone, status, last_seen_at) values (${id}, '5511911112222', ${status}, 1000)`.execute(db);
+    }
+    await migrateTo('005-devices-and-tenants');
+    const rows = await sql<{ device_id: string; normalized_status: string; status_at: number; status_changed_at: number | null; tenant: string | null }>`
+      select device_id, normalized_status, status_at, status_changed_at, tenant from devices order by device_id`.execute(db);
+    expect(rows.rows.map((row) => [row.device_id, row.normalized_status, Number(row.status_at), row.status_changed_at, row.tenant])).toEqual([
+      ['a', 'connected', 1000, null, null],
+      ['b', 'disconnected', 1000, null, null],
+      ['c', 'payment_required', 1000, null, null],
+      ['d', 'unknown', 1000, null, null],
+      ['e', 'unknown', 1000, null, null],
+    ]);
+  });
+
+  it.skipIf(testDialect !== 'sqlite')('005 completes when run again after it was cut short', async () => {
+    await migrateTo('003-fetch-priority');
+    await sql`alter table events add column tenant text`.execute(db);
+    await sql`alter table devices add column status_at bigint`.execute(db);
+    await migrateTo('005-devices-and-tenants');
+    const columns = await sql<{ name: string }>`select name from pragma_table_info('calls') where name = 'tenant'`.execute(db);
+    expect(columns.rows).toHaveLength(1);
   });
 });

@@ -3,7 +3,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, runCli, startChildService, testEnvironment, type ChildService } from '../support/service-harness.ts';
+import { makeDataDir, runCli, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 
@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 describe('wavoip-recordings CLI', () => {
-  it.each(['serve', 'migrate', 'webhook-url', 'send-test-event', 'calls', 'retry', 'backup'])('explains %s with --help', async (command) => {
+  it.each(['serve', 'migrate', 'webhook-url', 'send-test-event', 'calls', 'retry', 'backup', 'devices', 'webhook-tokens'])('explains %s with --help', async (command) => {
     const result = await runCli(env, command, '--help');
     expect(result.code).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`Usage: wavoip-recordings ${command}`));
@@ -105,5 +105,34 @@ describe('wavoip-recordings CLI', () => {
     const unreachable = await runCli(env, 'calls', '--url', 'http://127.0.0.1:1');
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toMatch(/could not reach .* \(is the service running\?\)/);
+  });
+
+  it('webhook-tokens creates a token (printed once, with the panel URL), lists and revokes it; devices lists the devices', async () => {
+    const created = await runCli({ ...env, PUBLIC_URL: 'https://recordings.example.com' }, 'webhook-tokens', 'create', 'cli group');
+    expect(created.code).toBe(0);
+    const [, id, token] = /^Webhook token (\w+) for device group cli group; it is shown only now, keep it:\n([\w-]{43})\n/.exec(created.stdout) ?? [];
+    expect(created.stdout).toContain(`WaVoIP panel webhook URL for this group's devices:\nhttps://recordings.example.com/webhooks/wavoip?token=${token}\n`);
+
+    expect((await service.postWebhook({ type: 'DEVICE', action: 'UPDATE', id_session: 'cli-device', phone: '5566999050312', status: 'WAITING_PAYMENT' }, { token })).status).toBe(200);
+    await waitFor(async () => (await service.api('/api/devices/cli-device')).status === 200, 'the device applied');
+    const devices = await runCli(env, 'devices', '--tenant', 'cli group');
+    expect(devices.code).toBe(0);
+    expect(devices.stdout).toMatch(/^ID SESSION\s+PHONE\s+STATUS\s+STATUS SINCE\s+LAST WEBHOOK\s+CALLS 24H\s+SILENT\s+TENANT\n/);
+    expect(devices.stdout).toMatch(/\ncli-device\s+\+5566999050312\s+payment_required \(WAITING_PAYMENT\)\s+\S+\s+\S+\s+0\s+cli group\n$/);
+    const json = JSON.parse((await runCli(env, 'devices', '--json', '--status', 'payment_required')).stdout) as { devices: { id_session: string }[] };
+    expect(json.devices.map((device) => device.id_session)).toEqual(['cli-device']);
+
+    const listed = await runCli(env, 'webhook-tokens', 'list');
+    expect(listed.stdout).toMatch(new RegExp(`^ID\\s+LABEL\\s+CREATED\\s+REVOKED\\n${id}\\s+cli group\\s+\\S+\\n$`));
+    expect(listed.stdout).not.toContain(token);
+
+    const revoked = await runCli(env, 'webhook-tokens', 'revoke', id!);
+    expect(revoked.code).toBe(0);
+    expect(revoked.stdout).toMatch(new RegExp(`^Webhook token ${id} of device group cli group revoked at \\S+: webhooks with it are refused \\(401\\)\\.\\n$`));
+    expect((await service.postWebhook({ type: 'DEVICE', id_session: 'cli-device', phone: '5566999050312', status: 'open' }, { token })).status).toBe(401);
+
+    const badLabel = await runCli(env, 'webhook-tokens', 'create', 'no;semicolons');
+    expect(badLabel.code).not.toBe(0);
+    expect(badLabel.stderr).toMatch(/must be 1 to 64 letters/);
   });
 });

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrations } from '../../src/db/migrations/index.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import {
   API_TOKEN,
@@ -217,7 +218,7 @@ describe.skipIf(testDialect !== 'postgres')(`a fleet of ${REPLICAS} replicas on 
     const db = await openTestDatabase(testEnvironment(storage.origin, dataDirs[0]!, database));
     try {
       const rows = await db.all<{ name: string }>('select name from kysely_migration order by name');
-      expect(rows.map((row) => row.name)).toEqual(['001-initial', '002-recording-retention', '003-fetch-priority']);
+      expect(rows.map((row) => row.name)).toEqual(Object.keys(migrations));
     } finally {
       await db.close();
     }

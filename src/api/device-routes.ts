@@ -1,0 +1,104 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { countRecentCalls, findDevice, listDevices, type StoredDevice } from '../db/devices-repository.ts';
+import { DEVICE_STATUSES, isDeviceSilent, phoneToE164, type DeviceStatus } from '../devices/device-status.ts';
+import type { AppDeps } from '../http/app-deps.ts';
+import { checkApiToken } from './api-auth.ts';
+import { TENANT_QUERY_SCHEMA } from './webhook-token-routes.ts';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+interface ListQuery {
+  tenant?: string;
+  status?: DeviceStatus;
+  silent?: 'true' | 'false';
+  limit: number;
+  cursor?: string;
+}
+
+const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** WaVoIP's devices (id_session), as their webhooks describe them. */
+export function registerDeviceRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const silenceMs = deps.config.webhookSilenceWarningMs;
+
+  function presentDevice(device: StoredDevice, callsLast24h: number, now: number) {
+    return {
+      id_session: device.deviceId,
+      phone: phoneToE164(device.phone),
+      phone_raw: device.phone,
+      status: device.normalizedStatus,
+      status_raw: device.status,
+      status_changed_at: isoTime(device.statusChangedAt),
+      last_status_at: isoTime(device.statusAt),
+      last_webhook_at: isoTime(device.lastSeenAt),
+      calls_last_24h: callsLast24h,
+      silent: isDeviceSilent(device.lastSeenAt, now, silenceMs),
+      tenant: device.tenant,
+    };
+  }
+
+  void app.register(
+    async (api) => {
+      api.addHook('onRequest', (request, reply) => checkApiToken(deps, request, reply));
+
+      api.get<{ Querystring: ListQuery }>(
+        '/devices',
+        {
+          schema: {
+            querystring: {
+              type: 'object',
+              properties: {
+                tenant: TENANT_QUERY_SCHEMA,
+                status: { type: 'string', enum: [...DEVICE_STATUSES] },
+                silent: { type: 'string', enum: ['true', 'false'] },
+                limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
+                cursor: { type: 'string', maxLength: 512 },
+              },
+              additionalProperties: false,
+            },
+          },
+        },
+        async (request, reply) => {
+          const { tenant, status, silent, limit, cursor } = request.query;
+          if (!Number.isSafeInteger(limit)) return reply.code(400).send({ error: 'querystring/limit must be a whole number from 1 to 500', field: 'limit' });
+          const after = cursor === undefined ? undefined : decodeCursor(cursor);
+          if (after === null) return reply.code(400).send({ error: 'cursor is not one this API returned', field: 'cursor' });
+          const now = deps.clock.now();
+          const page = await listDevices(deps.db, {
+            tenant,
+            status,
+            silent: silent === undefined ? undefined : silent === 'true',
+            silentBefore: now - silenceMs,
+            limit,
+            after,
+          });
+          const calls = await countRecentCalls(deps.db, page.devices.map((device) => device.deviceId), now - DAY_MS);
+          const last = page.devices.at(-1);
+          return {
+            devices: page.devices.map((device) => presentDevice(device, calls.get(device.deviceId) ?? 0, now)),
+            next_cursor: page.hasMore && last ? Buffer.from(last.deviceId).toString('base64url') : null,
+          };
+        },
+      );
+
+      api.get<{ Params: { id: string } }>('/devices/:id', async (request, reply) => {
+        const device = await findDevice(deps.db, request.params.id);
+        if (device === null) return sendUnknownDevice(reply, request.params.id);
+        const now = deps.clock.now();
+        const calls = await countRecentCalls(deps.db, [device.deviceId], now - DAY_MS);
+        return presentDevice(device, calls.get(device.deviceId) ?? 0, now);
+      });
+    },
+    { prefix: '/api' },
+  );
+}
+
+function sendUnknownDevice(reply: FastifyReply, deviceId: string) {
+  return reply.code(404).send({ error: `no device with id_session ${JSON.stringify(deviceId)}` });
+}
+
+/** A device id; one that is not valid text (or holds a NUL, which PostgreSQL refuses) is no cursor of ours. */
+function decodeCursor(cursor: string): string | null {
+  const deviceId = Buffer.from(cursor, 'base64url').toString('utf8');
+  return deviceId === '' || deviceId.includes('\u0000') || deviceId.includes('\uFFFD') ? null : deviceId;
+}
