@@ -2,7 +2,7 @@ import { applyCallEvent, type CallRecord } from '../calls/call-state.ts';
 import { planFetch, type FetchPlan, type PollTimings } from '../calls/fetch-plan.ts';
 import { normalizeWebhookPayload, type WebhookEvent } from '../calls/webhook-event.ts';
 import type { Clock } from '../clock.ts';
-import { findCall, saveCall } from '../db/calls-repository.ts';
+import { findCall, findDevicePhone, saveCall } from '../db/calls-repository.ts';
 import { isDatabaseError, type Db, type DbOrTrx } from '../db/database.ts';
 import { upsertDevice } from '../db/devices-repository.ts';
 import { listUnprocessedEvents, lockEventProcessing, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
@@ -87,7 +87,10 @@ export function createEventProcessor(deps: {
     } else if (event.type === 'CALL' || event.type === 'RECORD') {
       // Locked until commit: a download attaching meanwhile waits, rather than being overwritten.
       const previous = await findCall(trx, event.callId, { forUpdate: true });
-      const next = applyCallEvent(previous, event, stored.receivedAt);
+      // Our own number, for calls whose payloads leave it out: once known, kept by the merge.
+      const deviceId = event.deviceId ?? previous?.deviceId ?? null;
+      const devicePhone = deviceId !== null && previous?.deviceReportedPhone == null ? await findDevicePhone(trx, deviceId) : null;
+      const next = applyCallEvent(previous, event, stored.receivedAt, devicePhone);
       await saveCall(trx, next);
       const plan = planFetch(previous, next, now, deps.timings);
       if (plan.action === 'fetch-now' || plan.action === 'poll') {
