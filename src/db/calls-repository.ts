@@ -184,6 +184,12 @@ export interface CallPageQuery {
 
 /** Newest first, keyset-paginated so a page costs the same however deep it is. */
 export async function listCalls(db: DbOrTrx, query: CallPageQuery): Promise<{ calls: StoredCall[]; hasMore: boolean }> {
+  const rows = await selectCallPage(db, query).execute();
+  return { calls: rows.slice(0, query.limit).map(toStoredCall), hasMore: rows.length > query.limit };
+}
+
+/** The query of one page (and one row more, to tell whether another page follows); its plans are tested. */
+export function selectCallPage(db: DbOrTrx, query: CallPageQuery) {
   let select = db.selectFrom('calls').selectAll();
   if (query.state) select = select.where('attachment_state', '=', query.state);
   if (query.direction) select = select.where('direction_normalized', '=', query.direction);
@@ -206,12 +212,10 @@ export async function listCalls(db: DbOrTrx, query: CallPageQuery): Promise<{ ca
       ]),
     );
   }
-  const rows = await select
+  return select
     .orderBy('first_seen_at', 'desc')
     .orderBy('call_id', 'desc')
-    .limit(query.limit + 1)
-    .execute();
-  return { calls: rows.slice(0, query.limit).map(toStoredCall), hasMore: rows.length > query.limit };
+    .limit(query.limit + 1);
 }
 
 function toStoredCall(row: Selectable<CallsTable>): StoredCall {

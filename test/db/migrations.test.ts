@@ -36,7 +36,7 @@ describe(`upgrading a ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} data
     await addWaitingCall('polled', null, 1_000);
     await addWaitingCall('recording', 'RECORDING', 2_000);
     await addWaitingCall('ready', 'READY', 3_000);
-    expect(await migrateToLatest(db)).toEqual(['003-fetch-priority']);
+    expect(await migrateToLatest(db)).toEqual(['003-fetch-priority', '004-call-details']);
 
     const claimed = await claimDueFetchJobs(db, { now: 5_000, limit: 3, workerId: 'a', leaseMs: 60_000, running: [] });
     expect(claimed.map((job) => job.callId)).toEqual(['ready', 'polled', 'recording']);
@@ -48,7 +48,7 @@ describe(`upgrading a ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} data
     await migrateTo('002-recording-retention');
     await addWaitingCall('ready', 'READY', 3_000);
     await sql`alter table fetch_jobs add column priority integer not null default 1`.execute(db);
-    expect(await migrateToLatest(db)).toEqual(['003-fetch-priority']);
+    expect(await migrateToLatest(db)).toEqual(['003-fetch-priority', '004-call-details']);
     const rows = await sql<{ call_id: string; priority: number }>`select call_id, priority from fetch_jobs`.execute(db);
     expect(rows.rows).toEqual([{ call_id: 'ready', priority: 0 }]);
   });

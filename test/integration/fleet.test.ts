@@ -217,7 +217,7 @@ describe.skipIf(testDialect !== 'postgres')(`a fleet of ${REPLICAS} replicas on 
     const db = await openTestDatabase(testEnvironment(storage.origin, dataDirs[0]!, database));
     try {
       const rows = await db.all<{ name: string }>('select name from kysely_migration order by name');
-      expect(rows.map((row) => row.name)).toEqual(['001-initial', '002-recording-retention', '003-fetch-priority']);
+      expect(rows.map((row) => row.name)).toEqual(['001-initial', '002-recording-retention', '003-fetch-priority', '004-call-details']);
     } finally {
       await db.close();
     }

@@ -19,7 +19,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
 
     const first = await runCli(env, 'migrate');
     expect(first).toMatchObject({ code: 0, stderr: '' });
-    expect(first.stdout).toMatch(/: applied 001-initial, 002-recording-retention, 003-fetch-priority\n$/);
+    expect(first.stdout).toMatch(/: applied 001-initial, 002-recording-retention, 003-fetch-priority, 004-call-details\n$/);
     expect((await runCli(env, 'migrate')).stdout).toMatch(/: already up to date\n$/);
 
     const database = await openTestDatabase(env);
@@ -28,6 +28,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
         '001-initial',
         '002-recording-retention',
         '003-fetch-priority',
+        '004-call-details',
       ]);
     } finally {
       await database.close();
@@ -46,7 +47,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
     await ensureDatabase(env);
     const refused = await runCli(env, 'serve');
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain('The database schema is not up to date (pending: 001-initial, 002-recording-retention, 003-fetch-priority)');
+    expect(refused.stderr).toContain('The database schema is not up to date (pending: 001-initial, 002-recording-retention, 003-fetch-priority, 004-call-details)');
     expect(refused.stderr).toContain('run `wavoip-recordings migrate` first');
   });
 
