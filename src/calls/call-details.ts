@@ -83,5 +83,7 @@ export function answeredAt(facts: CallFacts): number | null {
   if (!hasConnected(facts)) return null;
   if (facts.activeAt !== null) return facts.activeAt;
   if (facts.endedAt === null || facts.duration === null || facts.duration <= 0) return null;
-  return facts.endedAt - Math.round(facts.duration * 1000);
+  const estimate = facts.endedAt - Math.round(facts.duration * 1000);
+  // A duration longer than all time since 1970 is a sender's nonsense, not a time to show.
+  return estimate >= 0 ? estimate : null;
 }

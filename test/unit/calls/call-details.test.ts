@@ -45,10 +45,10 @@ describe('describeCall with the fixture payloads', () => {
   });
 
   it('an incoming call whose type was overwritten by HUMANIZED: the caller is the peer', () => {
-    const call = fold([[fixtureEvent('call_type_overwritten'), 1_000]]);
+    const call = fold([[fixtureEvent('call_type_overwritten'), 100_000]]);
     expect(call.callType).toBe('HUMANIZED');
     expect(describeCall(call)).toMatchObject({
-      direction: 'incoming', peerPhone: '+5511911112222', devicePhone: '+5511933334444', outcome: 'answered', answeredAt: 1_000 - 45_000,
+      direction: 'incoming', peerPhone: '+5511911112222', devicePhone: '+5511933334444', outcome: 'answered', answeredAt: 100_000 - 45_000,
     });
   });
 
@@ -129,5 +129,8 @@ describe('answeredAt', () => {
   it('is null for a call that did not connect, or whose start cannot be told', () => {
     expect(answeredAt(facts({ endedAt: 60_000, duration: 0, statusesSeen: ['NOT_ANSWERED'] }))).toBeNull();
     expect(answeredAt(facts({ recordStatus: 'READY' }))).toBeNull();
+    // Found by the hostile-input fuzzing: ended_at − duration was an invalid date, and the API answered 500.
+    expect(answeredAt(facts({ endedAt: 60_000, duration: 1e300, statusesSeen: ['ENDED'] }))).toBeNull();
+    expect(answeredAt(facts({ endedAt: 60_000, duration: 61, statusesSeen: ['ENDED'] }))).toBeNull();
   });
 });
