@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { systemClock, type Clock } from './clock.ts';
 import { localServiceUrl, type Config } from './config/config.ts';
 import { resolveToken, type ResolvedToken } from './config/token-files.ts';
+import { fillMissingCallDetails } from './db/calls-repository.ts';
 import { assertMigrated, createDb, createWalSync, migrateToLatest, migrationsUnknownHere } from './db/database.ts';
 import { createFetchJobSignal } from './db/fetch-job-signal.ts';
 import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
@@ -56,6 +57,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
     } else {
       await assertMigrated(db);
     }
+    const filled = await fillMissingCallDetails(db);
+    if (filled > 0) logger.info({ calls: filled }, `Derived direction, parties and outcome for ${filled} calls stored before they existed`);
   } catch (caught) {
     await db.destroy();
     throw caught;

@@ -1,24 +1,16 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { ATTACHMENT_STATES, type AttachmentState } from '../calls/call-state.ts';
 import { findCall, listCalls, type StoredCall } from '../db/calls-repository.ts';
 import { listCallEvents } from '../db/events-repository.ts';
 import { findFetchJob, findFetchJobs } from '../db/fetch-jobs-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { retryAllFetches, retryFetch } from '../jobs/retry-fetch.ts';
 import { checkApiToken } from './api-auth.ts';
+import { LIST_QUERY_SCHEMA, readCallFilters, type ListQuery } from './call-filters.ts';
 import { presentCall, presentEvent } from './call-view.ts';
 import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
-import { TENANT_QUERY_SCHEMA } from './webhook-token-routes.ts';
 
 interface CallParams {
   id: string;
-}
-
-interface ListQuery {
-  state?: AttachmentState;
-  tenant?: string;
-  limit: number;
-  cursor?: string;
 }
 
 /** The read API: everything under /api needs `Authorization: Bearer <API_TOKEN>`. */
@@ -29,20 +21,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
 
       api.get<{ Querystring: ListQuery }>(
         '/calls',
-        {
-          schema: {
-            querystring: {
-              type: 'object',
-              properties: {
-                state: { type: 'string', enum: [...ATTACHMENT_STATES] },
-                tenant: TENANT_QUERY_SCHEMA,
-                limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 },
-                cursor: { type: 'string', maxLength: 512 },
-              },
-              additionalProperties: false,
-            },
-          },
-        },
+        { schema: { querystring: LIST_QUERY_SCHEMA } },
         async (request, reply) => {
           // The schema lets "Infinity" through as an integer; SQLite would refuse it with a 500.
           if (!Number.isSafeInteger(request.query.limit)) {
@@ -50,7 +29,9 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           }
           const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor);
           if (after === null) return reply.code(400).send({ error: 'cursor is not one this API returned', field: 'cursor' });
-          const page = await listCalls(deps.db, { state: request.query.state, tenant: request.query.tenant, limit: request.query.limit, after });
+          const read = readCallFilters(request.query);
+          if (!read.ok) return reply.code(400).send({ error: read.error, field: read.field });
+          const page = await listCalls(deps.db, { ...read.filters, limit: request.query.limit, after });
           const jobs = await findFetchJobs(deps.db, page.calls.map((call) => call.callId));
           const last = page.calls.at(-1);
           return {

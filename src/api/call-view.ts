@@ -1,15 +1,31 @@
+import { describeCall } from '../calls/call-details.ts';
 import type { StoredCall } from '../db/calls-repository.ts';
 import type { TimelineEvent } from '../db/events-repository.ts';
 import type { FetchJob } from '../db/fetch-jobs-repository.ts';
 
 const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-/** A call as the API shows it: WaVoIP's field names at the top level, the attachment below. */
+/**
+ * A call as the API shows it: first what a person asks (which way, who, what happened, when),
+ * then WaVoIP's own fields as they came (`direction_raw` is its `direction`), the attachment below.
+ */
 export function presentCall(call: StoredCall, job?: FetchJob | null) {
   const recording = call.recording;
+  const details = describeCall(call);
   return {
     whatsapp_call_id: call.callId,
-    direction: call.direction,
+    direction: details.direction,
+    outcome: details.outcome,
+    peer_phone: details.peerPhone,
+    peer_phone_raw: details.peerPhoneRaw,
+    peer_name: call.peerName,
+    device_phone: details.devicePhone,
+    device_phone_raw: details.devicePhoneRaw,
+    call_type: call.callType,
+    started_at: isoTime(call.firstSeenAt),
+    answered_at: isoTime(details.answeredAt),
+    ended_at: isoTime(call.endedAt),
+    direction_raw: call.direction,
     caller: call.caller,
     receiver: call.receiver,
     id_session: call.deviceId,
@@ -17,9 +33,9 @@ export function presentCall(call: StoredCall, job?: FetchJob | null) {
     duration: call.duration,
     record_status: call.recordStatus,
     record_url: call.recordUrl,
+    record_url_hint: call.hintedUrl,
     first_seen_at: isoTime(call.firstSeenAt),
     last_seen_at: isoTime(call.lastSeenAt),
-    ended_at: isoTime(call.endedAt),
     tenant: call.tenant,
     attachment: {
       state: call.attachment.state,

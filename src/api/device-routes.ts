@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { countRecentCalls, findDevice, listDevices, type StoredDevice } from '../db/devices-repository.ts';
-import { DEVICE_STATUSES, isDeviceSilent, phoneToE164, type DeviceStatus } from '../devices/device-status.ts';
+import { toE164 } from '../calls/phone-number.ts';
+import { DEVICE_STATUSES, isDeviceSilent, type DeviceStatus } from '../devices/device-status.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { checkApiToken } from './api-auth.ts';
 import { TENANT_QUERY_SCHEMA } from './webhook-token-routes.ts';
@@ -24,7 +25,7 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: AppDeps): void 
   function presentDevice(device: StoredDevice, callsLast24h: number, now: number) {
     return {
       id_session: device.deviceId,
-      phone: phoneToE164(device.phone),
+      phone: toE164(device.phone),
       phone_raw: device.phone,
       status: device.normalizedStatus,
       status_raw: device.status,

@@ -16,6 +16,25 @@ export interface CallFacts {
   duration: number | null;
   recordStatus: string | null;
   recordUrl: string | null;
+  /**
+   * A `record_url` sent without READY (or with another status): where the recording may appear.
+   * Polled besides the template URL, never trusted as the recording's own URL.
+   */
+  hintedUrl: string | null;
+  /**
+   * The final statuses (and CONNECTION_LOST) received, sorted and each once: a union, so the
+   * status shown and the call's outcome never depend on which of them came last.
+   */
+  statusesSeen: string[];
+  /** When ACTIVE first arrived: the call was answered then. */
+  activeAt: number | null;
+  /** `HUMANIZED` or `ROBOTIC`, when the sender said (in the CALL schema's second `type` key). */
+  callType: string | null;
+  /** The other party's name and number, when a payload names them (`peer.display_name`, `peer.phone`). */
+  peerName: string | null;
+  statedPeerPhone: string | null;
+  /** The phone the call's device announced in its DEVICE events, when known as the call was updated. */
+  deviceReportedPhone: string | null;
   firstSeenAt: number;
   lastSeenAt: number;
   /** When the first event with a final call status arrived. */
@@ -60,9 +79,36 @@ const CALL_STATUS_RANK: Record<string, number> = {
   ...Object.fromEntries([...FINAL_CALL_STATUSES].map((status) => [status, 4])),
 };
 
-/** Merges one CALL or RECORD event, received at `receivedAt`, into what is known of its call. */
-export function mergeCallEvent(facts: CallFacts | null, event: CallEvent | RecordEvent, receivedAt: number): CallFacts {
+/** Statuses that end a call as far as its outcome goes: the final ones, and a lost connection. */
+const DECISIVE_STATUSES = new Set([...FINAL_CALL_STATUSES, 'CONNECTION_LOST']);
+
+/**
+ * Which final status a call shows when several arrived. A call that connected ended: ENDED wins
+ * over a late NOT_ANSWERED or REJECTED. One that did not connect shows the status that says
+ * why, rather than a plain ENDED.
+ */
+const FINAL_STATUS_PREFERENCE = ['HANDLED_REMOTELY', 'REJECTED', 'NOT_ANSWERED', 'FAILED', 'ENDED'];
+
+/**
+ * The call connected: ACTIVE was seen, a duration above 0 was sent, or a recording is ready
+ * (there is audio of a conversation).
+ */
+export function hasConnected(facts: Pick<CallFacts, 'wasConnected' | 'duration' | 'recordStatus'>): boolean {
+  return facts.wasConnected || (facts.duration ?? 0) > 0 || facts.recordStatus === 'READY';
+}
+
+/**
+ * Merges one CALL or RECORD event, received at `receivedAt`, into what is known of its call.
+ * `deviceReportedPhone`: the phone the call's device announced, looked up as the event is applied.
+ */
+export function mergeCallEvent(
+  facts: CallFacts | null,
+  event: CallEvent | RecordEvent,
+  receivedAt: number,
+  deviceReportedPhone: string | null = null,
+): CallFacts {
   const status = event.type === 'CALL' ? event.status : null;
+  const call = event.type === 'CALL' ? event : null;
   const incoming: CallFacts = {
     callId: event.callId,
     direction: event.type === 'CALL' ? event.direction : null,
@@ -75,11 +121,18 @@ export function mergeCallEvent(facts: CallFacts | null, event: CallEvent | Recor
     recordStatus: event.recordStatus,
     // Only READY's URL is the recording's; a URL on another status could be stale or made up.
     recordUrl: event.recordStatus === 'READY' ? event.recordUrl : null,
+    hintedUrl: event.recordStatus === 'READY' ? null : event.recordUrl,
+    statusesSeen: status !== null && DECISIVE_STATUSES.has(status) ? [status] : [],
+    activeAt: status === 'ACTIVE' ? receivedAt : null,
+    callType: call?.callType ?? null,
+    peerName: call?.peerName ?? null,
+    statedPeerPhone: call?.peerPhone ?? null,
+    deviceReportedPhone,
     firstSeenAt: receivedAt,
     lastSeenAt: receivedAt,
     endedAt: status !== null && FINAL_CALL_STATUSES.has(status) ? receivedAt : null,
   };
-  return facts === null ? incoming : joinFacts(facts, incoming);
+  return withShownStatus(facts === null ? incoming : joinFacts(facts, incoming));
 }
 
 function joinFacts(a: CallFacts, b: CallFacts): CallFacts {
@@ -94,10 +147,29 @@ function joinFacts(a: CallFacts, b: CallFacts): CallFacts {
     duration: joinMax(a.duration, b.duration),
     recordStatus: joinRanked(a.recordStatus, b.recordStatus, RECORD_STATUS_RANK),
     recordUrl: joinText(a.recordUrl, b.recordUrl),
+    hintedUrl: joinText(a.hintedUrl, b.hintedUrl),
+    statusesSeen: [...new Set([...a.statusesSeen, ...b.statusesSeen])].sort(),
+    activeAt: joinMin(a.activeAt, b.activeAt),
+    callType: joinText(a.callType, b.callType),
+    peerName: joinText(a.peerName, b.peerName),
+    statedPeerPhone: joinText(a.statedPeerPhone, b.statedPeerPhone),
+    deviceReportedPhone: joinText(a.deviceReportedPhone, b.deviceReportedPhone),
     firstSeenAt: Math.min(a.firstSeenAt, b.firstSeenAt),
     lastSeenAt: Math.max(a.lastSeenAt, b.lastSeenAt),
-    endedAt: a.endedAt === null ? b.endedAt : b.endedAt === null ? a.endedAt : Math.min(a.endedAt, b.endedAt),
+    endedAt: joinMin(a.endedAt, b.endedAt),
   };
+}
+
+/**
+ * Once a final status is known, the status shown is decided from the union of final statuses and
+ * whether the call connected (both joins), never from which came last: equal-ranked statuses
+ * used to tie-break alphabetically, and a late NOT_ANSWERED replaced ENDED on an answered call.
+ */
+function withShownStatus(facts: CallFacts): CallFacts {
+  const finals = facts.statusesSeen.filter((status) => FINAL_CALL_STATUSES.has(status));
+  if (finals.length === 0) return facts;
+  const shown = hasConnected(facts) && finals.includes('ENDED') ? 'ENDED' : FINAL_STATUS_PREFERENCE.find((status) => finals.includes(status));
+  return shown === undefined || shown === facts.status ? facts : { ...facts, status: shown };
 }
 
 /** Values that should never differ between events of one call; a deterministic pick if they do. */
@@ -105,6 +177,12 @@ function joinText(a: string | null, b: string | null): string | null {
   if (a === null) return b;
   if (b === null) return a;
   return a >= b ? a : b;
+}
+
+function joinMin(a: number | null, b: number | null): number | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return Math.min(a, b);
 }
 
 function joinMax(a: number | null, b: number | null): number | null {
@@ -154,7 +232,12 @@ export function becameReady(previous: CallFacts | null, facts: CallFacts): boole
 }
 
 /** Applies a CALL or RECORD event to a call (or creates it). */
-export function applyCallEvent(previous: CallRecord | null, event: CallEvent | RecordEvent, receivedAt: number): CallRecord {
-  const facts = mergeCallEvent(previous, event, receivedAt);
+export function applyCallEvent(
+  previous: CallRecord | null,
+  event: CallEvent | RecordEvent,
+  receivedAt: number,
+  deviceReportedPhone: string | null = null,
+): CallRecord {
+  const facts = mergeCallEvent(previous, event, receivedAt, deviceReportedPhone);
   return { ...facts, attachment: nextAttachment(previous, facts) };
 }

@@ -15,6 +15,11 @@ export interface CallEvent {
   receiver: string | null;
   deviceId: string | null;
   duration: number | null;
+  /** `HUMANIZED` or `ROBOTIC`: the CALL schema's second `type` key, when it is the one that arrived. */
+  callType: string | null;
+  /** From a `peer` object (`phone`, `display_name`), which some senders add. */
+  peerPhone: string | null;
+  peerName: string | null;
 }
 
 export interface RecordEvent {
@@ -48,7 +53,7 @@ export const MAX_CALL_ID_LENGTH = 128;
 
 /** `type` values the CALL schema's second `type` key (call kind) can leave behind. */
 const CALL_KIND_TYPES = new Set(['HUMANIZED', 'ROBOTIC']);
-const CALL_ONLY_FIELDS = ['direction', 'caller', 'receiver', 'duration'];
+const CALL_ONLY_FIELDS = ['direction', 'caller', 'receiver', 'duration', 'peer'];
 const KNOWN_CALL_STATUSES = new Set([
   'NONE', 'INCOMING_RING', 'OUTGOING_RING', 'OUTGOING_CALLING', 'CALLING', 'CONNECTING', 'CONNECTION_LOST', 'ACTIVE',
   'HANDLED_REMOTELY', 'ENDED', 'REJECTED', 'REMOTE_CALL_IN_PROGRESS', 'FAILED', 'NOT_ANSWERED',
@@ -100,8 +105,16 @@ export function normalizeWebhookPayload(body: unknown): NormalizeResult {
       receiver: readText(payload.receiver),
       deviceId,
       duration: readDuration(payload.duration),
+      callType: declaredType !== null && CALL_KIND_TYPES.has(declaredType.toUpperCase()) ? declaredType.toUpperCase() : null,
+      ...readPeer(payload.peer),
     },
   };
+}
+
+function readPeer(value: unknown): { peerPhone: string | null; peerName: string | null } {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return { peerPhone: null, peerName: null };
+  const peer = value as Record<string, unknown>;
+  return { peerPhone: readText(peer.phone), peerName: readText(peer.display_name)?.slice(0, 256) ?? null };
 }
 
 function classifyEvent(payload: Record<string, unknown>, declaredType: string | null): WebhookEvent['type'] {

@@ -4,38 +4,61 @@ import { callApi } from './service-client.ts';
 
 interface ApiCall {
   whatsapp_call_id: string;
+  direction: string | null;
+  outcome: string;
+  peer_phone: string | null;
+  peer_phone_raw: string | null;
+  peer_name: string | null;
   record_status: string | null;
   first_seen_at: string | null;
   attachment: { state: string; reason: string | null; attempts?: number; next_attempt_at?: string; last_error?: string | null };
 }
 
-export async function listCallsCommand(options: { state?: string; limit: number; json?: boolean; url?: string }): Promise<void> {
+/** The `calls` options passed to the API as they are: it checks them and names a bad one. */
+const FILTERS = ['state', 'direction', 'outcome', 'device', 'phone', 'since', 'until'] as const;
+type CallFilterOptions = Partial<Record<(typeof FILTERS)[number], string>>;
+
+export async function listCallsCommand(options: CallFilterOptions & { limit: number; json?: boolean; url?: string }): Promise<void> {
   const query = new URLSearchParams({ limit: String(options.limit) });
-  if (options.state) query.set('state', options.state);
+  for (const filter of FILTERS) {
+    const value = options[filter];
+    if (value !== undefined) query.set(filter, value);
+  }
   const page = (await callApi(loadConfig(), options.url, `/api/calls?${query}`)) as { calls: ApiCall[]; next_cursor: string | null };
   if (options.json) {
     process.stdout.write(`${JSON.stringify(page, null, 2)}\n`);
     return;
   }
   if (page.calls.length === 0) {
-    process.stdout.write(options.state ? `No calls with attachment ${options.state}.\n` : 'No calls yet.\n');
+    const filtered = FILTERS.some((filter) => options[filter] !== undefined);
+    process.stdout.write(filtered ? 'No calls match.\n' : 'No calls yet.\n');
     return;
   }
   // One line says what is stuck and why: a failed call's reason, a waiting one's last error.
   const rows = page.calls.map(({ attachment, ...call }) => [
     call.first_seen_at ?? '',
     call.whatsapp_call_id,
+    call.direction ?? '-',
+    describePeer(call),
+    call.outcome,
     attachment.state,
     call.record_status ?? '-',
     attachment.attempts === undefined ? '' : String(attachment.attempts),
     attachment.next_attempt_at ?? '',
     attachment.reason ?? attachment.last_error ?? '',
   ]);
-  const header = ['FIRST SEEN', 'CALL ID', 'ATTACHMENT', 'RECORD STATUS', 'ATTEMPTS', 'NEXT ATTEMPT', 'REASON / LAST ERROR'];
+  const header = ['FIRST SEEN', 'CALL ID', 'DIRECTION', 'PEER', 'OUTCOME', 'ATTACHMENT', 'RECORD STATUS', 'ATTEMPTS', 'NEXT ATTEMPT', 'REASON / LAST ERROR'];
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
   for (const row of [header, ...rows]) {
     process.stdout.write(`${row.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd()}\n`);
   }
+}
+
+/** The number (E.164 when it is one), and the name when a payload gave one: "+5511911112222 (Maria)". */
+function describePeer(call: Pick<ApiCall, 'peer_phone' | 'peer_phone_raw' | 'peer_name'>): string {
+  const phone = call.peer_phone ?? call.peer_phone_raw;
+  if (phone === null) return call.peer_name ?? '-';
+  return call.peer_name === null ? phone : `${phone} (${call.peer_name})`;
 }
 
 export async function retryCommand(

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
+import { CALL_DIRECTIONS, CALL_OUTCOMES } from '../calls/call-details.ts';
 import { ATTACHMENT_STATES } from '../calls/call-state.ts';
 import { DEVICE_STATUSES } from '../devices/device-status.ts';
 import { AppError, coerceError } from '../errors.ts';
@@ -42,11 +43,17 @@ program
 
 program
   .command('calls')
-  .description('list calls with their recording attachment, attempts, next attempt and last error, newest first (uses the API of a running service)')
+  .description('list calls newest first: direction, the other party, outcome, and the recording attachment with its attempts, next attempt and last error (uses the API of a running service)')
   .option('--state <state>', `only calls whose attachment is ${ATTACHMENT_STATES.join(', ')}`, (value: string) => {
     if (!(ATTACHMENT_STATES as readonly string[]).includes(value)) throw new InvalidArgumentError(`must be one of ${ATTACHMENT_STATES.join(', ')}`);
     return value;
   })
+  .option('--direction <direction>', `only ${CALL_DIRECTIONS.join(' or ')} calls`, oneOf(CALL_DIRECTIONS))
+  .option('--outcome <outcome>', `only calls ${CALL_OUTCOMES.join(', ')}`, oneOf(CALL_OUTCOMES))
+  .option('--device <id_session>', 'only calls of this device')
+  .option('--phone <number>', 'only calls with this number, the other party\'s or ours (digits or E.164)')
+  .option('--since <time>', 'only calls first seen at or after this ISO 8601 date or time (2024-05-01, 2024-05-01T12:00:00Z)')
+  .option('--until <time>', 'only calls first seen before this ISO 8601 date or time')
   .option('--limit <n>', 'how many calls (1-200)', limitUpTo(200), 50)
   .option('--json', 'print the API response as JSON')
   .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
@@ -102,6 +109,13 @@ program
   .description('copy the embedded SQLite database to <file> while the service runs (a consistent online copy)')
   .argument('<file>', 'where to write the copy; an existing file is never overwritten')
   .action(backupCommand);
+
+function oneOf(allowed: readonly string[]) {
+  return (value: string): string => {
+    if (!allowed.includes(value)) throw new InvalidArgumentError(`must be one of ${allowed.join(', ')}`);
+    return value;
+  };
+}
 
 /** A parser of --limit: commander passes the default as a second argument, so the bound is fixed here. */
 function limitUpTo(max: number): (value: string) => number {

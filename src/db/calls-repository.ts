@@ -1,5 +1,6 @@
 import type { Selectable } from 'kysely';
-import type { AttachmentState, CallRecord } from '../calls/call-state.ts';
+import { describeCall, type CallDirection, type CallOutcome } from '../calls/call-details.ts';
+import { FINAL_CALL_STATUSES, type AttachmentState, type CallFacts, type CallRecord } from '../calls/call-state.ts';
 import type { RecordingFacts } from '../calls/recording.ts';
 import { AppError } from '../errors.ts';
 import type { DbOrTrx } from './database.ts';
@@ -34,6 +35,21 @@ export async function findCall(db: DbOrTrx, callId: string, { forUpdate = false 
 /** Writes what the events say about a call; never touches a recording already attached. */
 export async function saveCall(db: DbOrTrx, call: CallRecord): Promise<void> {
   const facts = {
+    ...factColumns(call),
+    attachment_state: call.attachment.state,
+    attachment_reason: call.attachment.reason,
+  };
+  await db
+    .insertInto('calls')
+    .values({ call_id: call.callId, ...facts })
+    .onConflict((conflict) => conflict.column('call_id').doUpdateSet(facts))
+    .execute();
+}
+
+/** The columns of a call's facts, and of what is derived from them for the list filters. */
+function factColumns(call: CallFacts) {
+  const details = describeCall(call);
+  return {
     direction: call.direction,
     caller: call.caller,
     receiver: call.receiver,
@@ -46,14 +62,42 @@ export async function saveCall(db: DbOrTrx, call: CallRecord): Promise<void> {
     first_seen_at: call.firstSeenAt,
     last_seen_at: call.lastSeenAt,
     ended_at: call.endedAt,
-    attachment_state: call.attachment.state,
-    attachment_reason: call.attachment.reason,
+    hinted_url: call.hintedUrl,
+    statuses_seen: call.statusesSeen.length === 0 ? null : call.statusesSeen.join(','),
+    active_at: call.activeAt,
+    call_type: call.callType,
+    peer_name: call.peerName,
+    stated_peer_phone: call.statedPeerPhone,
+    device_reported_phone: call.deviceReportedPhone,
+    direction_normalized: details.direction,
+    peer_phone: details.peerPhone,
+    device_phone: details.devicePhone,
+    outcome: details.outcome,
   };
-  await db
-    .insertInto('calls')
-    .values({ call_id: call.callId, ...facts })
-    .onConflict((conflict) => conflict.column('call_id').doUpdateSet(facts))
-    .execute();
+}
+
+/**
+ * Derives direction, parties and outcome for calls stored before they existed (migration 004,
+ * or a replica of an older release writing during a rolling update): every row without an
+ * outcome, in batches. Returns how many it filled. Safe alongside event processing: a row the
+ * processor saved meanwhile has its outcome, and is left alone.
+ */
+export async function fillMissingCallDetails(db: DbOrTrx, batchSize = 500): Promise<number> {
+  let filled = 0;
+  for (;;) {
+    const rows = await db.selectFrom('calls').selectAll().where('outcome', 'is', null).limit(batchSize).execute();
+    for (const row of rows) {
+      const { statuses_seen, direction_normalized, peer_phone, device_phone, outcome } = factColumns(toStoredCall(row));
+      await db
+        .updateTable('calls')
+        .set({ statuses_seen, direction_normalized, peer_phone, device_phone, outcome })
+        .where('call_id', '=', row.call_id)
+        .where('outcome', 'is', null)
+        .execute();
+    }
+    filled += rows.length;
+    if (rows.length < batchSize) return filled;
+  }
 }
 
 /** Records the recording on the call; false when one was attached already. */
@@ -118,6 +162,14 @@ async function changeAttachmentState(
 export interface CallPageQuery {
   state?: AttachmentState | undefined;
   tenant?: string | undefined;
+  direction?: CallDirection | undefined;
+  outcome?: CallOutcome | undefined;
+  deviceId?: string | undefined;
+  /** E.164: the peer's or the device's number. */
+  phone?: string | undefined;
+  /** On first_seen_at (started_at): since inclusive, until exclusive. */
+  since?: number | undefined;
+  until?: number | undefined;
   limit: number;
   /** The position after which the page starts, from the previous page's `nextCursor`. */
   after?: { firstSeenAt: number; callId: string } | undefined;
@@ -125,9 +177,24 @@ export interface CallPageQuery {
 
 /** Newest first, keyset-paginated so a page costs the same however deep it is. */
 export async function listCalls(db: DbOrTrx, query: CallPageQuery): Promise<{ calls: StoredCall[]; hasMore: boolean }> {
+  const rows = await selectCallPage(db, query).execute();
+  return { calls: rows.slice(0, query.limit).map(toStoredCall), hasMore: rows.length > query.limit };
+}
+
+/** The query of one page (and one row more, to tell whether another page follows); its plans are tested. */
+export function selectCallPage(db: DbOrTrx, query: CallPageQuery) {
   let select = db.selectFrom('calls').selectAll();
   if (query.state) select = select.where('attachment_state', '=', query.state);
   if (query.tenant !== undefined) select = select.where('tenant', '=', query.tenant);
+  if (query.direction) select = select.where('direction_normalized', '=', query.direction);
+  if (query.outcome) select = select.where('outcome', '=', query.outcome);
+  if (query.deviceId !== undefined) select = select.where('device_id', '=', query.deviceId);
+  if (query.phone !== undefined) {
+    const phone = query.phone;
+    select = select.where((eb) => eb.or([eb('peer_phone', '=', phone), eb('device_phone', '=', phone)]));
+  }
+  if (query.since !== undefined) select = select.where('first_seen_at', '>=', query.since);
+  if (query.until !== undefined) select = select.where('first_seen_at', '<', query.until);
   if (query.after) {
     const { firstSeenAt, callId } = query.after;
     // Never in a cursor this API gave (call ids hold no control character); PostgreSQL would fail on it.
@@ -139,12 +206,10 @@ export async function listCalls(db: DbOrTrx, query: CallPageQuery): Promise<{ ca
       ]),
     );
   }
-  const rows = await select
+  return select
     .orderBy('first_seen_at', 'desc')
     .orderBy('call_id', 'desc')
-    .limit(query.limit + 1)
-    .execute();
-  return { calls: rows.slice(0, query.limit).map(toStoredCall), hasMore: rows.length > query.limit };
+    .limit(query.limit + 1);
 }
 
 function toStoredCall(row: Selectable<CallsTable>): StoredCall {
@@ -159,6 +224,14 @@ function toStoredCall(row: Selectable<CallsTable>): StoredCall {
     duration: row.duration,
     recordStatus: row.record_status,
     recordUrl: row.record_url,
+    hintedUrl: row.hinted_url,
+    // Rows from before 004 kept only the status they showed.
+    statusesSeen: row.statuses_seen === null ? statusesFromStatus(row.status) : row.statuses_seen.split(','),
+    activeAt: row.active_at,
+    callType: row.call_type,
+    peerName: row.peer_name,
+    statedPeerPhone: row.stated_peer_phone,
+    deviceReportedPhone: row.device_reported_phone,
     firstSeenAt: row.first_seen_at,
     lastSeenAt: row.last_seen_at,
     endedAt: row.ended_at,
@@ -178,6 +251,10 @@ function toStoredCall(row: Selectable<CallsTable>): StoredCall {
             attachedAt: row.attached_at ?? 0,
           },
   };
+}
+
+function statusesFromStatus(status: string | null): string[] {
+  return status !== null && (FINAL_CALL_STATUSES.has(status) || status === 'CONNECTION_LOST') ? [status] : [];
 }
 
 export async function countCallsByAttachmentState(db: DbOrTrx): Promise<Map<AttachmentState, number>> {

@@ -144,3 +144,9 @@ function toStoredDevice(row: Selectable<DevicesTable>): StoredDevice {
     tenant: row.tenant,
   };
 }
+
+/** Our own number on a device's calls, as its DEVICE events gave it (null until one did). */
+export async function findDevicePhone(db: DbOrTrx, deviceId: string): Promise<string | null> {
+  const row = await db.selectFrom('devices').select('phone').where('device_id', '=', deviceId).executeTakeFirst();
+  return row?.phone ?? null;
+}

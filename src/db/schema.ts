@@ -39,6 +39,21 @@ export interface CallsTable {
   recording_duration_seconds: number | null;
   attached_at: number | null;
   tenant: string | null;
+  // Since 004. Facts merged from events (see CallFacts):
+  hinted_url: string | null;
+  /** Comma-separated, sorted; null on rows from before 004, read as their `status`. */
+  statuses_seen: string | null;
+  active_at: number | null;
+  call_type: string | null;
+  peer_name: string | null;
+  stated_peer_phone: string | null;
+  device_reported_phone: string | null;
+  // Since 004. Derived from the facts on every save (calls/call-details.ts), stored for the list filters;
+  // `direction` above is WaVoIP's raw value. A null outcome: not derived yet (a row from before 004).
+  direction_normalized: string | null;
+  peer_phone: string | null;
+  device_phone: string | null;
+  outcome: string | null;
 }
 
 /** One fetch job per call: a poll waiting for the recording, or a download after READY. */

@@ -38,17 +38,6 @@ export function normalizeDeviceStatus(raw: string | null): DeviceStatus {
   return BY_RAW_STATUS[raw.trim().toLowerCase()] ?? 'unknown';
 }
 
-/**
- * A phone number as E.164 (`+` and 8 to 15 digits), from WaVoIP's bare digits or a number
- * written with `+`, spaces, dashes or brackets; null when it cannot be one (the raw value is
- * kept beside it). A leading `00` is an international prefix, not part of the number.
- */
-export function phoneToE164(raw: string | null): string | null {
-  if (raw === null || !/^\+?[\d\s().-]+$/.test(raw.trim())) return null;
-  const digits = raw.replace(/\D/g, '').replace(/^00/, '');
-  return /^[1-9]\d{7,14}$/.test(digits) ? `+${digits}` : null;
-}
-
 /** A device is silent once it has sent webhooks and then nothing for the warning's threshold. */
 export function isDeviceSilent(lastWebhookAt: number, now: number, thresholdMs: number): boolean {
   return now - lastWebhookAt >= thresholdMs;

@@ -1,12 +1,12 @@
 import { describeGiveUp, scheduleRetry, type PollTimings } from '../calls/fetch-plan.ts';
-import { buildRecordingUrl } from '../calls/recording.ts';
+import { buildRecordingUrl, recordingUrlForAttempt } from '../calls/recording.ts';
 import type { Clock } from '../clock.ts';
 import { attachRecording, failAttachment, findCall, type StoredCall } from '../db/calls-repository.ts';
 import type { Db } from '../db/database.ts';
 import { deleteFetchJob, releaseFetchJob, rescheduleFetchJob, type FetchJob } from '../db/fetch-jobs-repository.ts';
 import { downloadRecording } from '../download/download-recording.ts';
 import type { HttpClient } from '../download/http-client.ts';
-import type { AllowlistEntry } from '../download/url-guard.ts';
+import { checkRecordingUrl, type AllowlistEntry } from '../download/url-guard.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { redactUrl, type Logger } from '../log/logger.ts';
 import type { FetchOutcome, Metrics } from '../metrics/metrics.ts';
@@ -33,8 +33,10 @@ export interface FetchRecordingDeps {
 
 /**
  * One attempt at a call's recording: download, verify, store, attach. A READY call is a
- * download; a call still waiting for READY is a poll of the same URL. Transient failures
- * are rescheduled on the retry schedule until the deadline; the rest fail the attachment.
+ * download; a call still waiting for READY is a poll of the same URL. A `record_url` sent
+ * without READY is a hint, tried in turn with the template URL. Transient failures are
+ * rescheduled on the retry schedule until the deadline; the rest fail the attachment, unless
+ * another URL is still in turn.
  */
 export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunner {
   const { db, clock, logger, metrics } = deps;
@@ -46,17 +48,24 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
       if (!(await deleteFetchJob(db, job.callId, job))) await releaseFetchJob(db, job);
       return;
     }
-    const url = call.recordUrl ?? buildRecordingUrl(deps.urlTemplate, call.callId);
-    const polling = call.recordStatus !== 'READY';
     const attempt = job.attempts + 1;
+    const choice = recordingUrlForAttempt({
+      recordUrl: call.recordUrl,
+      hintedUrl: call.hintedUrl,
+      templateUrl: buildRecordingUrl(deps.urlTemplate, call.callId),
+      hintAllowed: call.hintedUrl !== null && isAllowed(call.hintedUrl),
+      attempt,
+    });
+    const url = choice.url;
+    const polling = call.recordStatus !== 'READY';
     const mode = polling ? ('poll' as const) : ('download' as const);
-    const context = { call_id: call.callId, url: redactUrl(url), attempt, mode };
+    const context = { call_id: call.callId, url: redactUrl(url), attempt, mode, ...(choice.hinted ? { hinted: true } : {}) };
     const count = (outcome: FetchOutcome) => metrics.fetches.inc({ mode, outcome });
     const startedAt = performance.now();
     logger.info(
       context,
       polling
-        ? `[WaVoIP Poll] Checking for the recording of call ${call.callId} (attempt ${attempt})`
+        ? `[WaVoIP Poll] Checking for the recording of call ${call.callId}${choice.hinted ? ' at the URL its webhook hinted' : ''} (attempt ${attempt})`
         : `[WaVoIP Recording Webhook] Downloading recording for call ${call.callId} (attempt ${attempt})`,
     );
 
@@ -97,9 +106,19 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
         await removeUnattachedFile(call.callId, key);
       }
     } catch (caught) {
-      count(await handleFailure(call, job, signal, caught, context));
+      count(await handleFailure(call, job, signal, caught, context, choice.alternating));
     }
   };
+
+  /** The allow-list alone, without DNS: a hint it refuses is never tried, rather than failing the call. */
+  function isAllowed(url: string): boolean {
+    try {
+      checkRecordingUrl(url, deps.allowlist);
+      return true;
+    } catch {
+      return false;
+    }
+  }
 
   /** Another attempt attached first: keep its file, drop ours unless it is the very same one. */
   async function removeUnattachedFile(callId: string, key: string): Promise<void> {
@@ -113,6 +132,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     signal: AbortSignal,
     caught: unknown,
     context: { mode: 'poll' | 'download' } & Record<string, unknown>,
+    alternating: boolean,
   ): Promise<FetchOutcome> {
     if (signal.aborted) {
       // Shutting down, or the lease was lost: the attempt does not count, and the job runs again.
@@ -129,7 +149,10 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     const error = caught instanceof AppError ? caught : new AppError(coerceError(caught).message, { code: 'UNEXPECTED', retryable: true, cause: caught });
     const reason = error.message;
     const now = clock.now();
-    const nextRunAt = error.retryable
+    // With two URLs in turn, one that fails for good (not audio, say) leaves the other its chance;
+    // our own storage failing is no fault of either URL.
+    const retryable = error.retryable || (alternating && !error.code.startsWith('STORAGE'));
+    const nextRunAt = retryable
       ? scheduleRetry({
           failedAttempts: job.attempts + 1,
           now,
@@ -156,7 +179,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
       return 'retry';
     }
 
-    const finalReason = error.retryable
+    const finalReason = retryable
       ? describeGiveUp(deps.timings, reason, error.code.startsWith('STORAGE') ? 'storage' : 'upstream')
       : reason;
     const failed = await db.transaction().execute(async (trx) => {

@@ -3,7 +3,7 @@ import type { Db } from '../db/database.ts';
 import { listSilentDevices, type StoredDevice } from '../db/devices-repository.ts';
 import type { Logger } from '../log/logger.ts';
 import { findLatestEventReceivedAt } from '../db/events-repository.ts';
-import { phoneToE164 } from '../devices/device-status.ts';
+import { toE164 } from '../calls/phone-number.ts';
 import { formatDuration } from '../units.ts';
 import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
 import { createPeriodicTask, type PeriodicTask } from './periodic.ts';
@@ -68,7 +68,7 @@ export function createWebhookSilenceMonitor(deps: { db: Db; clock: Clock; logger
     warnedDevices = still;
     for (const { device, periods } of newlyDue.slice(0, MAX_DEVICE_LINES)) {
       const lastWebhookAt = new Date(device.lastSeenAt).toISOString();
-      const phone = phoneToE164(device.phone) ?? device.phone;
+      const phone = toE164(device.phone) ?? device.phone;
       logger.warn(
         { device_id: device.deviceId, phone, tenant: device.tenant ?? undefined, last_webhook_at: lastWebhookAt, silent_for_ms: now - device.lastSeenAt },
         `[WaVoIP Webhook] Device ${device.deviceId}${phone === null ? '' : ` (${phone})`}${device.tenant === null ? '' : ` of device group ${device.tenant}`} ` +

@@ -4,7 +4,7 @@ import { normalizeWebhookPayload, type WebhookEvent } from '../calls/webhook-eve
 import type { Clock } from '../clock.ts';
 import { findCall, saveCall, setCallTenant } from '../db/calls-repository.ts';
 import { isDatabaseError, type Db, type DbOrTrx } from '../db/database.ts';
-import { upsertDevice } from '../db/devices-repository.ts';
+import { findDevicePhone, upsertDevice } from '../db/devices-repository.ts';
 import { listUnprocessedEvents, lockEventProcessing, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
 import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
 import { normalizeDeviceStatus } from '../devices/device-status.ts';
@@ -95,7 +95,10 @@ export function createEventProcessor(deps: {
         logger.warn({ event_id: stored.eventId, call_id: event.callId, tenant: stored.tenant }, `[WaVoIP Webhook] Event ${stored.eventId} kept unapplied: ${error}`);
         return { error };
       }
-      const next = applyCallEvent(previous, event, stored.receivedAt);
+      // Our own number, for calls whose payloads leave it out: once known, kept by the merge.
+      const deviceId = event.deviceId ?? previous?.deviceId ?? null;
+      const devicePhone = deviceId !== null && previous?.deviceReportedPhone == null ? await findDevicePhone(trx, deviceId) : null;
+      const next = applyCallEvent(previous, event, stored.receivedAt, devicePhone);
       await saveCall(trx, next);
       if (stored.tenant !== null && previous?.tenant == null) await setCallTenant(trx, next.callId, stored.tenant);
       // CALL and RECORD events name their device too: it was heard from.

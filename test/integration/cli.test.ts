@@ -64,7 +64,7 @@ describe('wavoip-recordings CLI', () => {
 
     const all = await runCli(env, 'calls');
     expect(all.code).toBe(0);
-    expect(all.stdout).toMatch(/^FIRST SEEN\s+CALL ID\s+ATTACHMENT/);
+    expect(all.stdout).toMatch(/^FIRST SEEN\s+CALL ID\s+DIRECTION\s+PEER\s+OUTCOME\s+ATTACHMENT/);
     for (const callId of ['test123', 'cli-empty', 'cli-failed']) expect(all.stdout).toContain(callId);
 
     const failed = await runCli(env, 'calls', '--state', 'failed', '--json');

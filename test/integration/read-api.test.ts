@@ -134,7 +134,13 @@ describe('GET /api/calls/:id', () => {
     };
     expect(call).toMatchObject({
       whatsapp_call_id: 'API-ATTACHED',
-      direction: 'INCOMING',
+      direction: 'incoming',
+      direction_raw: 'INCOMING',
+      outcome: 'answered',
+      peer_phone: '+5511911112222',
+      peer_phone_raw: '5511911112222',
+      device_phone: '+5511933334444',
+      device_phone_raw: '5511933334444',
       caller: '5511911112222',
       receiver: '5511933334444',
       id_session: '789',

@@ -51,9 +51,9 @@ describe('a call waiting for its next attempt', () => {
 
     const table = await runCli(env, 'calls', '--state', 'pending', '--url', service.url);
     const [header, ...rows] = table.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^FIRST SEEN\s+CALL ID\s+ATTACHMENT\s+RECORD STATUS\s+ATTEMPTS\s+NEXT ATTEMPT\s+REASON \/ LAST ERROR$/);
+    expect(header).toMatch(/^FIRST SEEN\s+CALL ID\s+DIRECTION\s+PEER\s+OUTCOME\s+ATTACHMENT\s+RECORD STATUS\s+ATTEMPTS\s+NEXT ATTEMPT\s+REASON \/ LAST ERROR$/);
     const row = rows.find((line) => line.includes('WAIT-LIST'));
-    expect(row).toMatch(new RegExp(`WAIT-LIST\\s+pending\\s+READY\\s+1\\s+${item.next_attempt_at}\\s+Recording request answered HTTP 503$`));
+    expect(row).toMatch(new RegExp(`WAIT-LIST\\s+-\\s+-\\s+answered\\s+pending\\s+READY\\s+1\\s+${item.next_attempt_at}\\s+Recording request answered HTTP 503$`));
   });
 
   it('is fetched now when retried (202), keeping its attempts and deadline', async () => {

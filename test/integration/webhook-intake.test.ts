@@ -78,7 +78,7 @@ describe('POST /webhooks/wavoip', () => {
     await waitForEventsApplied(env);
     const call = await service.call('987654');
     expect(call.events).toHaveLength(2);
-    expect(call).toMatchObject({ whatsapp_call_id: '987654', status: 'ACTIVE', direction: 'INCOMING', record_status: 'RECORDING' });
+    expect(call).toMatchObject({ whatsapp_call_id: '987654', status: 'ACTIVE', direction: 'incoming', direction_raw: 'INCOMING', record_status: 'RECORDING' });
   });
 
   it('reads a CALL whose type was overwritten by HUMANIZED as a CALL', async () => {

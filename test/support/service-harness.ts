@@ -136,7 +136,20 @@ export interface CallView {
   whatsapp_call_id: string;
   status: string | null;
   record_status: string | null;
+  record_url_hint: string | null;
+  /** `incoming` or `outgoing`; WaVoIP's own value is `direction_raw`. */
   direction: string | null;
+  direction_raw: string | null;
+  outcome: string;
+  peer_phone: string | null;
+  peer_phone_raw: string | null;
+  peer_name: string | null;
+  device_phone: string | null;
+  device_phone_raw: string | null;
+  call_type: string | null;
+  started_at: string;
+  answered_at: string | null;
+  ended_at: string | null;
   caller: string | null;
   receiver: string | null;
   duration: number | null;

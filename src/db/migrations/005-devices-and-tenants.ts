@@ -32,8 +32,7 @@ export async function up(db: Kysely<any>): Promise<void> {
         else 'unknown' end
     where normalized_status is null`.execute(db);
 
-  // Calls in a device's last 24 hours, and the list filtered by tenant, newest first.
-  await db.schema.createIndex('calls_device_recent').ifNotExists().on('calls').columns(['device_id', 'first_seen_at']).execute();
+  // The list filtered by tenant, newest first. (A device's calls of the last 24 hours use 004's calls_device_newest.)
   await db.schema
     .createIndex('calls_tenant_newest')
     .ifNotExists()
@@ -57,7 +56,7 @@ export async function up(db: Kysely<any>): Promise<void> {
 
 export async function down(db: Kysely<any>): Promise<void> {
   await db.schema.dropTable('webhook_tokens').ifExists().execute();
-  for (const index of ['devices_tenant', 'devices_last_seen', 'calls_tenant_newest', 'calls_device_recent']) {
+  for (const index of ['devices_tenant', 'devices_last_seen', 'calls_tenant_newest']) {
     await db.schema.dropIndex(index).ifExists().execute();
   }
   for (const [table, column] of [

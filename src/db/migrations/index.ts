@@ -2,6 +2,7 @@ import type { Migration } from 'kysely';
 import * as initial from './001-initial.ts';
 import * as recordingRetention from './002-recording-retention.ts';
 import * as fetchPriority from './003-fetch-priority.ts';
+import * as callDetails from './004-call-details.ts';
 import * as devicesAndTenants from './005-devices-and-tenants.ts';
 
 /** Every migration, in order. Listed in code so that nothing depends on scanning a directory at run time. */
@@ -9,5 +10,6 @@ export const migrations: Record<string, Migration> = {
   '001-initial': initial,
   '002-recording-retention': recordingRetention,
   '003-fetch-priority': fetchPriority,
+  '004-call-details': callDetails,
   '005-devices-and-tenants': devicesAndTenants,
 };

@@ -16,6 +16,9 @@ export function callEvent(over: Partial<Omit<CallEvent, 'type'>> = {}): CallEven
     receiver: null,
     deviceId: null,
     duration: null,
+    callType: null,
+    peerPhone: null,
+    peerName: null,
     ...over,
   };
 }
@@ -57,6 +60,13 @@ export function facts(over: Partial<CallFacts> = {}): CallFacts {
     duration: null,
     recordStatus: null,
     recordUrl: null,
+    hintedUrl: null,
+    statusesSeen: [],
+    activeAt: null,
+    callType: null,
+    peerName: null,
+    statedPeerPhone: null,
+    deviceReportedPhone: null,
     firstSeenAt: 1_000,
     lastSeenAt: 1_000,
     endedAt: null,

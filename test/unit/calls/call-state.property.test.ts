@@ -9,6 +9,7 @@ import {
   type CallRecord,
 } from '../../../src/calls/call-state.ts';
 import { normalizeWebhookPayload, type CallEvent, type RecordEvent } from '../../../src/calls/webhook-event.ts';
+import { callOutcome, describeCall } from '../../../src/calls/call-details.ts';
 import { fold, trail, withAttachment, type Step } from './call-events.ts';
 
 const CALL_STATUSES = [
@@ -35,7 +36,8 @@ const rawBody = fc
     status: optional(fc.oneof(statusText(CALL_STATUSES), statusText(RECORD_STATUSES))),
     record_status: optional(statusText(RECORD_STATUSES)),
     record_url: optional(fc.constantFrom('https://storage.wavoip.com/123456', 'https://storage.wavoip.com/other', '')),
-    direction: optional(fc.constantFrom('INCOMING', 'OUTCOMING', 'incoming')),
+    direction: optional(fc.constantFrom('INCOMING', 'OUTCOMING', 'incoming', 'OUTGOING', 'outgoing')),
+    peer: optional(fc.record({ phone: fc.constantFrom('5521987654321', '+55 21 98765-4321'), display_name: fc.constantFrom('Maria', 'João') })),
     caller: optional(fc.constantFrom('5511911112222', 5511911112222, '5566999050312')),
     receiver: optional(fc.constantFrom('5511933334444', '556692341814')),
     duration: optional(fc.constantFrom(0, 45, '45', 12.5, '0', 3600)),
@@ -159,6 +161,41 @@ describe('call state properties', () => {
             expect(next.attachment).toEqual({ state: expectedAttachmentState(next), reason: null });
             expect(['empty', 'disabled', 'none']).toContain(next.attachment.state);
         }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('call outcome properties', () => {
+  it('any order and any duplication of the same events gives the same direction, parties and outcome', () => {
+    fc.assert(
+      fc.property(reorderedWithDuplicates, ([original, reordered]) => {
+        expect(describeCall(fold(reordered))).toEqual(describeCall(fold(original)));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('a call that connected and ended is answered, and shows ENDED once ENDED came, whatever comes after', () => {
+    fc.assert(
+      fc.property(steps, steps, (before, after) => {
+        const settled = fold(before);
+        const next = fold(after, settled);
+        if (callOutcome(settled) === 'answered') expect(callOutcome(next)).toBe('answered');
+        const connected = settled.wasConnected || (settled.duration ?? 0) > 0 || settled.recordStatus === 'READY';
+        if (connected && settled.statusesSeen.includes('ENDED')) expect(next.status).toBe('ENDED');
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('a call never goes back to in_progress once its end is known', () => {
+    fc.assert(
+      fc.property(steps, (sequence) => {
+        const outcomes = trail(sequence).map(callOutcome);
+        const firstEnd = outcomes.findIndex((outcome) => outcome !== 'in_progress');
+        if (firstEnd >= 0) expect(outcomes.slice(firstEnd)).not.toContain('in_progress');
       }),
       { numRuns: 500 },
     );

@@ -106,6 +106,13 @@ describe('applyCallEvent: transition table', () => {
       duration: 45,
       recordStatus: 'READY',
       recordUrl: 'https://storage.wavoip.com/123456',
+      hintedUrl: null,
+      statusesSeen: ['ENDED'],
+      activeAt: null,
+      callType: null,
+      peerName: null,
+      statedPeerPhone: null,
+      deviceReportedPhone: null,
       firstSeenAt: 1_000,
       lastSeenAt: 2_000,
       endedAt: 2_000,
@@ -122,6 +129,7 @@ describe('mergeCallEvent', () => {
     expect(mergeCallEvent(null, event, 500)).toEqual({
       callId: CALL_ID, direction: 'INCOMING', caller: '55', receiver: '66', deviceId: '789', status: 'ACTIVE', wasConnected: true,
       duration: 3, recordStatus: 'RECORDING', recordUrl: null, firstSeenAt: 500, lastSeenAt: 500, endedAt: null,
+      hintedUrl: null, statusesSeen: [], activeAt: 500, callType: null, peerName: null, statedPeerPhone: null, deviceReportedPhone: null,
     });
   });
 
@@ -129,6 +137,7 @@ describe('mergeCallEvent', () => {
     expect(mergeCallEvent(null, recordEvent('READY', { recordUrl: 'https://x/1', deviceId: '7' }), 42)).toEqual({
       callId: CALL_ID, direction: null, caller: null, receiver: null, deviceId: '7', status: null, wasConnected: false,
       duration: null, recordStatus: 'READY', recordUrl: 'https://x/1', firstSeenAt: 42, lastSeenAt: 42, endedAt: null,
+      hintedUrl: null, statusesSeen: [], activeAt: null, callType: null, peerName: null, statedPeerPhone: null, deviceReportedPhone: null,
     });
   });
 
@@ -196,5 +205,23 @@ describe('mergeCallEvent', () => {
     mergeCallEvent(before, ended({ duration: 50, recordStatus: 'READY' }), 2);
     applyCallEvent({ ...before, attachment: deepFreeze({ state: 'pending', reason: null }) }, recordEvent('READY'), 3);
     expect(before).toEqual(copy);
+  });
+});
+
+describe('a connected call keeps ENDED whatever final status comes late (issue 10 regression)', () => {
+  // A 30-second answered call: NOT_ANSWERED sorted after ENDED alphabetically and used to win the tie.
+  const answered: Step[] = [
+    [callEvent({ status: 'ACTIVE', direction: 'INCOMING' }), 1_000],
+    [ended({ duration: 30 }), 31_000],
+    [callEvent({ status: 'NOT_ANSWERED', duration: 0 }), 32_000],
+  ];
+
+  it.each([
+    ['in order', answered],
+    ['NOT_ANSWERED first', [answered[2]!, answered[0]!, answered[1]!]],
+    ['without ACTIVE, the duration alone', [answered[1]!, answered[2]!]],
+    ['NOT_ANSWERED before ENDED, without ACTIVE', [answered[2]!, answered[1]!]],
+  ])('%s', (_name, steps) => {
+    expect(fold(steps).status).toBe('ENDED');
   });
 });

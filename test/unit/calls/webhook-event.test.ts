@@ -20,7 +20,7 @@ function refuse(body: unknown): { field: string; error: string } {
 
 const CALL_NULLS = {
   status: null, recordStatus: null, recordUrl: null, direction: null,
-  caller: null, receiver: null, deviceId: null, duration: null,
+  caller: null, receiver: null, deviceId: null, duration: null, callType: null, peerPhone: null, peerName: null,
 } as const;
 
 describe('normalizeWebhookPayload: every fixture payload', () => {
@@ -29,12 +29,24 @@ describe('normalizeWebhookPayload: every fixture payload', () => {
       ...CALL_NULLS, type: 'CALL', callId: '123456', status: 'ACTIVE', direction: 'INCOMING', duration: 45, recordStatus: 'RECORDING',
     },
     call_create_live: {
+      ...CALL_NULLS,
       type: 'CALL', callId: '3528B6CDB8D38FDA799C4AEA28E9BDC5', status: 'CALLING', recordStatus: null, recordUrl: null,
       direction: 'OUTCOMING', caller: '5566999050312', receiver: '556692341814', deviceId: '8758847', duration: 0,
     },
     call_type_overwritten: {
-      type: 'CALL', callId: '123456', status: 'ENDED', recordStatus: 'MIXING', recordUrl: null, direction: 'INCOMING',
-      caller: '5511911112222', receiver: '5511933334444', deviceId: '789', duration: 45,
+      ...CALL_NULLS, type: 'CALL', callId: '123456', status: 'ENDED', recordStatus: 'MIXING', recordUrl: null, direction: 'INCOMING',
+      caller: '5511911112222', receiver: '5511933334444', deviceId: '789', duration: 45, callType: 'HUMANIZED',
+    },
+    call_outgoing_with_peer: {
+      ...CALL_NULLS, type: 'CALL', callId: '5F0C1A2B3C4D5E6F708192A3B4C5D6E7', status: 'ACTIVE', direction: 'OUTGOING', deviceId: '8758847',
+      duration: 0, peerPhone: '5521987654321', peerName: 'Maria Souza',
+    },
+    call_robotic_lowercase_direction: {
+      ...CALL_NULLS, type: 'CALL', callId: '123458', status: 'NOT_ANSWERED', direction: 'INCOMING', deviceId: '789', duration: 0,
+      caller: '+55 (21) 98765-4321', receiver: '5566999050312', callType: 'ROBOTIC',
+    },
+    record_url_without_status: {
+      type: 'RECORD', callId: '123456', recordStatus: null, recordUrl: 'https://storage.wavoip.com/123456', deviceId: '789',
     },
     record_ready_documented: {
       type: 'RECORD', callId: '123456', recordStatus: 'READY', recordUrl: 'https://storage.wavoip.com/123456', deviceId: '789',

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { normalizeWebhookPayload } from '../../../src/calls/webhook-event.ts';
-import { DEVICE_STATUSES, isDeviceSilent, normalizeDeviceStatus, phoneToE164 } from '../../../src/devices/device-status.ts';
+import { toE164 } from '../../../src/calls/phone-number.ts';
+import { DEVICE_STATUSES, isDeviceSilent, normalizeDeviceStatus } from '../../../src/devices/device-status.ts';
 
 const payloads = JSON.parse(readFileSync(new URL('../../fixtures/wavoip-payloads.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
@@ -44,26 +45,7 @@ describe('normalizeDeviceStatus', () => {
     const normalized = normalizeWebhookPayload(payloads.device_update);
     if (!normalized.ok || normalized.event.type !== 'DEVICE') throw new Error('not a DEVICE event');
     expect(normalizeDeviceStatus(normalized.event.status)).toBe('connected');
-    expect(phoneToE164(normalized.event.phone)).toBe('+5566999050312');
-  });
-});
-
-describe('phoneToE164', () => {
-  it.each([
-    ['5566999050312', '+5566999050312'],
-    ['556692341814', '+556692341814'],
-    ['+55 66 99905-0312', '+5566999050312'],
-    ['+1 (415) 555-0100', '+14155550100'],
-    ['005566999050312', '+5566999050312'],
-    ['12345678', '+12345678'],
-    ['1234567', null],
-    ['1234567890123456', null],
-    ['0566999050312', null],
-    ['55669990503ab', null],
-    ['', null],
-    [null, null],
-  ] as const)('%j → %j', (raw, expected) => {
-    expect(phoneToE164(raw)).toBe(expected);
+    expect(toE164(normalized.event.phone)).toBe('+5566999050312');
   });
 });
 

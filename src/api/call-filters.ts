@@ -1,0 +1,82 @@
+import { ATTACHMENT_STATES, type AttachmentState } from '../calls/call-state.ts';
+import { CALL_DIRECTIONS, CALL_OUTCOMES, type CallDirection, type CallOutcome } from '../calls/call-details.ts';
+import { toE164 } from '../calls/phone-number.ts';
+import type { CallPageQuery } from '../db/calls-repository.ts';
+import { TENANT_QUERY_SCHEMA } from './webhook-token-routes.ts';
+
+/** The query string of GET /api/calls: filters, all combinable, and the page. */
+export interface ListQuery {
+  state?: AttachmentState;
+  tenant?: string;
+  direction?: CallDirection;
+  outcome?: CallOutcome;
+  device?: string;
+  phone?: string;
+  since?: string;
+  until?: string;
+  limit: number;
+  cursor?: string;
+}
+
+export const LIST_QUERY_SCHEMA = {
+  type: 'object',
+  properties: {
+    state: { type: 'string', enum: [...ATTACHMENT_STATES] },
+    tenant: TENANT_QUERY_SCHEMA,
+    direction: { type: 'string', enum: [...CALL_DIRECTIONS] },
+    outcome: { type: 'string', enum: [...CALL_OUTCOMES] },
+    // No control characters: no device id holds one, and PostgreSQL would fail on a NUL.
+    device: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' },
+    phone: { type: 'string', maxLength: 64 },
+    since: { type: 'string', maxLength: 64 },
+    until: { type: 'string', maxLength: 64 },
+    limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 },
+    cursor: { type: 'string', maxLength: 512 },
+  },
+  additionalProperties: false,
+} as const;
+
+export type CallFilters = Omit<CallPageQuery, 'limit' | 'after'>;
+
+/** What the schema cannot say: a phone number, and times. A refusal names the parameter. */
+export function readCallFilters(query: ListQuery): { ok: true; filters: CallFilters } | { ok: false; field: string; error: string } {
+  let phone: string | undefined;
+  if (query.phone !== undefined) {
+    const e164 = toE164(query.phone);
+    if (e164 === null) return { ok: false, field: 'phone', error: 'phone must be a number with its country code, as digits or E.164 (e.g. 5511911112222 or +5511911112222)' };
+    phone = e164;
+  }
+  const times: { since?: number; until?: number } = {};
+  for (const field of ['since', 'until'] as const) {
+    const text = query[field];
+    if (text === undefined) continue;
+    const time = parseIsoTime(text);
+    if (time === null) return { ok: false, field, error: `${field} must be an ISO 8601 date (2024-05-01) or time with its offset (2024-05-01T12:00:00Z)` };
+    times[field] = time;
+  }
+  return {
+    ok: true,
+    filters: { state: query.state, tenant: query.tenant, direction: query.direction, outcome: query.outcome, deviceId: query.device, phone, ...times },
+  };
+}
+
+// Hand-written rather than Date.parse, which takes many other shapes, reads a time without an
+// offset as the server's local time, and rolls 2024-02-30 over into March.
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:\d{2}))?$/i;
+
+/** Milliseconds since the epoch: a date alone is its midnight UTC; a time must carry its offset. */
+export function parseIsoTime(text: string): number | null {
+  const match = ISO_TIME.exec(text.trim());
+  if (match === null) return null;
+  const [, year, month, day, hour = '0', minute = '0', second = '0', fraction = '', offset] = match;
+  if (match[4] !== undefined && offset === undefined) return null;
+  const [y, mo, d, h, mi, s] = [year, month, day, hour, minute, second].map(Number) as [number, number, number, number, number, number];
+  const local = Date.UTC(y, mo - 1, d, h, mi, s, Number(fraction.padEnd(3, '0').slice(0, 3)));
+  const date = new Date(local);
+  if (date.getUTCFullYear() !== y || date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d || h > 23 || mi > 59 || s > 59) return null;
+  if (offset === undefined || offset.toUpperCase() === 'Z') return local;
+  const sign = offset.startsWith('-') ? -1 : 1;
+  const [offsetHours, offsetMinutes] = offset.slice(1).split(':').map(Number) as [number, number];
+  if (offsetHours > 23 || offsetMinutes > 59) return null;
+  return local - sign * (offsetHours * 60 + offsetMinutes) * 60_000;
+}
