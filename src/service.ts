@@ -6,6 +6,9 @@ import { localServiceUrl, type Config } from './config/config.ts';
 import { resolveToken, type ResolvedToken } from './config/token-files.ts';
 import { assertMigrated, createDb, createWalSync, migrateToLatest, migrationsUnknownHere } from './db/database.ts';
 import { createFetchJobSignal } from './db/fetch-job-signal.ts';
+import { createDestinations } from './delivery/destinations.ts';
+import { createDeliveryOutbox } from './delivery/outbox.ts';
+import { createRecordingLinks } from './delivery/recording-link.ts';
 import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
 import { buildApp } from './http/app.ts';
 import { closeGracefully, trackRequestsInFlight } from './http/graceful-close.ts';
@@ -13,6 +16,8 @@ import { createSecretGuard } from './http/secret-guard.ts';
 import { coerceError } from './errors.ts';
 import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
 import { createFetchScheduler } from './jobs/fetch-scheduler.ts';
+import { createDeliverJob, DEFAULT_DELIVERY_RETRY } from './jobs/deliver-job.ts';
+import { createDeliveryScheduler } from './jobs/delivery-scheduler.ts';
 import { createRetention } from './jobs/retention.ts';
 import { createWebhookSilenceMonitor } from './jobs/webhook-silence.ts';
 import type { Logger } from './log/logger.ts';
@@ -35,6 +40,8 @@ export interface ServiceOptions {
   httpTimeouts?: Partial<HttpClientTimeouts>;
   /** A request whose headers and body have not all arrived by then gets 408 (slowloris). */
   httpRequestTimeoutMs?: number;
+  /** How soon a failed delivery is tried again, growing to the cap (tests shorten them). */
+  deliveryRetry?: { initialDelayMs: number; maxDelayMs: number; probeIntervalMs?: number };
 }
 
 /** The one place that wires the service together: database, storage, jobs, HTTP. */
@@ -60,11 +67,13 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const store = createRecordingStore(config.recordingsStorage, config.dataDir);
   let apiToken: ResolvedToken;
   let webhookToken: ResolvedToken | null;
+  let outboundSecret: ResolvedToken | null;
   try {
     const removed = await store.cleanTemp();
     if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by an earlier run; their jobs run again');
     apiToken = await resolveToken(config.dataDir, 'api', config.apiToken);
     webhookToken = config.webhookToken === null ? null : await resolveToken(config.dataDir, 'webhook', config.webhookToken);
+    outboundSecret = config.outboundWebhookUrls.length === 0 ? null : await resolveToken(config.dataDir, 'outbound-webhook', config.outboundWebhookSecret);
   } catch (caught) {
     await Promise.allSettled([store.close?.()]);
     await db.destroy();
@@ -72,8 +81,38 @@ export async function startService(config: Config, logger: Logger, options: Serv
   }
 
   const startedAt = clock.now();
-  const metrics = createMetrics({ db, clock, startedAt });
   const client = createHttpClient(options.httpTimeouts);
+  let url = '';
+  const links =
+    outboundSecret === null ? null : createRecordingLinks({ secret: outboundSecret.token, baseUrl: () => config.publicUrl ?? url, ttlMs: config.recordingLinkTtlMs });
+  const destinations = createDestinations(config, { client, clock, outboundSecret: outboundSecret?.token ?? null, links });
+  const outbox = createDeliveryOutbox(destinations, config.deliveryMaxWaitMs);
+  const metrics = createMetrics({ db, clock, startedAt, destinations: destinations.map((destination) => destination.name) });
+  const deliverySignal = createFetchJobSignal({ db, database: config.database, logger, channel: 'wavoip_recordings_deliveries', onAnnounced: () => deliveryScheduler.wake() });
+  const deliveriesDue = () => {
+    deliveryScheduler.wake();
+    deliverySignal.announce();
+  };
+  const deliveryScheduler = createDeliveryScheduler({
+    db,
+    clock,
+    logger,
+    workerId: randomUUID(),
+    concurrency: config.deliveryConcurrency,
+    leaseMs: config.jobLeaseMs,
+    destinations: destinations.map((destination) => destination.name),
+    probeIntervalMs: options.deliveryRetry?.probeIntervalMs,
+    runDelivery: createDeliverJob({
+      db,
+      clock,
+      random: options.random ?? Math.random,
+      logger,
+      metrics,
+      destinations: new Map(destinations.map((destination) => [destination.name, destination])),
+      timings: { ...(options.deliveryRetry ?? DEFAULT_DELIVERY_RETRY), maxWaitMs: config.deliveryMaxWaitMs },
+      announce: () => deliverySignal.announce(),
+    }),
+  });
   const fetchJobSignal = createFetchJobSignal({ db, database: config.database, logger, onAnnounced: () => scheduler.wake() });
   const fetchJobsDue = () => {
     scheduler.wake();
@@ -99,13 +138,26 @@ export async function startService(config: Config, logger: Logger, options: Serv
       maxBytes: config.recordingMaxBytes,
       urlTemplate: config.recordingUrlTemplate,
       announceRelease: () => fetchJobSignal.announce(),
+      outbox,
+      onDeliveriesAdded: deliveriesDue,
     }),
   });
-  const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: fetchJobsDue, sweep: config.database.dialect === 'postgres' });
+  const events = createEventProcessor({
+    db,
+    clock,
+    logger,
+    timings: config,
+    onFetchScheduled: fetchJobsDue,
+    sweep: config.database.dialect === 'postgres',
+    outbox,
+    onDeliveriesAdded: deliveriesDue,
+  });
   const walSync = createWalSync(config.database);
   const eventWriter = createEventWriter(db, walSync);
   const app = buildApp(
-    { config, logger, clock, db, store, apiToken: apiToken.token, webhookToken: webhookToken?.token ?? null, eventWriter, events, fetchJobsDue, metrics, secretGuards: {
+    { config, logger, clock, db, store, apiToken: apiToken.token, webhookToken: webhookToken?.token ?? null, eventWriter, events, fetchJobsDue, metrics,
+      deliveries: { outbox, links, due: deliveriesDue },
+      secretGuards: {
         webhook: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: false, what: 'webhook', logger }),
         api: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: true, what: 'API', logger }),
       },
@@ -117,13 +169,13 @@ export async function startService(config: Config, logger: Logger, options: Serv
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (caught) {
-    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), store.close?.()]);
+    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), deliverySignal.close(), store.close?.()]);
     await db.destroy();
     throw caught;
   }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = localServiceUrl(config.host, port);
+  url = localServiceUrl(config.host, port);
 
   const retention = createRetention({
     db,
@@ -135,10 +187,12 @@ export async function startService(config: Config, logger: Logger, options: Serv
   });
   const silenceMonitor = createWebhookSilenceMonitor({ db, clock, logger, thresholdMs: config.webhookSilenceWarningMs, startedAt });
   scheduler.start();
+  deliveryScheduler.start();
   events.start();
   retention.start();
   silenceMonitor.start();
   logStartup(config, logger, url, { api: apiToken, webhook: webhookToken });
+  logDestinations(config, logger, destinations.map((destination) => destination.name), outboundSecret);
 
   let stopping: Promise<void> | undefined;
   return {
@@ -148,12 +202,12 @@ export async function startService(config: Config, logger: Logger, options: Serv
       stopping ??= (async () => {
         // Jobs do not wait for the HTTP side: claiming stops and downloads are aborted at once
         // (each releases its job, which runs again after restart).
-        const jobsStopped = Promise.all([scheduler.stop(), retention.stop(), silenceMonitor.stop()]).then(() =>
+        const jobsStopped = Promise.all([scheduler.stop(), deliveryScheduler.stop(), retention.stop(), silenceMonitor.stop()]).then(() =>
           logger.info('Shutting down: stopped claiming jobs; a download cut short runs again after restart'),
         );
         const steps = await Promise.allSettled([closeGracefully(app, requests, { graceMs: config.shutdownGraceMs, logger }), jobsStopped]);
         // Events acknowledged but not yet applied are applied at the next start.
-        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), client.close(), store.close?.()])));
+        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), deliverySignal.close(), client.close(), store.close?.()])));
         for (const step of steps) {
           if (step.status === 'rejected') logger.error({ err: coerceError(step.reason) }, `Shutting down: ${coerceError(step.reason).message}; going on`);
         }
@@ -168,6 +222,19 @@ export async function startService(config: Config, logger: Logger, options: Serv
       return stopping;
     },
   };
+}
+
+function logDestinations(config: Config, logger: Logger, names: string[], secret: ResolvedToken | null): void {
+  if (names.length === 0) return;
+  logger.info({ destinations: names }, `[Deliveries] Delivering calls to ${names.join(', ')}`);
+  if (secret?.generated) logger.info(`Outbound webhook secret generated and saved to ${secret.file}: give it to the receivers to verify signatures`);
+  else if (secret?.file) logger.info(`Outbound webhook secret: the one generated earlier, in ${secret.file}`);
+  if (secret !== null && config.publicUrl === undefined) {
+    logger.warn('PUBLIC_URL is not set: recording links in outbound webhooks point at this machine\'s own address, which receivers elsewhere cannot reach');
+  }
+  if (config.database.dialect === 'postgres' && secret?.file) {
+    logger.warn('OUTBOUND_WEBHOOK_SECRET is not set: each replica generates its own, and receivers cannot verify them all. Set the same value on every replica.');
+  }
 }
 
 function logStartup(config: Config, logger: Logger, url: string, tokens: { api: ResolvedToken; webhook: ResolvedToken | null }): void {

@@ -19,8 +19,16 @@ export interface FetchJobSignal {
   close(): Promise<void>;
 }
 
-export function createFetchJobSignal(deps: { db: Db; database: DatabaseConfig; logger: Logger; onAnnounced: () => void }): FetchJobSignal {
+export function createFetchJobSignal(deps: {
+  db: Db;
+  database: DatabaseConfig;
+  logger: Logger;
+  onAnnounced: () => void;
+  /** Another kind of work (deliveries) wakes its own listeners; default the fetch jobs'. */
+  channel?: string;
+}): FetchJobSignal {
   const { db, database, logger, onAnnounced } = deps;
+  const channel = deps.channel ?? CHANNEL;
   if (database.dialect !== 'postgres') return { announce() {}, async close() {} };
   const { url } = database;
 
@@ -36,7 +44,7 @@ export function createFetchJobSignal(deps: { db: Db; database: DatabaseConfig; l
     connection.on('end', () => reconnect(connection));
     try {
       await connection.connect();
-      await connection.query(`LISTEN ${CHANNEL}`);
+      await connection.query(`LISTEN ${channel}`);
     } catch (caught) {
       reconnect(connection, caught);
       return;
@@ -77,7 +85,7 @@ export function createFetchJobSignal(deps: { db: Db; database: DatabaseConfig; l
   return {
     announce(): void {
       // Best effort: a lost notification only delays the job until a replica's next scan.
-      sql`select pg_notify(${CHANNEL}, '')`.execute(db).catch(() => {});
+      sql`select pg_notify(${channel}, '')`.execute(db).catch(() => {});
     },
     async close(): Promise<void> {
       closed = true;

@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
+import { registerDeliveryRoutes } from '../api/delivery-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
 import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
 import { isDatabaseUnavailable } from '../db/database.ts';
@@ -121,6 +122,7 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
   registerHealthRoutes(app, deps);
   registerWebhookRoutes(app, deps);
   registerCallRoutes(app, deps);
+  registerDeliveryRoutes(app, deps);
   registerMetricsRoutes(app, deps);
   return app;
 }
