@@ -5,10 +5,8 @@ import { createRecordingLinks } from '../../src/delivery/recording-link.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, NO_POLLING, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 import { openTestDatabase } from '../support/test-database.ts';
-import { startWebhookReceiver, type ReceiverAnswer, type WebhookReceiver } from '../support/webhook-receiver.ts';
+import { OUTBOUND_SECRET, startWebhookReceiver, type ReceiverAnswer, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
-/** A fixed secret, so that the receiver can verify, in the form receivers' libraries take. */
-export const OUTBOUND_SECRET = `whsec_${Buffer.alloc(32, 42).toString('base64')}`;
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 const oggSha256 = createHash('sha256').update(ogg).digest('hex');
 /** Retries within a test's patience; the schedule's shape is the pure scheduleRetry's, tested on its own. */

@@ -7,6 +7,9 @@ import { Webhook } from 'standardwebhooks';
  * signature is checked with the Standard Webhooks reference package (`Webhook.verify`), and it
  * answers as told, one answer per request, then 200.
  */
+/** The secret tests configure (OUTBOUND_WEBHOOK_SECRET) and receivers verify with: whsec_ and base64 of 32 bytes. */
+export const OUTBOUND_SECRET = `whsec_${Buffer.alloc(32, 42).toString('base64')}`;
+
 export type ReceiverAnswer =
   | { kind: 'status'; status: number; headers?: Record<string, string> }
   /** Reads the request, then resets the connection: the sender never learns what happened. */
@@ -14,7 +17,9 @@ export type ReceiverAnswer =
   /** Reads the request and never answers (the sender's timeout decides). */
   | { kind: 'stall' }
   /** Answers 200 once `until` settles: a delivery in flight for as long as the test wants. */
-  | { kind: 'held'; until: Promise<unknown> };
+  | { kind: 'held'; until: Promise<unknown> }
+  /** Answers 200 after `delayMs`: a receiver slower than the sender. */
+  | { kind: 'delayed'; delayMs: number };
 
 export interface ReceivedWebhook {
   id: string;
@@ -76,11 +81,13 @@ export async function startWebhookReceiver(secret: string, options: { always?: R
         body,
         event,
         error,
-        answer: answer.kind === 'status' ? answer.status : answer.kind === 'held' ? 200 : answer.kind,
+        answer: answer.kind === 'status' ? answer.status : answer.kind === 'held' || answer.kind === 'delayed' ? 200 : answer.kind,
       };
       received.push(record);
       if (answer.kind === 'reset') {
         request.socket.resetAndDestroy();
+      } else if (answer.kind === 'delayed') {
+        setTimeout(() => response.writeHead(200).end('ok'), answer.delayMs);
       } else if (answer.kind === 'held') {
         void answer.until.then(() => response.writeHead(200).end('ok'));
       } else if (answer.kind === 'status') {
