@@ -4,6 +4,7 @@ import { ATTACHMENT_STATES } from '../calls/call-state.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { backupCommand } from './backup-command.ts';
 import { listCallsCommand, retryCommand } from './call-commands.ts';
+import { redeliverCommand } from './delivery-commands.ts';
 import { migrateCommand, serveCommand } from './serve-commands.ts';
 import { sendTestEventCommand, webhookUrlCommand } from './webhook-commands.ts';
 
@@ -56,6 +57,15 @@ program
   .option('--all-failed', 'try every failed call again')
   .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
   .action(retryCommand);
+
+program
+  .command('redeliver')
+  .description('send a call to its destinations (Chatwoot, outbound webhooks) again, or with --since fill in the deliveries of calls from before a destination was configured')
+  .argument('[call-id]', 'the whatsapp_call_id of the call')
+  .option('--since <date>', 'every call first seen since this date (2024-05-01 or 2024-05-01T12:00:00Z) gets the deliveries it is missing')
+  .option('--destination <name>', 'only this destination (as GET /api/destinations names it)')
+  .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
+  .action(redeliverCommand);
 
 program
   .command('backup')
