@@ -7,7 +7,6 @@ import type { Delivery } from '../db/deliveries-repository.ts';
 import { connectionFailure, parseRetryAfter } from '../download/download-recording.ts';
 import type { HttpClient } from '../download/http-client.ts';
 import { AppError, coerceError } from '../errors.ts';
-import { redactUrl } from '../log/logger.ts';
 import { DELIVERY_ERROR_CODES, type Destination, type DeliveryReceipt } from './destination.ts';
 import type { RecordingLinks } from './recording-link.ts';
 
@@ -31,8 +30,13 @@ const MAX_ANSWER_BYTES = 64 * 1024;
  */
 export function createWebhookDestination(deps: { url: string; secret: string; client: HttpClient; clock: Clock; links: RecordingLinks }): Destination {
   const url = new URL(deps.url);
-  const shown = redactUrl(deps.url);
+  const shown = describeWebhookUrl(deps.url);
   const signer = new Webhook(deps.secret);
+  // undici sends no credentials written into a URL; receivers that take them expect Basic auth.
+  const credentials: Record<string, string> =
+    url.username === '' && url.password === ''
+      ? {}
+      : { authorization: `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}` };
 
   return {
     name: `webhook:${shown}`,
@@ -44,6 +48,7 @@ export function createWebhookDestination(deps: { url: string; secret: string; cl
       const body = JSON.stringify(webhookEvent(delivery, call, now, deps.links));
       const sentAt = new Date(now);
       const headers = {
+        ...credentials,
         'content-type': 'application/json',
         'webhook-id': delivery.id,
         'webhook-timestamp': String(Math.floor(now / 1000)),
@@ -76,6 +81,18 @@ export function createWebhookDestination(deps: { url: string; secret: string; cl
       });
     },
   };
+}
+
+/**
+ * The URL as logs, metrics and the API show it: receivers often take a key in the query string
+ * or as user:password, so every query value and the credentials are hidden (the path is shown:
+ * it is what tells two receivers on one host apart).
+ */
+export function describeWebhookUrl(text: string): string {
+  const url = new URL(text);
+  const credentials = url.username !== '' || url.password !== '' ? '[redacted]@' : '';
+  const query = [...url.searchParams.keys()].map((name) => `${encodeURIComponent(name)}=[redacted]`).join('&');
+  return `${url.protocol}//${credentials}${url.host}${url.pathname}${query === '' ? '' : `?${query}`}`;
 }
 
 /** The event's JSON: its type, when the fact became known, and the call as the API shows it. */

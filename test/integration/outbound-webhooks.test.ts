@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRecordingLinks } from '../../src/delivery/recording-link.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
@@ -246,6 +247,49 @@ describe('signed outbound webhooks', () => {
     const unknown = await service.api('/api/calls/WH-BEFORE/redeliver?destination=nowhere', { method: 'POST' });
     expect([unknown.status, ((await unknown.json()) as { field: string }).field]).toEqual([400, 'destination']);
     expect((await service.api('/api/calls/NO-SUCH-CALL/redeliver', { method: 'POST' })).status).toBe(404);
+  });
+
+  it('keeps the secret, and keys in the URL, out of the log, the API and the metrics', async () => {
+    const receiver = await startWebhookReceiver(OUTBOUND_SECRET);
+    receivers.push(receiver);
+    const keyed = receiver.url.replace('http://', 'http://hook-user:hook-password@') + '?key=query-s3cret&b=2';
+    const env = testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, OUTBOUND_WEBHOOK_URLS: keyed, OUTBOUND_WEBHOOK_SECRET: OUTBOUND_SECRET });
+    const service = await startInProcessService(env, FAST_RETRIES);
+    services.push(service);
+    await endCall(service, 'WH-SECRETS');
+    const [delivery] = await waitForDelivered(service, 'WH-SECRETS', 1);
+    const shown = `webhook:http://[redacted]@${new URL(receiver.url).host}/hooks/calls?key=[redacted]&b=[redacted]`;
+    expect(delivery?.destination).toBe(shown);
+    const everything = [
+      JSON.stringify(service.logs()),
+      await (await service.api('/api/calls/WH-SECRETS')).text(),
+      await (await service.api('/api/destinations')).text(),
+      await (await service.api('/metrics')).text(),
+    ].join('\n');
+    for (const secret of [OUTBOUND_SECRET, OUTBOUND_SECRET.slice('whsec_'.length), 'hook-password', 'query-s3cret']) expect(everything).not.toContain(secret);
+    expect(receiver.accepted()).toHaveLength(1);
+    expect(receiver.accepted()[0]?.authorization).toBe(`Basic ${Buffer.from('hook-user:hook-password').toString('base64')}`);
+  });
+
+  it('generates a whsec_ secret into DATA_DIR when none is set, and signs with it', async () => {
+    const dataDir = await makeDataDir();
+    const generated = path.join(dataDir, 'outbound-webhook-secret');
+    const probe = await startWebhookReceiver(OUTBOUND_SECRET);
+    receivers.push(probe);
+    const service = await startInProcessService(testEnvironment(storage.origin, dataDir, { ...NO_POLLING, OUTBOUND_WEBHOOK_URLS: probe.url }), FAST_RETRIES);
+    services.push(service);
+    const secret = fs.readFileSync(generated, 'utf8').trim();
+    expect(secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
+    expect((fs.statSync(generated).mode & 0o777).toString(8)).toBe('600');
+    expect(service.logs().some((line) => line.msg === `Outbound webhook secret generated and saved to ${generated}: give it to the receivers to verify signatures`)).toBe(true);
+    expect(JSON.stringify(service.logs())).not.toContain(secret.slice('whsec_'.length));
+    await endCall(service, 'WH-GENERATED');
+    await waitForDelivered(service, 'WH-GENERATED', 1);
+    // Signed with the generated secret, not the tests' usual one.
+    expect(probe.received()[0]?.error).toBe('No matching signature found');
+    const { Webhook } = await import('standardwebhooks');
+    const request = probe.received()[0]!;
+    expect(new Webhook(secret).verify(request.body, { 'webhook-id': request.id, 'webhook-timestamp': request.timestamp, 'webhook-signature': request.signature })).toMatchObject({ type: 'call.ended' });
   });
 });
 

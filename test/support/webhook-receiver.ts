@@ -29,6 +29,8 @@ export interface ReceivedWebhook {
   /** The verified, parsed event; null when verification failed (then `error` says why). */
   event: WebhookEvent | null;
   error: string | null;
+  /** The Authorization header, when one came. */
+  authorization: string | undefined;
   /** What the receiver answered: a status, `reset` or `stall`. */
   answer: number | 'reset' | 'stall';
 }
@@ -78,6 +80,7 @@ export async function startWebhookReceiver(secret: string, options: { always?: R
         id: headers['webhook-id'] ?? '',
         timestamp: headers['webhook-timestamp'] ?? '',
         signature: headers['webhook-signature'] ?? '',
+        authorization: headers.authorization,
         body,
         event,
         error,
