@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { findCall } from '../db/calls-repository.ts';
 import { listCallDeliveries } from '../db/deliveries-repository.ts';
-import { listDestinationStates } from '../db/destination-states-repository.ts';
+import { listDestinationStates, resetDestination } from '../db/destination-states-repository.ts';
 import { RECORDING_LINK_PATH } from '../delivery/recording-link.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { checkApiToken } from './api-auth.ts';
@@ -80,6 +80,27 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
           deps.logger.info({ since: new Date(since).toISOString(), ...result }, `[Deliveries] Backfill since ${new Date(since).toISOString()}: ${result.deliveries} deliveries for ${result.calls} calls`);
           if (result.deliveries > 0) deps.deliveries.due();
           return reply.code(202).send({ since: new Date(since).toISOString(), calls: result.calls, deliveries: result.deliveries });
+        },
+      );
+
+      // After fixing a receiver that answered 410, or to retry a blocked one now rather than at its next probe.
+      api.post<{ Querystring: { destination: string } }>(
+        '/destinations/reset',
+        {
+          schema: {
+            querystring: { type: 'object', properties: { destination: { type: 'string', maxLength: 2048 } }, required: ['destination'], additionalProperties: false },
+          },
+        },
+        async (request, reply) => {
+          const { destination } = request.query;
+          const names = outbox.destinations.map((each) => each.name);
+          if (!names.includes(destination)) {
+            return reply.code(400).send({ error: `destination must be one of ${names.map((name) => JSON.stringify(name)).join(', ') || '(none configured)'}`, field: 'destination' });
+          }
+          const was = await resetDestination(deps.db, destination);
+          deps.logger.info({ destination, was }, `[Deliveries] ${destination} reset by an operator (was ${was ?? 'open'}); it takes deliveries again`);
+          deps.deliveries.due();
+          return { name: destination, state: 'open', was };
         },
       );
 

@@ -26,6 +26,8 @@ export interface Delivery {
   createdAt: number;
   deliveredAt: number | null;
   externalIds: Record<string, unknown> | null;
+  /** Claimed as the probe of a blocked destination: a success unblocks it. */
+  probe?: boolean;
   /** The claim this attempt holds: its worker and the version it set. */
   leasedBy: string | null;
   version: number;

@@ -60,3 +60,9 @@ export async function takeProbe(db: DbOrTrx, input: { destination: string; now: 
     .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }
+
+/** An operator's reset: the destination takes deliveries again. Returns what it was (null: open already). */
+export async function resetDestination(db: DbOrTrx, destination: string): Promise<DestinationState['state'] | null> {
+  const row = await db.deleteFrom('destination_states').where('destination', '=', destination).returning('state').executeTakeFirst();
+  return (row?.state as DestinationState['state'] | undefined) ?? null;
+}

@@ -65,7 +65,7 @@ export function createDeliverJob(deps: {
       }
       count('delivered');
       logger.info({ ...context, external_ids: receipt.externalIds }, `[${destination.logTag}] ✅ ${receipt.summary}`);
-      if (await unblockDestination(db, destination.name)) {
+      if (delivery.probe && (await unblockDestination(db, destination.name))) {
         logger.info({ destination: destination.name }, `[${destination.logTag}] ${destination.name} takes deliveries again; resuming what waited`);
       }
       deps.announce();
@@ -112,7 +112,7 @@ export function createDeliverJob(deps: {
         await disableDestination(db, { destination: destination.name, reason, now });
         const cancelled = await cancelPendingDeliveries(db, destination.name, `not sent: ${reason}`);
         count('gone');
-        logger.warn({ ...context, reason, cancelled }, `${tag} ⚠️ ${destination.name} disabled: ${reason}. ${cancelled} waiting deliveries cancelled; remove it from the settings`);
+        logger.warn({ ...context, reason, cancelled }, `${tag} ⚠️ ${destination.name} disabled: ${reason}. ${cancelled} waiting deliveries cancelled; remove it from the settings, or once the receiver is fixed POST /api/destinations/reset`);
         return;
       }
       case 'retry': {

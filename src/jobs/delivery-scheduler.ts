@@ -76,7 +76,7 @@ export function createDeliveryScheduler(deps: {
         const claimed: Delivery[] = [];
         for (const destination of probes) {
           if (claimed.length >= free) break;
-          claimed.push(...(await claim(now, 1, [destination])));
+          claimed.push(...(await claim(now, 1, [destination])).map((delivery) => ({ ...delivery, probe: true })));
         }
         claimed.push(...(await claim(now, free - claimed.length, open)));
         for (const delivery of claimed) start(delivery, now + leaseMs);

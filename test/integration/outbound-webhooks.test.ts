@@ -163,6 +163,11 @@ describe('signed outbound webhooks', () => {
     const retryLines = service.logs().filter((line) => line.delivery_id === delivery?.id && /failed \(.*\); retrying in/.test(line.msg));
     expect(retryLines).toHaveLength(5);
     expect(retryLines.some((line) => /HTTP 429/.test(line.msg))).toBe(true);
+    const metrics = await (await service.api('/metrics')).text();
+    const label = `destination="webhook:${receiver.url}",kind="call"`;
+    expect(metrics).toContain(`wavoip_recordings_delivery_attempts_total{${label},outcome="retry"} 5`);
+    expect(metrics).toContain(`wavoip_recordings_delivery_attempts_total{${label},outcome="delivered"} 1`);
+    expect(metrics).toContain(`wavoip_recordings_deliveries_waiting{destination="webhook:${receiver.url}"} 0`);
   });
 
   it('never sends the recording before its call: a call.ended that keeps failing holds back the recording attached meanwhile', async () => {
@@ -195,6 +200,14 @@ describe('signed outbound webhooks', () => {
     const again = await startInProcessService(env, FAST_RETRIES);
     services.push(again);
     expect(((await (await again.api('/api/destinations')).json()) as { destinations: { state: string }[] }).destinations[0]?.state).toBe('disabled');
+
+    // The receiver fixed, an operator resets it: new calls go there again (what was cancelled is redelivered on request).
+    const name = (await deliveriesOf(again, 'WH-GONE'))[0]?.destination as string;
+    const reset = await again.api(`/api/destinations/reset?destination=${encodeURIComponent(name)}`, { method: 'POST' });
+    expect(await reset.json()).toEqual({ name, state: 'open', was: 'disabled' });
+    await endCall(again, 'WH-AFTER-RESET');
+    await waitForDelivered(again, 'WH-AFTER-RESET', 1);
+    expect((await again.api('/api/destinations/reset?destination=nowhere', { method: 'POST' })).status).toBe(400);
   });
 
   it('a 401 blocks the destination without using up retries: /readyz says degraded, and once the receiver is fixed everything resumes', async () => {
