@@ -2,7 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, runCli, startChildService, testEnvironment } from '../support/service-harness.ts';
 import { ensureDatabase, openTestDatabase } from '../support/test-database.ts';
+import { migrations } from '../../src/db/migrations/index.ts';
 
+/** Every migration this release has, in order. */
+const ALL = Object.keys(migrations);
 
 let storage: FakeWavoipStorage;
 beforeAll(async () => {
@@ -19,16 +22,12 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
 
     const first = await runCli(env, 'migrate');
     expect(first).toMatchObject({ code: 0, stderr: '' });
-    expect(first.stdout).toMatch(/: applied 001-initial, 002-recording-retention, 003-fetch-priority\n$/);
+    expect(first.stdout).toMatch(new RegExp(`: applied ${ALL.join(', ')}\n$`));
     expect((await runCli(env, 'migrate')).stdout).toMatch(/: already up to date\n$/);
 
     const database = await openTestDatabase(env);
     try {
-      expect((await database.all<{ name: string }>('select name from kysely_migration order by name')).map((row) => row.name)).toEqual([
-        '001-initial',
-        '002-recording-retention',
-        '003-fetch-priority',
-      ]);
+      expect((await database.all<{ name: string }>('select name from kysely_migration order by name')).map((row) => row.name)).toEqual(ALL);
     } finally {
       await database.close();
     }
@@ -46,7 +45,7 @@ describe('wavoip-recordings migrate, and MIGRATE_ON_START=false', () => {
     await ensureDatabase(env);
     const refused = await runCli(env, 'serve');
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toContain('The database schema is not up to date (pending: 001-initial, 002-recording-retention, 003-fetch-priority)');
+    expect(refused.stderr).toContain(`The database schema is not up to date (pending: ${ALL.join(', ')})`);
     expect(refused.stderr).toContain('run `wavoip-recordings migrate` first');
   });
 
