@@ -170,6 +170,22 @@ describe('signed outbound webhooks', () => {
     expect(metrics).toContain(`wavoip_recordings_deliveries_waiting{destination="webhook:${receiver.url}"} 0`);
   });
 
+  it('a receiver slower than the lease keeps its one delivery: the lease is renewed while it runs', async () => {
+    let release!: () => void;
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const { receiver, service } = await setUp({ env: { JOB_LEASE: '1s' }, answers: [{ kind: 'held', until: slow }] });
+    await endCall(service, 'WH-SLOW');
+    await waitFor(() => receiver.received().length === 1, 'the delivery in flight');
+    // Held for three leases: only renewals keep the lease (and the attempt) alive that long.
+    const leaseRenewedPast = Date.now() + 3_000;
+    await waitFor(() => Date.now() > leaseRenewedPast, 'three leases to pass');
+    release();
+    const [delivery] = await waitForDelivered(service, 'WH-SLOW', 1);
+    expect(delivery?.attempts).toBe(1);
+    expect(receiver.received()).toHaveLength(1);
+    expect(service.logs().some((line) => /interrupted/.test(line.msg))).toBe(false);
+  });
+
   it('never sends the recording before its call: a call.ended that keeps failing holds back the recording attached meanwhile', async () => {
     const { receiver, service } = await setUp({ answers: Array.from({ length: 4 }, () => ({ kind: 'status' as const, status: 500 })) });
     storage.setRoute('/WH-ORDER', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
