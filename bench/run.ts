@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark, each next to a baseline measured in the same run, then a
  * table on the terminal and the full figures as JSON in bench/results/.
- *   --only intake,download,chatwoot-upload,end-to-end,scale,concurrency,ready-behind-polls,intake-postgres   run some of them
+ *   --only intake,download,chatwoot-upload,end-to-end,scale,concurrency,ready-behind-polls,intake-postgres,deliveries   run some of them
  *   (intake-postgres uses BENCH_POSTGRES_URL, default the local server; it is left out when
  *   that server cannot be reached)
  *   --quick                                              shorter runs, smaller files
@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { benchChatwootUpload } from './chatwoot-upload.ts';
 import { benchConcurrency } from './concurrency.ts';
+import { benchDeliveries } from './deliveries.ts';
 import { benchDownload } from './download.ts';
 import { benchEndToEnd } from './end-to-end.ts';
 import { benchIntake, benchIntakePostgres } from './intake.ts';
@@ -31,6 +32,7 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown> & { targe
   concurrency: () => benchConcurrency(quick ? 80 : 200, 200),
   'ready-behind-polls': () => benchReadyBehindPolls(quick ? 400 : 2000, quick ? 5 : 10),
   'intake-postgres': () => benchIntakePostgres(quick ? 5 : 10, POSTGRES_URL),
+  deliveries: () => benchDeliveries(quick ? 300 : 1000, 10),
 };
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const selected = values.only ? values.only.split(',') : await defaultSelection();

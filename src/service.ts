@@ -6,7 +6,11 @@ import { localServiceUrl, type Config } from './config/config.ts';
 import { resolveToken, type ResolvedToken } from './config/token-files.ts';
 import { fillMissingCallDetails } from './db/calls-repository.ts';
 import { assertMigrated, createDb, createWalSync, migrateToLatest, migrationsUnknownHere } from './db/database.ts';
+import { createDatabaseSignal } from './db/database-signal.ts';
 import { createFetchJobSignal } from './db/fetch-job-signal.ts';
+import { createDestinations } from './delivery/destinations.ts';
+import { createDeliveryOutbox } from './delivery/outbox.ts';
+import { createRecordingLinks } from './delivery/recording-link.ts';
 import { createHttpClient, type HttpClientTimeouts } from './download/http-client.ts';
 import { buildApp } from './http/app.ts';
 import { closeGracefully, trackRequestsInFlight } from './http/graceful-close.ts';
@@ -14,6 +18,8 @@ import { createSecretGuard } from './http/secret-guard.ts';
 import { coerceError } from './errors.ts';
 import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
 import { createFetchScheduler } from './jobs/fetch-scheduler.ts';
+import { createDeliverJob, DEFAULT_DELIVERY_RETRY } from './jobs/deliver-job.ts';
+import { createDeliveryScheduler } from './jobs/delivery-scheduler.ts';
 import { createRetention } from './jobs/retention.ts';
 import { createPeriodicTask } from './jobs/periodic.ts';
 import { createWebhookSilenceMonitor } from './jobs/webhook-silence.ts';
@@ -40,6 +46,8 @@ export interface ServiceOptions {
   httpTimeouts?: Partial<HttpClientTimeouts>;
   /** A request whose headers and body have not all arrived by then gets 408 (slowloris). */
   httpRequestTimeoutMs?: number;
+  /** How soon a failed delivery is tried again, growing to the cap (tests shorten them). */
+  deliveryRetry?: { initialDelayMs: number; maxDelayMs: number; probeIntervalMs?: number };
 }
 
 /** The one place that wires the service together: database, storage, jobs, HTTP. */
@@ -73,10 +81,12 @@ export async function startService(config: Config, logger: Logger, options: Serv
   }
   let apiToken: ResolvedToken;
   let webhookToken: ResolvedToken | null;
+  let outboundSecret: ResolvedToken | null;
   try {
     await cleanTemp(store, logger);
     apiToken = await resolveToken(config.dataDir, 'api', config.apiToken);
     webhookToken = config.webhookToken === null ? null : await resolveToken(config.dataDir, 'webhook', config.webhookToken);
+    outboundSecret = config.outboundWebhookUrls.length === 0 ? null : await resolveToken(config.dataDir, 'outbound-webhook', config.outboundWebhookSecret);
   } catch (caught) {
     await Promise.allSettled([store.close()]);
     await db.destroy();
@@ -84,8 +94,48 @@ export async function startService(config: Config, logger: Logger, options: Serv
   }
 
   const startedAt = clock.now();
-  const metrics = createMetrics({ db, clock, startedAt, silenceThresholdMs: config.webhookSilenceWarningMs });
   const client = createHttpClient(options.httpTimeouts);
+  let url = '';
+  const links =
+    outboundSecret === null ? null : createRecordingLinks({ secret: outboundSecret.token, baseUrl: () => config.publicUrl ?? url, ttlMs: config.recordingLinkTtlMs });
+  const destinations = createDestinations(config, { client, clock, outboundSecret: outboundSecret?.token ?? null, links });
+  const outbox = createDeliveryOutbox(destinations, config.deliveryMaxWaitMs);
+  const metrics = createMetrics({ db, clock, startedAt, silenceThresholdMs: config.webhookSilenceWarningMs, destinations: destinations.map((destination) => destination.name) });
+  const deliverySignal = createDatabaseSignal({
+    db,
+    database: config.database,
+    logger,
+    channel: 'wavoip_recordings_deliveries',
+    onAnnounced: () => deliveryScheduler.wake(),
+    messages: {
+      regained: '[Deliveries] Listening for new deliveries again',
+      lost: '[Deliveries] Lost the database notification channel; listening again in {delay} (deliveries are still found by the regular scan)',
+    },
+  });
+  const deliveriesDue = () => {
+    deliveryScheduler.wake();
+    deliverySignal.announce();
+  };
+  const deliveryScheduler = createDeliveryScheduler({
+    db,
+    clock,
+    logger,
+    workerId: randomUUID(),
+    concurrency: config.deliveryConcurrency,
+    leaseMs: config.jobLeaseMs,
+    destinations: destinations.map((destination) => destination.name),
+    probeIntervalMs: options.deliveryRetry?.probeIntervalMs,
+    runDelivery: createDeliverJob({
+      db,
+      clock,
+      random: options.random ?? Math.random,
+      logger,
+      metrics,
+      destinations: new Map(destinations.map((destination) => [destination.name, destination])),
+      timings: { ...(options.deliveryRetry ?? DEFAULT_DELIVERY_RETRY), maxWaitMs: config.deliveryMaxWaitMs },
+      announce: () => deliverySignal.announce(),
+    }),
+  });
   const fetchJobSignal = createFetchJobSignal({ db, database: config.database, logger, onAnnounced: () => scheduler.wake() });
   const fetchJobsDue = () => {
     scheduler.wake();
@@ -111,14 +161,27 @@ export async function startService(config: Config, logger: Logger, options: Serv
       maxBytes: config.recordingMaxBytes,
       urlTemplate: config.recordingUrlTemplate,
       announceRelease: () => fetchJobSignal.announce(),
+      outbox,
+      onDeliveriesAdded: deliveriesDue,
     }),
   });
-  const events = createEventProcessor({ db, clock, logger, timings: config, onFetchScheduled: fetchJobsDue, sweep: config.database.dialect === 'postgres' });
+  const events = createEventProcessor({
+    db,
+    clock,
+    logger,
+    timings: config,
+    onFetchScheduled: fetchJobsDue,
+    sweep: config.database.dialect === 'postgres',
+    outbox,
+    onDeliveriesAdded: deliveriesDue,
+  });
   const walSync = createWalSync(config.database);
   const eventWriter = createEventWriter(db, walSync);
   const webhookTokens = createWebhookTokens({ db, database: config.database, clock, logger });
   const app = buildApp(
-    { config, logger, clock, db, store, apiToken: apiToken.token, webhookToken: webhookToken?.token ?? null, webhookTokens, eventWriter, events, fetchJobsDue, metrics, secretGuards: {
+    { config, logger, clock, db, store, apiToken: apiToken.token, webhookToken: webhookToken?.token ?? null, webhookTokens, eventWriter, events, fetchJobsDue, metrics,
+      deliveries: { outbox, links, due: deliveriesDue },
+      secretGuards: {
         webhook: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: false, what: 'webhook', logger }),
         api: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: true, what: 'API', logger }),
       },
@@ -132,13 +195,13 @@ export async function startService(config: Config, logger: Logger, options: Serv
     await webhookTokens.start();
     await app.listen({ port: config.port, host: config.host });
   } catch (caught) {
-    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), webhookTokens.stop(), store.close()]);
+    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), deliverySignal.close(), webhookTokens.stop(), store.close()]);
     await db.destroy();
     throw caught;
   }
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = localServiceUrl(config.host, port);
+  url = localServiceUrl(config.host, port);
 
   const retention = createRetention({
     db,
@@ -155,11 +218,13 @@ export async function startService(config: Config, logger: Logger, options: Serv
     logger.error({ err: error }, `Could not clean the temporary recordings directory: ${error.message}`),
   );
   scheduler.start();
+  deliveryScheduler.start();
   events.start();
   retention.start();
   silenceMonitor.start();
   tempSweep.start();
   logStartup(config, logger, url, { api: apiToken, webhook: webhookToken });
+  logDestinations(config, logger, destinations.map((destination) => destination.name), outboundSecret);
 
   let stopping: Promise<void> | undefined;
   return {
@@ -169,10 +234,16 @@ export async function startService(config: Config, logger: Logger, options: Serv
       stopping ??= (async () => {
         // Jobs do not wait for the HTTP side: claiming stops at once, and downloads in flight
         // get the same grace as requests (then are aborted; their jobs run again later).
-        const jobsStopped = Promise.all([scheduler.stop({ graceMs: config.shutdownGraceMs }), retention.stop(), silenceMonitor.stop(), tempSweep.stop()]);
+        const jobsStopped = Promise.all([
+          scheduler.stop({ graceMs: config.shutdownGraceMs }),
+          deliveryScheduler.stop(),
+          retention.stop(),
+          silenceMonitor.stop(),
+          tempSweep.stop(),
+        ]);
         const steps = await Promise.allSettled([closeGracefully(app, requests, { graceMs: config.shutdownGraceMs, logger }), jobsStopped]);
         // Events acknowledged but not yet applied are applied at the next start.
-        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), webhookTokens.stop(), client.close(), store.close()])));
+        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), deliverySignal.close(), webhookTokens.stop(), client.close(), store.close()])));
         for (const step of steps) {
           if (step.status === 'rejected') logger.error({ err: coerceError(step.reason) }, `Shutting down: ${coerceError(step.reason).message}; going on`);
         }
@@ -192,6 +263,19 @@ export async function startService(config: Config, logger: Logger, options: Serv
 async function cleanTemp(store: RecordingStore, logger: Logger): Promise<void> {
   const removed = await store.cleanTemp();
   if (removed > 0) logger.warn({ removed }, 'Removed partial downloads left by a process that stopped; their jobs run again');
+}
+
+function logDestinations(config: Config, logger: Logger, names: string[], secret: ResolvedToken | null): void {
+  if (names.length === 0) return;
+  logger.info({ destinations: names }, `[Deliveries] Delivering calls to ${names.join(', ')}`);
+  if (secret?.generated) logger.info(`Outbound webhook secret generated and saved to ${secret.file}: give it to the receivers to verify signatures`);
+  else if (secret?.file) logger.info(`Outbound webhook secret: the one generated earlier, in ${secret.file}`);
+  if (secret !== null && config.publicUrl === undefined) {
+    logger.warn('PUBLIC_URL is not set: recording links in outbound webhooks point at this machine\'s own address, which receivers elsewhere cannot reach');
+  }
+  if (config.database.dialect === 'postgres' && secret?.file) {
+    logger.warn('OUTBOUND_WEBHOOK_SECRET is not set: each replica generates its own, and receivers cannot verify them all. Set the same value on every replica.');
+  }
 }
 
 function logStartup(config: Config, logger: Logger, url: string, tokens: { api: ResolvedToken; webhook: ResolvedToken | null }): void {

@@ -1,12 +1,13 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { findCall, listCalls, type StoredCall } from '../db/calls-repository.ts';
+import { listCallDeliveries } from '../db/deliveries-repository.ts';
 import { listCallEvents } from '../db/events-repository.ts';
 import { findFetchJob, findFetchJobs } from '../db/fetch-jobs-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { retryAllFetches, retryFetch } from '../jobs/retry-fetch.ts';
 import { checkApiToken } from './api-auth.ts';
 import { LIST_QUERY_SCHEMA, readCallFilters, type ListQuery } from './call-filters.ts';
-import { presentCall, presentEvent } from './call-view.ts';
+import { presentCall, presentDelivery, presentEvent } from './call-view.ts';
 import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
 
 interface CallParams {
@@ -44,8 +45,12 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
       api.get<{ Params: CallParams }>('/calls/:id', async (request, reply) => {
         const call = await findCall(deps.db, request.params.id);
         if (call === null) return sendUnknownCall(reply, request.params.id);
-        const [job, events] = await Promise.all([findFetchJob(deps.db, call.callId), listCallEvents(deps.db, call.callId)]);
-        return { ...presentCall(call, job), events: events.map(presentEvent) };
+        const [job, events, deliveries] = await Promise.all([
+          findFetchJob(deps.db, call.callId),
+          listCallEvents(deps.db, call.callId),
+          listCallDeliveries(deps.db, call.callId),
+        ]);
+        return { ...presentCall(call, job), deliveries: deliveries.map(presentDelivery), events: events.map(presentEvent) };
       });
 
       api.get<{ Params: CallParams; Querystring: RecordingQuery }>('/calls/:id/recording', { schema: { querystring: RECORDING_QUERY_SCHEMA } }, async (request, reply) => {

@@ -2,6 +2,7 @@ import { describeCall } from '../calls/call-details.ts';
 import type { StoredCall } from '../db/calls-repository.ts';
 import type { TimelineEvent } from '../db/events-repository.ts';
 import type { FetchJob } from '../db/fetch-jobs-repository.ts';
+import type { Delivery } from '../db/deliveries-repository.ts';
 
 const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -57,4 +58,22 @@ export function presentCall(call: StoredCall, job?: FetchJob | null) {
 
 export function presentEvent(event: TimelineEvent) {
   return { event_id: event.eventId, type: event.type, received_at: isoTime(event.receivedAt), payload: event.payload };
+}
+
+/** A delivery as the API shows it: where, what, and how far it got. */
+export function presentDelivery(delivery: Delivery) {
+  return {
+    id: delivery.id,
+    destination: delivery.destination,
+    kind: delivery.kind,
+    reason: delivery.reason,
+    state: delivery.state,
+    attempts: delivery.attempts,
+    last_error: delivery.lastError,
+    next_attempt_at: delivery.state === 'pending' ? isoTime(delivery.runAt) : null,
+    give_up_at: delivery.state === 'pending' ? isoTime(delivery.deadlineAt) : null,
+    created_at: isoTime(delivery.createdAt),
+    delivered_at: isoTime(delivery.deliveredAt),
+    external_ids: delivery.externalIds,
+  };
 }

@@ -1,26 +1,46 @@
 import type { FastifyInstance } from 'fastify';
 import { checkDb } from '../db/database.ts';
+import { listDestinationStates } from '../db/destination-states-repository.ts';
 import { coerceError } from '../errors.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 
 /**
  * Unauthenticated, for load balancers and process supervisors; they reveal no call data.
- * /readyz: 200 `ready`, 200 `degraded` (recording storage failing, webhooks still taken), or
+ * /readyz: 200 `ready`, 200 `degraded` (recording storage failing, or a delivery destination
+ * blocked; webhooks still taken), or
  * 503 `unavailable` (the database failing: webhooks cannot be stored).
  */
 export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
-    const [database, storage] = await Promise.all([
+    const [database, storage, deliveries] = await Promise.all([
       probe('database', () => checkDb(deps.db)),
       probe('recording storage', () => deps.store.check()),
+      deliveryState(),
     ]);
     // Webhooks need only the database. A replica whose storage fails still takes them (and its
     // downloads retry), so a load balancer must not route them away: that would lose them.
-    const status = database !== 'ok' ? 'unavailable' : storage !== 'ok' ? 'degraded' : 'ready';
-    return reply.code(status === 'unavailable' ? 503 : 200).send({ status, database, storage });
+    // A blocked destination is the same: deliveries wait, nothing is lost.
+    const status = database !== 'ok' ? 'unavailable' : storage !== 'ok' || deliveries === 'blocked' ? 'degraded' : 'ready';
+    return reply.code(status === 'unavailable' ? 503 : 200).send({ status, database, storage, ...(deliveries === 'none' ? {} : { deliveries }) });
   });
+
+  /**
+   * `blocked` while a configured destination's settings are wrong or its receiver disabled it;
+   * which one and why is in the log and GET /api/destinations, behind the API token.
+   */
+  async function deliveryState(): Promise<'ok' | 'blocked' | 'none' | 'unknown'> {
+    const names = deps.deliveries.outbox.destinations.map((destination) => destination.name);
+    if (names.length === 0) return 'none';
+    try {
+      const states = await listDestinationStates(deps.db);
+      return names.some((name) => states.has(name)) ? 'blocked' : 'ok';
+    } catch {
+      // The database's own probe says why.
+      return 'unknown';
+    }
+  }
 
   /** The details go to the log, not to the unauthenticated caller. */
   async function probe(what: string, check: () => Promise<void>): Promise<'ok' | 'unavailable'> {

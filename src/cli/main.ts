@@ -8,6 +8,7 @@ import { TENANT_LABEL_PATTERN, TENANT_LABEL_RULE } from '../webhook/webhook-toke
 import { backupCommand } from './backup-command.ts';
 import { listCallsCommand, retryCommand } from './call-commands.ts';
 import { listDevicesCommand } from './device-commands.ts';
+import { redeliverCommand } from './delivery-commands.ts';
 import { migrateCommand, serveCommand } from './serve-commands.ts';
 import { sendTestEventCommand, webhookUrlCommand } from './webhook-commands.ts';
 import { createWebhookTokenCommand, listWebhookTokensCommand, revokeWebhookTokenCommand } from './webhook-token-commands.ts';
@@ -103,6 +104,15 @@ webhookTokens
   .argument('<id>', 'the id that create and list show')
   .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
   .action(revokeWebhookTokenCommand);
+
+program
+  .command('redeliver')
+  .description('send a call to its destinations (Chatwoot, outbound webhooks) again, or with --since fill in the deliveries of calls from before a destination was configured')
+  .argument('[call-id]', 'the whatsapp_call_id of the call')
+  .option('--since <date>', 'every call first seen since this date (2024-05-01 or 2024-05-01T12:00:00Z) gets the deliveries it is missing')
+  .option('--destination <name>', 'only this destination (as GET /api/destinations names it)')
+  .option('--url <url>', 'service base URL (default: http://127.0.0.1:$PORT)')
+  .action(redeliverCommand);
 
 program
   .command('backup')

@@ -5,6 +5,7 @@ import { AppError } from '../errors.ts';
 import { buildRecordingUrl, CALL_ID_PLACEHOLDER } from '../calls/recording.ts';
 import { checkRecordingUrl, parseAllowlist, type AllowlistEntry } from '../download/url-guard.ts';
 import { coerceError } from '../errors.ts';
+import { redactUrl } from '../log/logger.ts';
 import { parseDuration, parseSize } from '../units.ts';
 
 /**
@@ -37,6 +38,13 @@ export interface Config {
   /** Unset: recordings are kept for ever. */
   recordingRetentionMs: number | undefined;
   webhookSilenceWarningMs: number;
+  /** Each URL is one destination of signed outbound webhooks; empty: none. */
+  outboundWebhookUrls: string[];
+  /** `whsec_…`. Unset: generated into DATA_DIR/outbound-webhook-secret (when there are URLs). */
+  outboundWebhookSecret: string | undefined;
+  recordingLinkTtlMs: number;
+  deliveryConcurrency: number;
+  deliveryMaxWaitMs: number;
   /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: none. */
   trustProxy: string[];
   authFailureLimit: number;
@@ -173,6 +181,32 @@ const environmentSchema = z.object({
   EVENT_RETENTION: duration('30d'),
   RECORDING_RETENTION: optionalDuration,
   WEBHOOK_SILENCE_WARNING: duration('24h'),
+  OUTBOUND_WEBHOOK_URLS: z
+    .string()
+    .optional()
+    .transform((text, ctx) => {
+      const urls = (text ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+      const bad = urls.find((url) => !/^https?:\/\/[^/?#\s]+/.test(url) || !URL.canParse(url));
+      if (bad !== undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${redactUrl(bad)}" is not an http(s) URL; list receivers separated by commas, such as https://crm.example.com/hooks/calls` });
+        return z.NEVER;
+      }
+      if (new Set(urls).size !== urls.length) {
+        ctx.addIssue({ code: 'custom', message: 'lists the same URL twice' });
+        return z.NEVER;
+      }
+      return urls;
+    }),
+  // The Standard Webhooks form: whsec_ and base64 of 24 to 64 random bytes.
+  OUTBOUND_WEBHOOK_SECRET: z
+    .string()
+    .trim()
+    .refine((text) => isWebhookSecret(text), 'must be whsec_ followed by the base64 of 24 to 64 random bytes, such as whsec_$(openssl rand -base64 32)')
+    .optional(),
+  RECORDING_LINK_TTL: duration('7d'),
+  // Deliveries wait on the destination's answers: a few at once hide its latency without flooding it.
+  DELIVERY_CONCURRENCY: positiveInteger(4),
+  DELIVERY_MAX_WAIT: duration('3d'),
   AUTH_FAILURE_LIMIT: positiveInteger(10),
   SHUTDOWN_GRACE: duration('5s'),
   // Only named proxies: `true` or a hop count would believe a forged X-Forwarded-For from any
@@ -240,6 +274,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventRetentionMs: settings.EVENT_RETENTION,
     recordingRetentionMs: settings.RECORDING_RETENTION,
     webhookSilenceWarningMs: settings.WEBHOOK_SILENCE_WARNING,
+    outboundWebhookUrls: settings.OUTBOUND_WEBHOOK_URLS,
+    outboundWebhookSecret: settings.OUTBOUND_WEBHOOK_SECRET,
+    recordingLinkTtlMs: settings.RECORDING_LINK_TTL,
+    deliveryConcurrency: settings.DELIVERY_CONCURRENCY,
+    deliveryMaxWaitMs: settings.DELIVERY_MAX_WAIT,
     trustProxy: settings.TRUST_PROXY,
     authFailureLimit: settings.AUTH_FAILURE_LIMIT,
     shutdownGraceMs: settings.SHUTDOWN_GRACE,
@@ -293,6 +332,13 @@ function parseRecordingsStorage(
     'Invalid configuration: RECORDINGS_STORAGE: use s3://bucket/prefix, a directory path, or leave it unset for DATA_DIR/recordings',
     { code: 'INVALID_CONFIG' },
   );
+}
+
+export function isWebhookSecret(text: string): boolean {
+  const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(text);
+  if (match === null) return false;
+  const bytes = Buffer.from(match[1] as string, 'base64').length;
+  return bytes >= 24 && bytes <= 64;
 }
 
 /** A dotted-quad IPv4 or an IPv6 address, optionally with a /prefix; not `1` or `0x7f.1` forms. */

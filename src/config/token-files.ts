@@ -7,7 +7,7 @@ import path from 'node:path';
  * so neither the API nor the webhook is ever open by default. Each is kept in DATA_DIR, readable
  * by its owner only, where the CLI (`webhook-url`, `calls`…) and the operator find it again.
  */
-export const TOKEN_FILE_NAMES = { api: 'api-token', webhook: 'webhook-token' } as const;
+export const TOKEN_FILE_NAMES = { api: 'api-token', webhook: 'webhook-token', 'outbound-webhook': 'outbound-webhook-secret' } as const;
 export type TokenKind = keyof typeof TOKEN_FILE_NAMES;
 
 export function tokenFile(dataDir: string, kind: TokenKind): string {
@@ -28,7 +28,8 @@ export async function resolveToken(dataDir: string, kind: TokenKind, configured:
   const file = tokenFile(dataDir, kind);
   const stored = await readStoredToken(file);
   if (stored !== undefined) return { token: stored, file, generated: false };
-  const token = randomBytes(24).toString('base64url');
+  // The outbound webhook secret takes the Standard Webhooks form receivers' libraries expect.
+  const token = kind === 'outbound-webhook' ? `whsec_${randomBytes(32).toString('base64')}` : randomBytes(24).toString('base64url');
   // Written whole under another name, then linked in: two processes starting together on one
   // DATA_DIR agree on one token, and neither can read a half-written file.
   const draft = `${file}.${randomUUID()}.tmp`;

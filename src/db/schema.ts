@@ -95,10 +95,45 @@ export interface WebhookTokensTable {
   revoked_at: number | null;
 }
 
+/** The outbox: what each destination is to be told about a call, in order, leased like fetch jobs. */
+export interface DeliveriesTable {
+  id: string;
+  call_id: string;
+  destination: string;
+  kind: string;
+  fact: string;
+  reason: string | null;
+  position: number;
+  serial_key: string | null;
+  state: string;
+  attempts: number;
+  run_at: number;
+  deadline_at: number;
+  last_error: string | null;
+  outcome_unknown: number;
+  locked_until: number | null;
+  locked_by: string | null;
+  version: number;
+  created_at: number;
+  delivered_at: number | null;
+  /** JSON: what the destination called it (Chatwoot ids, the webhook-id). */
+  external_ids: string | null;
+}
+
+export interface DestinationStatesTable {
+  destination: string;
+  state: string;
+  reason: string;
+  since: number;
+  next_probe_at: number | null;
+}
+
 export interface Database {
   events: EventsTable;
   calls: CallsTable;
   fetch_jobs: FetchJobsTable;
   devices: DevicesTable;
   webhook_tokens: WebhookTokensTable;
+  deliveries: DeliveriesTable;
+  destination_states: DestinationStatesTable;
 }

@@ -22,9 +22,21 @@ export interface HttpRequestOptions {
   allowPrivate: boolean;
 }
 
+export interface OutboundRequest {
+  method: 'POST' | 'GET' | 'PUT' | 'PATCH' | 'DELETE';
+  headers: Record<string, string>;
+  body?: string | Buffer | NodeJS.ReadableStream;
+  signal: AbortSignal;
+}
+
 export interface HttpClient {
   /** One GET, redirects not followed: the caller re-checks every hop against the allow-list. */
   request(url: URL, options: HttpRequestOptions): Promise<Dispatcher.ResponseData>;
+  /**
+   * One request to a destination the operator configured (an outbound webhook, Chatwoot): no
+   * allow-list or address check (those guard URLs that come from webhooks), the same timeouts.
+   */
+  send(url: URL, options: OutboundRequest): Promise<Dispatcher.ResponseData>;
   close(): Promise<void>;
 }
 
@@ -49,6 +61,16 @@ export function createHttpClient(timeouts: Partial<HttpClientTimeouts> = {}): Ht
         method: 'GET',
         // No Accept-Encoding: the stored bytes and their sha256 must be the file itself.
         headers: { 'user-agent': 'wavoip-recordings', accept: 'audio/*, */*;q=0.1' },
+        signal,
+      });
+    },
+    send(url, { method, headers, body, signal }) {
+      return privateAllowed.request({
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
+        method,
+        headers: { 'user-agent': 'wavoip-recordings', ...headers },
+        body: body as Dispatcher.DispatchOptions['body'],
         signal,
       });
     },

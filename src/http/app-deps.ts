@@ -1,6 +1,8 @@
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/config.ts';
 import type { Db } from '../db/database.ts';
+import type { DeliveryOutbox } from '../delivery/outbox.ts';
+import type { RecordingLinks } from '../delivery/recording-link.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { RecordingStore } from '../storage/recording-store.ts';
@@ -26,6 +28,13 @@ export interface AppDeps {
   /** A fetch job is due now: wakes this replica's scheduler and tells the others. */
   fetchJobsDue: () => void;
   metrics: Metrics;
+  deliveries: {
+    outbox: DeliveryOutbox;
+    /** Null: no outbound webhooks, so no recording link was ever given out. */
+    links: RecordingLinks | null;
+    /** New deliveries are due now: wakes this replica's delivery scheduler and tells the others. */
+    due: () => void;
+  };
   /** Separate counts: guessing at the API must not lock out webhooks from the same address. */
   secretGuards: { webhook: SecretGuard; api: SecretGuard };
 }

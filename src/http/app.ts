@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
 import { registerDeviceRoutes } from '../api/device-routes.ts';
+import { registerDeliveryRoutes } from '../api/delivery-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
 import { registerWebhookTokenRoutes } from '../api/webhook-token-routes.ts';
 import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
@@ -125,6 +126,7 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
   registerCallRoutes(app, deps);
   registerDeviceRoutes(app, deps);
   registerWebhookTokenRoutes(app, deps);
+  registerDeliveryRoutes(app, deps);
   registerMetricsRoutes(app, deps);
   return app;
 }

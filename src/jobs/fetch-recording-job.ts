@@ -1,10 +1,12 @@
+import type { CallRecord } from '../calls/call-state.ts';
 import { describeGiveUp, scheduleRetry, type PollTimings } from '../calls/fetch-plan.ts';
 import { buildRecordingUrl, recordingUrlForAttempt } from '../calls/recording.ts';
 import type { Clock } from '../clock.ts';
 import { attachRecording, failAttachment, findCall, type StoredCall } from '../db/calls-repository.ts';
-import type { Db } from '../db/database.ts';
+import type { Db, DbOrTrx } from '../db/database.ts';
 import { deleteFetchJob, releaseFetchJob, rescheduleFetchJob, type FetchJob } from '../db/fetch-jobs-repository.ts';
 import { downloadRecording } from '../download/download-recording.ts';
+import type { DeliveryOutbox } from '../delivery/outbox.ts';
 import type { HttpClient } from '../download/http-client.ts';
 import { checkRecordingUrl, type AllowlistEntry } from '../download/url-guard.ts';
 import { AppError, coerceError } from '../errors.ts';
@@ -29,6 +31,9 @@ export interface FetchRecordingDeps {
   urlTemplate: string;
   /** A released job is due again at once: tells the other replicas, which may be idle. */
   announceRelease: () => void;
+  /** Deliveries an attached or failed recording causes, written in the same transaction. */
+  outbox?: DeliveryOutbox;
+  onDeliveriesAdded?: () => void;
 }
 
 /**
@@ -89,11 +94,16 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
       }
       const { size, sha256, contentType, container, codec, durationSeconds } = file;
       const recording = { key, size, sha256, contentType, container, codec, durationSeconds, attachedAt: clock.now() };
+      let deliveries = 0;
       const attached = await db.transaction().execute(async (trx) => {
+        // The call's row first, as the event processor takes them: the other order can deadlock.
+        const before = await findCall(trx, call.callId, { forUpdate: true });
         const recorded = await attachRecording(trx, call.callId, recording);
         await deleteFetchJob(trx, call.callId);
+        if (recorded && before !== null) deliveries = await recordDeliveries(trx, before, { ...before, attachment: { state: 'attached', reason: null } });
         return recorded;
       });
+      if (deliveries > 0) deps.onDeliveriesAdded?.();
       count(attached ? 'attached' : 'superseded');
       if (attached) {
         metrics.downloadedBytes.inc(file.size);
@@ -118,6 +128,10 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     } catch {
       return false;
     }
+  }
+
+  function recordDeliveries(trx: DbOrTrx, before: CallRecord, after: CallRecord): Promise<number> {
+    return deps.outbox?.record(trx, before, after, clock.now()) ?? Promise.resolve(0);
   }
 
   /** Another attempt attached first: keep its file, drop ours unless it is the very same one. */
@@ -182,13 +196,17 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     const finalReason = retryable
       ? describeGiveUp(deps.timings, reason, error.code.startsWith('STORAGE') ? 'storage' : 'upstream')
       : reason;
+    let deliveries = 0;
     const failed = await db.transaction().execute(async (trx) => {
       // The call's row first, as the event processor takes them: the other order can deadlock.
-      await findCall(trx, call.callId, { forUpdate: true });
+      const before = await findCall(trx, call.callId, { forUpdate: true });
       // An event that rescheduled the job meanwhile (say, READY with a new URL) gets its chance.
       if (!(await deleteFetchJob(trx, call.callId, job))) return false;
-      return failAttachment(trx, call.callId, finalReason);
+      const changed = await failAttachment(trx, call.callId, finalReason);
+      if (changed && before !== null) deliveries = await recordDeliveries(trx, before, { ...before, attachment: { state: 'failed', reason: finalReason } });
+      return changed;
     });
+    if (deliveries > 0) deps.onDeliveriesAdded?.();
     if (failed) {
       logger.error({ ...context, reason: finalReason, code: error.code }, `[WaVoIP Recording Webhook] ❌ Recording failed for call ${call.callId}: ${finalReason}`);
       return 'failed';

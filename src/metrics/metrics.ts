@@ -6,10 +6,14 @@ import { checkDb, type Db } from '../db/database.ts';
 import { countSilentDevices, listSilentDevices } from '../db/devices-repository.ts';
 import { findLatestEventReceivedAt } from '../db/events-repository.ts';
 import { summariseDueFetchJobs } from '../db/fetch-jobs-repository.ts';
+import { summariseDeliveries } from '../db/deliveries-repository.ts';
+import { listDestinationStates } from '../db/destination-states-repository.ts';
 
 export type WebhookResult = 'accepted' | 'invalid' | 'unauthorized' | 'locked_out' | 'unavailable';
 /** superseded: an event or another attempt changed the call meanwhile, and this attempt gave way. */
 export type FetchOutcome = 'attached' | 'retry' | 'failed' | 'interrupted' | 'superseded';
+/** blocked: the destination's settings are wrong; gone: its receiver answered 410 and it was disabled. */
+export type DeliveryOutcome = 'delivered' | 'retry' | 'given_up' | 'blocked' | 'gone' | 'interrupted';
 
 /** Every instrument the service records, on a registry of its own (not prom-client's global one). */
 export interface Metrics {
@@ -20,6 +24,7 @@ export interface Metrics {
   fetches: Counter<'mode' | 'outcome'>;
   downloadedBytes: Counter;
   downloadDuration: Histogram<'mode'>;
+  deliveries: Counter<'destination' | 'kind' | 'outcome'>;
 }
 
 export interface MetricsSources {
@@ -29,6 +34,8 @@ export interface MetricsSources {
   startedAt: number;
   /** WEBHOOK_SILENCE_WARNING: a device quiet this long is silent. */
   silenceThresholdMs: number;
+  /** The configured destinations' names, reported even while nothing waits for them. */
+  destinations?: readonly string[];
 }
 
 /**
@@ -85,6 +92,12 @@ export function createMetrics(sources: MetricsSources): Metrics {
       help: 'Time to download, verify and store a recording, for attempts that attached one.',
       labelNames: ['mode'],
       buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
+      registers: [registry],
+    }),
+    deliveries: new Counter({
+      name: `${PREFIX}delivery_attempts_total`,
+      help: 'Delivery attempts to destinations (Chatwoot, outbound webhooks) by kind and outcome.',
+      labelNames: ['destination', 'kind', 'outcome'],
       registers: [registry],
     }),
   };
@@ -194,5 +207,62 @@ export function createMetrics(sources: MetricsSources): Metrics {
     },
   });
 
+  registerDeliveryGauges(registry, sources, fromDatabase);
   return metrics;
+}
+
+/** Backlog, oldest wait and blocked state per destination, read from the database at scrape time. */
+function registerDeliveryGauges(registry: Registry, sources: MetricsSources, fromDatabase: (read: () => Promise<void>) => Promise<void>): void {
+  const { db, clock } = sources;
+  const configured = sources.destinations ?? [];
+  let summary: { at: number; value: Promise<Awaited<ReturnType<typeof summariseDeliveries>>> } | undefined;
+  const summarise = () => {
+    const now = clock.now();
+    if (summary === undefined || now - summary.at > 1_000) summary = { at: now, value: summariseDeliveries(db, now) };
+    return summary.value;
+  };
+  new Gauge({
+    name: `${PREFIX}deliveries_waiting`,
+    help: 'Deliveries not yet made, per destination (due, scheduled for a retry, or held by a blocked destination).',
+    labelNames: ['destination'],
+    registers: [registry],
+    async collect() {
+      await fromDatabase(async () => {
+        const rows = new Map((await summarise()).map((row) => [row.destination, row.waiting]));
+        for (const destination of new Set([...configured, ...rows.keys()])) this.set({ destination }, rows.get(destination) ?? 0);
+      });
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}delivery_oldest_due_age_seconds`,
+    help: 'How long the longest-waiting due delivery has waited, per destination (0 when none): a destination falling behind.',
+    labelNames: ['destination'],
+    registers: [registry],
+    async collect() {
+      await fromDatabase(async () => {
+        const now = clock.now();
+        const rows = new Map((await summarise()).map((row) => [row.destination, row.oldestDueAt]));
+        for (const destination of new Set([...configured, ...rows.keys()])) {
+          const oldest = rows.get(destination) ?? null;
+          this.set({ destination }, oldest === null ? 0 : Math.max(0, now - oldest) / 1000);
+        }
+      });
+    },
+  });
+  new Gauge({
+    name: `${PREFIX}destination_blocked`,
+    help: '1 while a destination is blocked by wrong settings (401, 403, 404) or disabled by its receiver (410), else 0; the reason is in the log and GET /api/destinations.',
+    labelNames: ['destination', 'state'],
+    registers: [registry],
+    async collect() {
+      await fromDatabase(async () => {
+        const states = await listDestinationStates(db);
+        this.reset();
+        for (const destination of configured) {
+          const state = states.get(destination);
+          this.set({ destination, state: state?.state ?? 'open' }, state === undefined ? 0 : 1);
+        }
+      });
+    },
+  });
 }

@@ -7,6 +7,7 @@ import { isDatabaseError, type Db, type DbOrTrx } from '../db/database.ts';
 import { findDevicePhone, upsertDevice } from '../db/devices-repository.ts';
 import { listUnprocessedEvents, lockEventProcessing, markEventProcessed, markEventsProcessed, type StoredEvent } from '../db/events-repository.ts';
 import { deleteFetchJob, scheduleFetchJob } from '../db/fetch-jobs-repository.ts';
+import type { DeliveryOutbox } from '../delivery/outbox.ts';
 import { normalizeDeviceStatus } from '../devices/device-status.ts';
 import { coerceError } from '../errors.ts';
 import { redactUrl, type Logger } from '../log/logger.ts';
@@ -29,6 +30,8 @@ interface Outcome {
   previous: CallRecord | null;
   next: CallRecord | null;
   plan: FetchPlan;
+  /** Deliveries the change added to the outbox. */
+  deliveries: number;
 }
 
 /**
@@ -44,6 +47,9 @@ export function createEventProcessor(deps: {
   onFetchScheduled: () => void;
   /** Replicas share the database: look for events a dead one acknowledged but never applied. */
   sweep: boolean;
+  /** Deliveries the call changes cause, written in the same transaction. */
+  outbox?: DeliveryOutbox;
+  onDeliveriesAdded?: () => void;
 }) {
   const { db, clock, logger } = deps;
   let running: Promise<void> | null = null;
@@ -82,7 +88,7 @@ export function createEventProcessor(deps: {
     const now = clock.now();
     if (!normalized.ok) return { error: normalized.error };
     const { event } = normalized;
-    let outcome: Outcome = { event, previous: null, next: null, plan: { action: 'keep' } };
+    let outcome: Outcome = { event, previous: null, next: null, plan: { action: 'keep' }, deliveries: 0 };
     if (event.type === 'DEVICE' && event.deviceId !== null) {
       const report = { phone: event.phone, status: event.status, normalizedStatus: normalizeDeviceStatus(event.status) };
       await upsertDevice(trx, { deviceId: event.deviceId, seenAt: stored.receivedAt, tenant: stored.tenant, report });
@@ -103,13 +109,14 @@ export function createEventProcessor(deps: {
       if (stored.tenant !== null && previous?.tenant == null) await setCallTenant(trx, next.callId, stored.tenant);
       // CALL and RECORD events name their device too: it was heard from.
       if (event.deviceId !== null) await upsertDevice(trx, { deviceId: event.deviceId, seenAt: stored.receivedAt, tenant: stored.tenant });
+      const deliveries = (await deps.outbox?.record(trx, previous, next, now)) ?? 0;
       const plan = planFetch(previous, next, now, deps.timings);
       if (plan.action === 'fetch-now' || plan.action === 'poll') {
         await scheduleFetchJob(trx, next.callId, plan);
       } else if (plan.action === 'cancel') {
         await deleteFetchJob(trx, next.callId);
       }
-      outcome = { event, previous, next, plan };
+      outcome = { event, previous, next, plan, deliveries };
     }
     return outcome;
   }
@@ -158,6 +165,7 @@ export function createEventProcessor(deps: {
       if (applied.outcomes.some((outcome) => outcome.plan.action === 'fetch-now' || outcome.plan.action === 'poll')) {
         deps.onFetchScheduled();
       }
+      if (applied.outcomes.some((outcome) => outcome.deliveries > 0)) deps.onDeliveriesAdded?.();
       if (applied.batch.length < BATCH_SIZE) return;
       await new Promise((resolve) => setImmediate(resolve));
     }

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.ts';
 import { createDb, migrateToLatest, type Db } from '../../src/db/database.ts';
 import { claimDueFetchJobs } from '../../src/db/fetch-jobs-repository.ts';
+import * as deliveriesMigration from '../../src/db/migrations/006-deliveries.ts';
 import { migrations } from '../../src/db/migrations/index.ts';
 import { makeDataDir } from '../support/service-harness.ts';
 import { databaseEnvironment, ensureDatabase, testDialect } from '../support/test-database.ts';
@@ -36,7 +37,7 @@ describe(`upgrading a ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} data
     await addWaitingCall('polled', null, 1_000);
     await addWaitingCall('recording', 'RECORDING', 2_000);
     await addWaitingCall('ready', 'READY', 3_000);
-    expect(await migrateToLatest(db)).toContain('003-fetch-priority');
+    expect((await migrateToLatest(db))[0]).toBe('003-fetch-priority');
 
     const claimed = await claimDueFetchJobs(db, { now: 5_000, limit: 3, workerId: 'a', leaseMs: 60_000, running: [] });
     expect(claimed.map((job) => job.callId)).toEqual(['ready', 'polled', 'recording']);
@@ -48,7 +49,7 @@ describe(`upgrading a ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} data
     await migrateTo('002-recording-retention');
     await addWaitingCall('ready', 'READY', 3_000);
     await sql`alter table fetch_jobs add column priority integer not null default 1`.execute(db);
-    expect(await migrateToLatest(db)).toContain('003-fetch-priority');
+    expect((await migrateToLatest(db))[0]).toBe('003-fetch-priority');
     const rows = await sql<{ call_id: string; priority: number }>`select call_id, priority from fetch_jobs`.execute(db);
     expect(rows.rows).toEqual([{ call_id: 'ready', priority: 0 }]);
   });
@@ -77,5 +78,16 @@ describe(`upgrading a ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'} data
     await migrateTo('005-devices-and-tenants');
     const columns = await sql<{ name: string }>`select name from pragma_table_info('calls') where name = 'tenant'`.execute(db);
     expect(columns.rows).toHaveLength(1);
+  });
+
+  it.skipIf(testDialect !== 'sqlite')('006 completes when run again after it was cut short', async () => {
+    await migrateToLatest(db);
+    // Each of its statements runs again over what it already made: a run cut short anywhere completes.
+    await deliveriesMigration.up(db);
+    await addWaitingCall('ended', null, 1_000);
+    await sql`insert into deliveries (id, call_id, destination, kind, fact, position, state, run_at, deadline_at, created_at)
+      values ('d1', 'ended', 'webhook:x', 'call', 'call', 1, 'pending', 1, 2, 1)`.execute(db);
+    await expect(sql`insert into deliveries (id, call_id, destination, kind, fact, position, state, run_at, deadline_at, created_at)
+      values ('d2', 'ended', 'webhook:x', 'call', 'call', 2, 'pending', 1, 2, 1)`.execute(db)).rejects.toThrow(/UNIQUE/);
   });
 });

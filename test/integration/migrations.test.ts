@@ -4,7 +4,6 @@ import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-
 import { makeDataDir, runCli, startChildService, testEnvironment } from '../support/service-harness.ts';
 import { ensureDatabase, openTestDatabase } from '../support/test-database.ts';
 
-
 /** Every migration of this release, in order. */
 const ALL_MIGRATIONS = Object.keys(migrations);
 

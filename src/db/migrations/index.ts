@@ -4,6 +4,7 @@ import * as recordingRetention from './002-recording-retention.ts';
 import * as fetchPriority from './003-fetch-priority.ts';
 import * as callDetails from './004-call-details.ts';
 import * as devicesAndTenants from './005-devices-and-tenants.ts';
+import * as deliveries from './006-deliveries.ts';
 
 /** Every migration, in order. Listed in code so that nothing depends on scanning a directory at run time. */
 export const migrations: Record<string, Migration> = {
@@ -12,4 +13,5 @@ export const migrations: Record<string, Migration> = {
   '003-fetch-priority': fetchPriority,
   '004-call-details': callDetails,
   '005-devices-and-tenants': devicesAndTenants,
+  '006-deliveries': deliveries,
 };

@@ -21,6 +21,32 @@ function configError(env: Record<string, string>): AppError {
   throw new Error(`expected ${JSON.stringify(env)} to be refused`);
 }
 
+describe('outbound delivery settings', () => {
+  it('reads OUTBOUND_WEBHOOK_URLS as one destination per URL', () => {
+    const config = loadConfig({ OUTBOUND_WEBHOOK_URLS: ' https://a.example/hook , http://10.0.0.5:8080/in?key=x ' });
+    expect(config.outboundWebhookUrls).toEqual(['https://a.example/hook', 'http://10.0.0.5:8080/in?key=x']);
+  });
+
+  it.each(['ftp://a.example/hook', 'a.example/hook', 'https://a.example/x,https://a.example/x'])('refuses OUTBOUND_WEBHOOK_URLS=%s, naming it', (value) => {
+    expect(configError({ OUTBOUND_WEBHOOK_URLS: value }).message).toMatch(/OUTBOUND_WEBHOOK_URLS/);
+  });
+
+  it('takes a Standard Webhooks secret and refuses anything else, naming the variable', () => {
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    expect(loadConfig({ OUTBOUND_WEBHOOK_SECRET: secret }).outboundWebhookSecret).toBe(secret);
+    for (const bad of ['secret-of-mine', 'whsec_c2hvcnQ=', `whsec_${Buffer.alloc(32).toString('base64')}!`]) {
+      expect(configError({ OUTBOUND_WEBHOOK_SECRET: bad }).message).toMatch(/OUTBOUND_WEBHOOK_SECRET: must be whsec_/);
+    }
+  });
+
+  it('reads DELIVERY_CONCURRENCY, DELIVERY_MAX_WAIT and RECORDING_LINK_TTL', () => {
+    const config = loadConfig({ DELIVERY_CONCURRENCY: '12', DELIVERY_MAX_WAIT: '12h', RECORDING_LINK_TTL: '1d' });
+    expect([config.deliveryConcurrency, config.deliveryMaxWaitMs, config.recordingLinkTtlMs]).toEqual([12, 12 * 3_600_000, 86_400_000]);
+    expect(configError({ DELIVERY_CONCURRENCY: '0' }).message).toMatch(/DELIVERY_CONCURRENCY/);
+    expect(configError({ DELIVERY_MAX_WAIT: 'forever' }).message).toMatch(/DELIVERY_MAX_WAIT/);
+  });
+});
+
 describe('loadConfig defaults', () => {
   it('gives exactly the documented defaults for an empty environment', () => {
     const dataDir = path.resolve('./data');
@@ -45,6 +71,11 @@ describe('loadConfig defaults', () => {
       eventRetentionMs: 30 * 86_400_000,
       recordingRetentionMs: undefined,
       webhookSilenceWarningMs: 24 * 3_600_000,
+      outboundWebhookUrls: [],
+      outboundWebhookSecret: undefined,
+      recordingLinkTtlMs: 7 * 86_400_000,
+      deliveryConcurrency: 4,
+      deliveryMaxWaitMs: 3 * 86_400_000,
       trustProxy: [],
       authFailureLimit: 10,
       shutdownGraceMs: 5_000,

@@ -1,0 +1,119 @@
+import type { FastifyInstance } from 'fastify';
+import { findCall } from '../db/calls-repository.ts';
+import { listCallDeliveries } from '../db/deliveries-repository.ts';
+import { listDestinationStates, resetDestination } from '../db/destination-states-repository.ts';
+import { RECORDING_LINK_PATH } from '../delivery/recording-link.ts';
+import type { AppDeps } from '../http/app-deps.ts';
+import { checkApiToken } from './api-auth.ts';
+import { presentDelivery } from './call-view.ts';
+import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
+
+/** A day (2024-05-01) or an instant (2024-05-01T12:00:00Z, with its offset). */
+const SINCE_FORMAT = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
+
+/**
+ * Deliveries to destinations: sending a call again, backfilling calls from before a destination
+ * was configured, the destinations' state; and the signed recording links outbound webhooks carry.
+ */
+export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const { outbox } = deps.deliveries;
+
+  // No API token: the link itself is the credential, until it expires.
+  app.get<{ Params: { token: string }; Querystring: RecordingQuery }>(
+    `${RECORDING_LINK_PATH}/:token`,
+    { schema: { querystring: RECORDING_QUERY_SCHEMA } },
+    async (request, reply) => {
+      const checked = deps.deliveries.links?.check(request.params.token, deps.clock.now()) ?? { ok: false as const, reason: 'invalid' as const };
+      if (!checked.ok) {
+        return reply.code(403).send({ error: checked.reason === 'expired' ? 'this recording link has expired' : 'this is not a valid recording link' });
+      }
+      const call = await findCall(deps.db, checked.callId);
+      if (call?.attachment.state === 'expired') return reply.code(410).send({ error: `the recording is gone: ${call.attachment.reason ?? 'it was deleted'}` });
+      const key = call?.recording?.key ?? null;
+      const stat = key === null ? null : await deps.store.stat(key);
+      if (call === null || call.recording === null || key === null || stat === null) {
+        return reply.code(410).send({ error: 'the recording is no longer available' });
+      }
+      return sendRecording(request, reply, deps, { callId: call.callId, key, contentType: call.recording.contentType, sha256: call.recording.sha256, size: stat.size });
+    },
+  );
+
+  void app.register(
+    async (api) => {
+      api.addHook('onRequest', (request, reply) => checkApiToken(deps, request, reply));
+
+      api.post<{ Params: { id: string }; Querystring: { destination?: string } }>(
+        '/calls/:id/redeliver',
+        {
+          schema: {
+            querystring: { type: 'object', properties: { destination: { type: 'string', maxLength: 2048 } }, additionalProperties: false },
+          },
+        },
+        async (request, reply) => {
+          const { destination } = request.query;
+          const names = outbox.destinations.map((each) => each.name);
+          if (names.length === 0) return reply.code(409).send({ error: 'no destination is configured (OUTBOUND_WEBHOOK_URLS, CHATWOOT_URL)' });
+          if (destination !== undefined && !names.includes(destination)) {
+            return reply.code(400).send({ error: `destination must be one of ${names.map((name) => JSON.stringify(name)).join(', ')}`, field: 'destination' });
+          }
+          const added = await outbox.redeliver(deps.db, request.params.id, deps.clock.now(), destination);
+          if (added === null) return reply.code(404).send({ error: `no call with whatsapp_call_id ${JSON.stringify(request.params.id)}` });
+          deps.logger.info({ call_id: request.params.id, destination, added }, `[Deliveries] Redelivery of call ${request.params.id} requested: ${added} new deliveries`);
+          if (added > 0) deps.deliveries.due();
+          const deliveries = await listCallDeliveries(deps.db, request.params.id);
+          return reply.code(202).send({ whatsapp_call_id: request.params.id, added, deliveries: deliveries.map(presentDelivery) });
+        },
+      );
+
+      api.post<{ Querystring: { since: string } }>(
+        '/deliveries/backfill',
+        {
+          schema: {
+            querystring: { type: 'object', properties: { since: { type: 'string', maxLength: 64 } }, required: ['since'], additionalProperties: false },
+          },
+        },
+        async (request, reply) => {
+          const since = SINCE_FORMAT.test(request.query.since) ? Date.parse(request.query.since) : Number.NaN;
+          if (Number.isNaN(since)) return reply.code(400).send({ error: 'since must be a date such as 2024-05-01 or 2024-05-01T12:00:00Z', field: 'since' });
+          if (outbox.destinations.length === 0) return reply.code(409).send({ error: 'no destination is configured (OUTBOUND_WEBHOOK_URLS, CHATWOOT_URL)' });
+          const result = await outbox.backfill(deps.db, since, deps.clock.now());
+          deps.logger.info({ since: new Date(since).toISOString(), ...result }, `[Deliveries] Backfill since ${new Date(since).toISOString()}: ${result.deliveries} deliveries for ${result.calls} calls`);
+          if (result.deliveries > 0) deps.deliveries.due();
+          return reply.code(202).send({ since: new Date(since).toISOString(), calls: result.calls, deliveries: result.deliveries });
+        },
+      );
+
+      // After fixing a receiver that answered 410, or to retry a blocked one now rather than at its next probe.
+      api.post<{ Querystring: { destination: string } }>(
+        '/destinations/reset',
+        {
+          schema: {
+            querystring: { type: 'object', properties: { destination: { type: 'string', maxLength: 2048 } }, required: ['destination'], additionalProperties: false },
+          },
+        },
+        async (request, reply) => {
+          const { destination } = request.query;
+          const names = outbox.destinations.map((each) => each.name);
+          if (!names.includes(destination)) {
+            return reply.code(400).send({ error: `destination must be one of ${names.map((name) => JSON.stringify(name)).join(', ') || '(none configured)'}`, field: 'destination' });
+          }
+          const was = await resetDestination(deps.db, destination);
+          deps.logger.info({ destination, was }, `[Deliveries] ${destination} reset by an operator (was ${was ?? 'open'}); it takes deliveries again`);
+          deps.deliveries.due();
+          return { name: destination, state: 'open', was };
+        },
+      );
+
+      api.get('/destinations', async () => {
+        const states = await listDestinationStates(deps.db);
+        return {
+          destinations: outbox.destinations.map(({ name }) => {
+            const state = states.get(name);
+            return { name, state: state?.state ?? 'open', reason: state?.reason ?? null, since: state ? new Date(state.since).toISOString() : null };
+          }),
+        };
+      });
+    },
+    { prefix: '/api' },
+  );
+}
