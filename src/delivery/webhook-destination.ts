@@ -1,5 +1,6 @@
 import { Webhook } from 'standardwebhooks';
 import type { DeliveryKind } from '../calls/delivery-plan.ts';
+import { servedRecordingMediaType } from '../calls/recording-media-type.ts';
 import type { Clock } from '../clock.ts';
 import { presentCall } from '../api/call-view.ts';
 import type { StoredCall } from '../db/calls-repository.ts';
@@ -111,7 +112,8 @@ export function webhookEvent(delivery: Delivery, call: StoredCall, now: number, 
             recording: {
               size: recording.size,
               sha256: recording.sha256,
-              content_type: recording.contentType,
+              // The type we serve it with: rows from older releases may hold an upstream's header.
+              content_type: recording.key === null ? recording.contentType : servedRecordingMediaType(recording.contentType, recording.key),
               duration_seconds: recording.durationSeconds,
               // Gone already (retention) by the time this is sent: no link to a file that is not there.
               url: recording.key === null ? null : links.linkFor(call.callId, now),

@@ -93,7 +93,16 @@ describe('signed outbound webhooks', () => {
     expect(receiver.received().every((each) => each.error === null)).toBe(true);
     expect(typesFor(receiver, 'WH-ATTACHED')).toEqual(['call.ended', 'recording.attached']);
     const [ended, attached] = receiver.accepted();
-    expect(ended?.event?.data).toMatchObject({ whatsapp_call_id: 'WH-ATTACHED', direction: 'INCOMING', caller: '5511987654321', status: 'ENDED', duration: 9 });
+    expect(ended?.event?.data).toMatchObject({
+      whatsapp_call_id: 'WH-ATTACHED',
+      direction: 'incoming',
+      direction_raw: 'INCOMING',
+      peer_phone: '+5511987654321',
+      outcome: 'answered',
+      caller: '5511987654321',
+      status: 'ENDED',
+      duration: 9,
+    });
     expect(ended?.id).toBe(deliveries.find((delivery) => delivery.kind === 'call')?.id);
     expect(attached?.event?.data.recording).toMatchObject({ size: ogg.length, sha256: oggSha256, content_type: 'audio/ogg' });
     expect(deliveries.map((delivery) => [delivery.kind, delivery.state, delivery.attempts])).toEqual([
