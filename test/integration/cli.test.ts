@@ -1,9 +1,8 @@
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, runCli, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+import { freePort, makeDataDir, runCli, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 
@@ -11,13 +10,6 @@ let storage: FakeWavoipStorage;
 let service: ChildService;
 let env: Record<string, string>;
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();

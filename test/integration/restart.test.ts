@@ -1,41 +1,27 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OWNER_STALE_MS } from '../../src/storage/temp-directory.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { NO_POLLING, makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+import { NO_POLLING, childServicesKilledAfterEach, makeDataDir, partialDownloads, tempRoot, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
 import { openTestDatabase } from '../support/test-database.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 const wav = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url));
 
 let storage: FakeWavoipStorage;
-const children: ChildService[] = [];
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
-});
-afterEach(async () => {
-  await Promise.all(children.splice(0).map((child) => child.kill('SIGKILL')));
 });
 afterAll(async () => {
   await storage?.close();
 });
 
-async function start(env: Record<string, string>): Promise<ChildService> {
-  const child = await startChildService(env);
-  children.push(child);
-  return child;
-}
+const start = childServicesKilledAfterEach();
 
-const tempRoot = (dataDir: string) => path.join(dataDir, 'recordings', '.tmp');
 
-/** The partial downloads under the temp directory, in whichever process's area. */
-const tempFiles = (dataDir: string): string[] =>
-  fs.existsSync(tempRoot(dataDir))
-    ? (fs.readdirSync(tempRoot(dataDir), { recursive: true }) as string[]).filter((name) => name.endsWith('.part')).map((name) => path.join(tempRoot(dataDir), name))
-    : [];
 
 /**
  * Ages the temp areas' locks as they are once their processes have been dead for a while: a
@@ -70,16 +56,16 @@ describe('restarts and crashes', () => {
     storage.setRoute('/KILLED-MID-DOWNLOAD', { kind: 'stall-mid-body', body: wav, contentType: 'audio/wav' });
     const first = await start(env);
     await first.postWebhook({ type: 'RECORD', whatsapp_call_id: 'KILLED-MID-DOWNLOAD', record_status: 'READY', record_url: storage.url('/KILLED-MID-DOWNLOAD') });
-    await waitFor(() => tempFiles(dataDir).length === 1 && fs.statSync(tempFiles(dataDir)[0] as string).size > 0, 'download in progress');
+    await waitFor(() => partialDownloads(dataDir).length === 1 && fs.statSync(partialDownloads(dataDir)[0] as string).size > 0, 'download in progress');
     await first.kill('SIGKILL');
-    expect(tempFiles(dataDir)).toHaveLength(1);
+    expect(partialDownloads(dataDir)).toHaveLength(1);
     ageTempLocks(dataDir);
 
     storage.setRoute('/KILLED-MID-DOWNLOAD', { kind: 'body', body: wav, contentType: 'audio/wav' });
     const second = await start(env);
     const call = await second.waitForAttachment('KILLED-MID-DOWNLOAD');
     expect(call.attachment).toMatchObject({ state: 'attached', size: wav.length, sha256: createHash('sha256').update(wav).digest('hex') });
-    expect(tempFiles(dataDir)).toEqual([]);
+    expect(partialDownloads(dataDir)).toEqual([]);
     expect(second.logs().some((line) => /partial download/.test(line.msg))).toBe(true);
   });
 

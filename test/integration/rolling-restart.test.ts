@@ -8,41 +8,25 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { NO_POLLING, makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+import { NO_POLLING, childServicesKilledAfterEach, makeDataDir, partialDownloads, tempRoot, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
 
 const wav = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url));
 const wavSha256 = createHash('sha256').update(wav).digest('hex');
 
 let storage: FakeWavoipStorage;
-const children: ChildService[] = [];
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
-});
-afterEach(async () => {
-  await Promise.all(children.splice(0).map((child) => child.kill('SIGKILL')));
 });
 afterAll(async () => {
   await storage?.close();
 });
 
-async function start(env: Record<string, string>): Promise<ChildService> {
-  const child = await startChildService(env);
-  children.push(child);
-  return child;
-}
+const start = childServicesKilledAfterEach();
 
-const tempRoot = (dataDir: string) => path.join(dataDir, 'recordings', '.tmp');
 
-/** Every partial download under the temp directory, whichever process's area it is in. */
-function partialDownloads(dataDir: string): string[] {
-  if (!fs.existsSync(tempRoot(dataDir))) return [];
-  return (fs.readdirSync(tempRoot(dataDir), { recursive: true }) as string[])
-    .filter((name) => name.endsWith('.part'))
-    .map((name) => path.join(tempRoot(dataDir), name));
-}
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;

@@ -1,10 +1,13 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { afterEach } from 'vitest';
 import { loadConfig } from '../../src/config/config.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { startService, type Service, type ServiceOptions } from '../../src/service.ts';
@@ -32,6 +35,39 @@ export async function runCli(env: Record<string, string>, ...args: string[]): Pr
     const failure = caught as { code: number; stdout: string; stderr: string };
     return { code: failure.code, stdout: failure.stdout, stderr: failure.stderr };
   }
+}
+
+/** A loopback port nothing listens on right now (for a service that must know its port before it starts). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Where a local-storage service keeps its partial downloads, one area per process. */
+export const tempRoot = (dataDir: string) => path.join(dataDir, 'recordings', '.tmp');
+
+/** Every partial download under the temp directory, whichever process's area it is in. */
+export function partialDownloads(dataDir: string): string[] {
+  if (!existsSync(tempRoot(dataDir))) return [];
+  return (readdirSync(tempRoot(dataDir), { recursive: true }) as string[])
+    .filter((name) => name.endsWith('.part'))
+    .map((name) => path.join(tempRoot(dataDir), name));
+}
+
+/** Starts child services for the tests of a file, and SIGKILLs whatever each test left running. */
+export function childServicesKilledAfterEach(): (env: Record<string, string>) => Promise<ChildService> {
+  const children: ChildService[] = [];
+  afterEach(async () => {
+    await Promise.all(children.splice(0).map((child) => child.kill('SIGKILL')));
+  });
+  return async (env) => {
+    const child = await startChildService(env);
+    children.push(child);
+    return child;
+  };
 }
 
 export async function makeDataDir(): Promise<string> {
