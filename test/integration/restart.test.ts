@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OWNER_STALE_MS } from '../../src/storage/temp-directory.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { NO_POLLING, childServicesKilledAfterEach, makeDataDir, partialDownloads, tempRoot, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+import { NO_POLLING, childServicesKilledAfterEach, makeDataDir, partialDownloads, tempRoot, testEnvironment, waitFor } from '../support/service-harness.ts';
 import { openTestDatabase } from '../support/test-database.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
