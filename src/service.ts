@@ -232,11 +232,11 @@ export async function startService(config: Config, logger: Logger, options: Serv
     url,
     stop() {
       stopping ??= (async () => {
-        // Jobs do not wait for the HTTP side: claiming stops at once, and downloads in flight
-        // get the same grace as requests (then are aborted; their jobs run again later).
+        // Jobs do not wait for the HTTP side: claiming stops at once, and downloads and deliveries
+        // in flight get the same grace as requests (then are aborted; they run again later).
         const jobsStopped = Promise.all([
           scheduler.stop({ graceMs: config.shutdownGraceMs }),
-          deliveryScheduler.stop(),
+          deliveryScheduler.stop({ graceMs: config.shutdownGraceMs }),
           retention.stop(),
           silenceMonitor.stop(),
           tempSweep.stop(),

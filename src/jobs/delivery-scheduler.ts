@@ -2,27 +2,20 @@ import type { Clock } from '../clock.ts';
 import type { Db } from '../db/database.ts';
 import { claimDueDeliveries, findNextDeliveryWake, renewDeliveryLeases, type Delivery } from '../db/deliveries-repository.ts';
 import { listDestinationStates, takeProbe } from '../db/destination-states-repository.ts';
-import { coerceError } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
+import { createLeasedWorker } from './leased-worker.ts';
 
 export type DeliveryRunner = (delivery: Delivery, signal: AbortSignal) => Promise<void>;
 
 /** A blocked destination is tried with one delivery this often, so that fixing its settings is enough. */
 export const BLOCKED_PROBE_INTERVAL_MS = 60_000;
 
-interface Running {
-  promise: Promise<void>;
-  abort: AbortController;
-  leaseValidUntil: number;
-  watchdog?: NodeJS.Timeout;
-}
-
 /**
  * Runs due deliveries, at most `concurrency` at a time, leased in the database like fetch jobs
- * (see fetch-scheduler.ts, whose loop this follows): no fixed tick, woken by new work, by a
- * finished delivery (its successor may be due) and by other replicas; a lease is renewed while
- * a delivery runs, and a delivery whose lease could not be renewed is stopped before it may be
- * taken over. Blocked destinations get one probe a minute; disabled ones nothing.
+ * (see leased-worker.ts): no fixed tick, woken by new work, by a finished delivery (its successor
+ * may be due) and by other replicas; a lease is renewed while a delivery runs, and a delivery
+ * whose lease could not be renewed is stopped before it may be taken over. Blocked destinations
+ * get one probe a minute; disabled ones nothing.
  */
 export function createDeliveryScheduler(deps: {
   db: Db;
@@ -37,64 +30,21 @@ export function createDeliveryScheduler(deps: {
   runDelivery: DeliveryRunner;
 }) {
   const probeIntervalMs = deps.probeIntervalMs ?? BLOCKED_PROBE_INTERVAL_MS;
-  const { db, clock, logger, concurrency, leaseMs, workerId } = deps;
-  const running = new Map<string, Running>();
-  const renewEveryMs = Math.max(Math.floor(leaseMs / 3), 100);
-  const leaseMarginMs = Math.floor(leaseMs / 10);
-  let timer: NodeJS.Timeout | undefined;
-  let heartbeat: NodeJS.Timeout | undefined;
-  let pumping: Promise<void> | null = null;
-  let pumpAgain = false;
-  let started = false;
-  let stopped = false;
-  let stopping: Promise<void> | undefined;
+  const { db, leaseMs, workerId } = deps;
+  /** When the next probe of a blocked destination is due, as the last claim found it. */
+  let nextProbeAt: number | null = null;
 
-  function pump(): Promise<void> {
-    if (!started || stopped || deps.destinations.length === 0) return Promise.resolve();
-    if (pumping) {
-      pumpAgain = true;
-      return pumping;
+  async function claim(now: number, limit: number, running: string[]): Promise<Delivery[]> {
+    const { open, probes, probeAt } = await destinationsToClaim(now);
+    nextProbeAt = probeAt;
+    const claimed: Delivery[] = [];
+    for (const destination of probes) {
+      if (claimed.length >= limit) break;
+      const probe = await claimDueDeliveries(db, { now, limit: 1, workerId, leaseMs, destinations: [destination], running });
+      claimed.push(...probe.map((delivery) => ({ ...delivery, probe: true })));
     }
-    const pass = claimAndSleep().finally(() => {
-      pumping = null;
-      if (pumpAgain) void pump();
-    });
-    pumping = pass;
-    return pass;
-  }
-
-  async function claimAndSleep(): Promise<void> {
-    let nextProbeAt: number | null = null;
-    try {
-      do {
-        pumpAgain = false;
-        const free = concurrency - running.size;
-        if (free <= 0) return;
-        const now = clock.now();
-        const { open, probes, probeAt } = await destinationsToClaim(now);
-        nextProbeAt = probeAt;
-        const claimed: Delivery[] = [];
-        for (const destination of probes) {
-          if (claimed.length >= free) break;
-          claimed.push(...(await claim(now, 1, [destination])).map((delivery) => ({ ...delivery, probe: true })));
-        }
-        claimed.push(...(await claim(now, free - claimed.length, open)));
-        for (const delivery of claimed) start(delivery, now + leaseMs);
-        if (claimed.length === free) pumpAgain = true;
-      } while (pumpAgain && !stopped);
-      const now = clock.now();
-      const next = [await findNextDeliveryWake(db, now, deps.destinations), nextProbeAt].filter((time): time is number => time !== null);
-      // Waking at least once per lease also picks up deliveries whose holder died.
-      armTimer(Math.min(Math.max(Math.min(...next, now + leaseMs) - now, 0), leaseMs));
-    } catch (caught) {
-      logger.error({ err: coerceError(caught) }, '[Deliveries] Could not claim due deliveries; trying again in 1s');
-      pumpAgain = false;
-      armTimer(1_000);
-    }
-  }
-
-  function claim(now: number, limit: number, destinations: string[]): Promise<Delivery[]> {
-    return claimDueDeliveries(db, { now, limit, workerId, leaseMs, destinations, running: [...running.keys()] });
+    claimed.push(...(await claimDueDeliveries(db, { now, limit: limit - claimed.length, workerId, leaseMs, destinations: open, running })));
+    return claimed;
   }
 
   /** Destinations open for claims, the blocked ones whose probe this replica took, and when the next probe is due. */
@@ -117,83 +67,39 @@ export function createDeliveryScheduler(deps: {
     return { open, probes, probeAt };
   }
 
-  function armTimer(delayMs: number): void {
-    clearTimeout(timer);
-    if (!stopped) timer = setTimeout(() => void pump(), delayMs);
+  async function nextWakeAt(now: number): Promise<number | null> {
+    const next = [await findNextDeliveryWake(db, now, deps.destinations), nextProbeAt].filter((time): time is number => time !== null);
+    return next.length === 0 ? null : Math.min(...next);
   }
 
-  function start(delivery: Delivery, leaseValidUntil: number): void {
-    const entry: Running = { promise: Promise.resolve(), abort: new AbortController(), leaseValidUntil };
-    entry.promise = deps
-      .runDelivery(delivery, entry.abort.signal)
-      .catch((caught: unknown) => {
-        logger.error({ call_id: delivery.callId, delivery_id: delivery.id, err: coerceError(caught) }, `[Deliveries] Delivery ${delivery.id} crashed`);
-      })
-      .finally(() => {
-        clearTimeout(entry.watchdog);
-        running.delete(delivery.id);
-        void pump();
-      });
-    running.set(delivery.id, entry);
-    watchLease(delivery.id, entry);
-  }
-
-  function watchLease(id: string, entry: Running): void {
-    entry.watchdog = setTimeout(
-      () =>
-        setImmediate(() => {
-          if (entry.abort.signal.aborted || running.get(id) !== entry) return;
-          if (clock.now() < entry.leaseValidUntil - leaseMarginMs) watchLease(id, entry);
-          else entry.abort.abort(new Error('its lease could not be renewed'));
-        }),
-      Math.max(entry.leaseValidUntil - leaseMarginMs - clock.now(), 0),
-    );
-  }
-
-  let renewing = false;
-  async function renewLeases(): Promise<void> {
-    if (renewing || running.size === 0) return;
-    renewing = true;
-    const ids = [...running.keys()];
-    const lockedUntil = clock.now() + leaseMs;
-    try {
-      const held = await renewDeliveryLeases(db, workerId, ids, lockedUntil);
-      for (const id of ids) {
-        const entry = running.get(id);
-        if (entry === undefined) continue;
-        if (held.has(id)) entry.leaseValidUntil = Math.max(entry.leaseValidUntil, lockedUntil);
-        else entry.abort.abort(new Error('its lease is gone: taken over'));
-      }
-    } catch (caught) {
-      logger.warn({ err: coerceError(caught) }, '[Deliveries] Could not renew delivery leases');
-    } finally {
-      renewing = false;
-    }
-  }
-
+  const worker = createLeasedWorker<Delivery>({
+    clock: deps.clock,
+    logger: deps.logger,
+    concurrency: deps.concurrency,
+    leaseMs,
+    idOf: (delivery) => delivery.id,
+    claim,
+    nextWakeAt,
+    renew: (ids, lockedUntil) => renewDeliveryLeases(db, workerId, ids, lockedUntil),
+    run: deps.runDelivery,
+    messages: {
+      claimFailed: '[Deliveries] Could not claim due deliveries; trying again in 1s',
+      renewFailed: '[Deliveries] Could not renew delivery leases',
+      leaseGone: 'its lease is gone: taken over',
+      crashed: (delivery) => ({ context: { call_id: delivery.callId, delivery_id: delivery.id }, msg: `[Deliveries] Delivery ${delivery.id} crashed` }),
+    },
+    describe: {
+      claimed: 'deliveries',
+      item: 'delivery',
+      items: 'deliveries',
+      afterAbort: (count) => (count === 1 ? 'it is sent again later' : 'they are sent again later'),
+    },
+  });
   return {
+    ...worker,
+    /** With no destination configured there is nothing to claim, ever. */
     start(): void {
-      if (started) return;
-      started = true;
-      heartbeat = setInterval(() => void renewLeases(), renewEveryMs);
-      void pump();
-    },
-    /** New deliveries may be due now (or a destination was fixed): look at once. */
-    wake(): void {
-      void pump();
-    },
-    /** How many deliveries this replica is running now. */
-    runningCount: () => running.size,
-    stop(): Promise<void> {
-      stopping ??= (async () => {
-        stopped = true;
-        await pumping;
-        clearTimeout(timer);
-        for (const { abort } of running.values()) abort.abort(new Error('shutting down'));
-        await Promise.all([...running.values()].map(({ promise }) => promise));
-        clearInterval(heartbeat);
-      })();
-      return stopping;
+      if (deps.destinations.length > 0) worker.start();
     },
   };
 }
