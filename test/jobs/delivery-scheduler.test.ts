@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { applyCallEvent } from '../../src/calls/call-state.ts';
 import { systemClock } from '../../src/clock.ts';
@@ -8,7 +7,7 @@ import { createDb, migrateToLatest, type Db } from '../../src/db/database.ts';
 import { addDeliveries, claimDueDeliveries, findNextDeliveryWake, renewDeliveryLeases, type Delivery } from '../../src/db/deliveries-repository.ts';
 import { createDeliveryScheduler } from '../../src/jobs/delivery-scheduler.ts';
 import { createLeasedWorker } from '../../src/jobs/leased-worker.ts';
-import { createLogger } from '../../src/log/logger.ts';
+import { captureLog } from '../support/captured-log.ts';
 import { makeDataDir } from '../support/service-harness.ts';
 
 /**
@@ -21,21 +20,13 @@ const DESTINATION = 'webhook:a';
 const WORKER_ID = 'this-replica';
 
 let db: Db;
-const lines: string[] = [];
-const logger = createLogger(
-  { logFormat: 'json', logLevel: 'info' },
-  new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString('utf8')).msg);
-      done();
-    },
-  }),
-);
+const log = captureLog('info');
+const { logger } = log;
 
 beforeEach(async () => {
   db = createDb(loadConfig({ DATA_DIR: await makeDataDir() }).database);
   await migrateToLatest(db);
-  lines.length = 0;
+  log.lines.length = 0;
   vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate'] });
 });
 afterEach(async () => {
@@ -154,8 +145,8 @@ describe('stop', () => {
     expect(runs.find((run) => run.callId === 'ENDLESS')).toMatchObject({ abortedAt: stopAt + GRACE_MS, reason: 'shutting down' });
     await stopping;
     expect(runs.map((run) => run.callId)).not.toContain('AFTER-STOP');
-    expect(lines).toContain('Shutting down: stopped claiming deliveries; waiting for 2 deliveries in flight to finish (at most 15s)');
-    expect(lines).toContain('Shutting down: 1 delivery still running after 15s; stopping it (it is sent again later)');
+    expect(log.messages()).toContain('Shutting down: stopped claiming deliveries; waiting for 2 deliveries in flight to finish (at most 15s)');
+    expect(log.messages()).toContain('Shutting down: 1 delivery still running after 15s; stopping it (it is sent again later)');
   });
 
   it('ends as soon as the deliveries in flight have finished, without waiting out the grace', async () => {
@@ -169,6 +160,6 @@ describe('stop', () => {
     await stopping;
     expect(runs[0]!.abortedAt).toBeUndefined();
     expect(stoppedAt).toBe(runs[0]!.finishedAt);
-    expect(lines).toContain('Shutting down: every delivery in flight finished');
+    expect(log.messages()).toContain('Shutting down: every delivery in flight finished');
   });
 });

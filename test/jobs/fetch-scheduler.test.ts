@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { applyCallEvent } from '../../src/calls/call-state.ts';
@@ -8,7 +7,7 @@ import { saveCall } from '../../src/db/calls-repository.ts';
 import { createDb, migrateToLatest, type Db } from '../../src/db/database.ts';
 import { findFetchJob, scheduleFetchJob, type FetchJob } from '../../src/db/fetch-jobs-repository.ts';
 import { createFetchScheduler } from '../../src/jobs/fetch-scheduler.ts';
-import { createLogger } from '../../src/log/logger.ts';
+import { captureLog } from '../support/captured-log.ts';
 import { makeDataDir } from '../support/service-harness.ts';
 
 /**
@@ -22,21 +21,13 @@ const RENEW_EVERY_MS = LEASE_MS / 3;
 const MARGIN_MS = LEASE_MS / 10;
 
 let db: Db;
-const warnings: string[] = [];
-const logger = createLogger(
-  { logFormat: 'json', logLevel: 'warn' },
-  new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      warnings.push(JSON.parse(chunk.toString('utf8')).msg);
-      done();
-    },
-  }),
-);
+const log = captureLog('warn');
+const { logger } = log;
 
 beforeEach(async () => {
   db = createDb(loadConfig({ DATA_DIR: await makeDataDir() }).database);
   await migrateToLatest(db);
-  warnings.length = 0;
+  log.lines.length = 0;
   vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'setImmediate'] });
 });
 afterEach(async () => {
@@ -99,7 +90,7 @@ describe('lease renewal', () => {
     expect(runs[0]!.abortedAt).toBeUndefined();
     await vi.advanceTimersByTimeAsync(LEASE_MS);
     expect(runs[0]!.reason).toBe('its lease could not be renewed');
-    expect(warnings.filter((message) => message === '[WaVoIP Jobs] Could not renew job leases').length).toBeGreaterThanOrEqual(2);
+    expect(log.messages().filter((message) => message === '[WaVoIP Jobs] Could not renew job leases').length).toBeGreaterThanOrEqual(2);
 
     await sql`alter table fetch_jobs_unreachable rename to fetch_jobs`.execute(db);
     const { rows } = await sql<{ locked_until: number }>`select locked_until from fetch_jobs where call_id = 'CUT-OFF'`.execute(db);
@@ -117,7 +108,7 @@ describe('lease renewal', () => {
     const holding = db.transaction().execute(() => new Promise<void>((resolve) => (letGo = resolve)));
     await vi.advanceTimersByTimeAsync(LEASE_MS);
     expect(runs[0]!.reason).toBe('its lease could not be renewed');
-    expect(warnings).toEqual([]);
+    expect(log.messages()).toEqual([]);
 
     letGo();
     await holding;
@@ -185,7 +176,7 @@ describe('stop', () => {
     expect(runs.find((run) => run.callId === 'ENDLESS')).toMatchObject({ abortedAt: stopAt + GRACE_MS, reason: 'shutting down' });
     await stopping;
     expect(runs.map((run) => run.callId)).not.toContain('AFTER-STOP');
-    expect(warnings).toContain('Shutting down: 1 download still running after 15s; stopping it (its job runs again later)');
+    expect(log.messages()).toContain('Shutting down: 1 download still running after 15s; stopping it (its job runs again later)');
   });
 
   it('ends as soon as the downloads in flight have finished, without waiting out the grace', async () => {

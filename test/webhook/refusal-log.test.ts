@@ -1,19 +1,10 @@
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/log/logger.ts';
-import { loadConfig } from '../../src/config/config.ts';
 import { createRefusalLog } from '../../src/webhook/refusal-log.ts';
+import { captureLog } from '../support/captured-log.ts';
 
 function setUp() {
-  const lines: { level: number; msg: string; client?: string; count?: number }[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) lines.push(JSON.parse(line));
-      done();
-    },
-  });
+  const { logger, lines } = captureLog('debug');
   const clock = { time: 1_000_000, now() { return this.time; } };
-  const logger = createLogger(loadConfig({ LOG_FORMAT: 'json', LOG_LEVEL: 'debug' }), sink);
   const log = createRefusalLog({ logger, clock, windowMs: 60_000 });
   return { lines, clock, log };
 }
