@@ -20,6 +20,7 @@ export { fileTypeFor } from './fake-chatwoot/state.ts';
  * method and path under the account, e.g. 'POST /conversations/:id/messages'.
  */
 export type FakeChatwootRoute =
+  | 'GET /inboxes/:id'
   | 'GET /contacts/search'
   | 'POST /contacts/filter'
   | 'POST /contacts'
@@ -48,6 +49,7 @@ interface FakeUser {
 }
 
 const ROUTES: { route: FakeChatwootRoute; method: string; pattern: RegExp }[] = [
+  { route: 'GET /inboxes/:id', method: 'GET', pattern: /^\/inboxes\/(\d+)$/ },
   { route: 'GET /contacts/search', method: 'GET', pattern: /^\/contacts\/search$/ },
   { route: 'POST /contacts/filter', method: 'POST', pattern: /^\/contacts\/filter$/ },
   { route: 'POST /contacts', method: 'POST', pattern: /^\/contacts$/ },
@@ -182,6 +184,9 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
 
   function route(route: FakeChatwootRoute, accountId: number, id: string | undefined, params: Record<string, unknown>, files: ReceivedFile[]): unknown {
     switch (route) {
+      case 'GET /inboxes/:id':
+        // inboxes_controller.rb#show renders api/v1/models/_inbox.json.jbuilder.
+        return state.inboxJson(state.findInbox(accountId, id).id);
       case 'GET /contacts/search':
         return searchContacts(accountId, params);
       case 'POST /contacts/filter':
