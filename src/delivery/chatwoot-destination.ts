@@ -12,7 +12,7 @@ import type { RecordingStore } from '../storage/recording-store.ts';
 import { brazilianMobileVariants } from './brazil-phone.ts';
 import type { ChatwootClient, ChatwootMessage, ChatwootMessageInput } from './chatwoot-client.ts';
 import { ChatwootErrorCode } from './chatwoot-errors.ts';
-import { callSummaryText, recordingCaption, recordingFailedText, recordingFileName, recordingStateText } from './chatwoot-messages.ts';
+import { callSummaryText, recordingCaption, recordingExtension, recordingFailedText, recordingFileName, recordingStateText } from './chatwoot-messages.ts';
 import { DELIVERY_ERROR_CODES, type DeliveryReceipt, type Destination } from './destination.ts';
 
 /** Where a call's messages go: the contact of its other party, and that contact's conversation. */
@@ -148,10 +148,8 @@ export function createChatwootDestination(deps: {
     }
     const key = recording.key;
     const extension = key.slice(key.lastIndexOf('.') + 1);
-    const attachment = {
-      contentType: servedRecordingMediaType(recording.contentType, key),
-      fileName: recordingFileName({ startedAt: call.firstSeenAt, peerPhone }, extension),
-    };
+    const contentType = servedRecordingMediaType(recording.contentType, key);
+    const attachment = { contentType, fileName: recordingFileName({ startedAt: call.firstSeenAt, peerPhone }, recordingExtension(contentType, extension)) };
     const input = plainMessage(recordingCaption({ peerPhone, durationSeconds: recording.durationSeconds ?? call.duration }, config.language));
     const local = deps.store.localPath?.(key);
     if (local !== undefined) return { input: { ...input, attachment: { ...attachment, path: local } }, release: async () => {} };

@@ -119,6 +119,23 @@ export function recordingFileName(input: { startedAt: number; peerPhone: string 
   return `call-${stamp}-${peer}.${extension}`;
 }
 
+/** The extension people know a media type by (Opus in Ogg is stored as .opus, but players expect .ogg). */
+const EXTENSION_BY_MEDIA_TYPE: Readonly<Record<string, string>> = {
+  'audio/ogg': 'ogg',
+  'audio/mpeg': 'mp3',
+  'audio/wav': 'wav',
+  'audio/mp4': 'm4a',
+  'audio/aac': 'aac',
+  'audio/webm': 'webm',
+  'audio/flac': 'flac',
+  'audio/amr': 'amr',
+};
+
+/** The attachment's extension: the usual one of its media type, else the stored file's own. */
+export function recordingExtension(mediaType: string, storedExtension: string): string {
+  return EXTENSION_BY_MEDIA_TYPE[mediaType] ?? storedExtension;
+}
+
 /** `mm:ss`, minutes growing past 59 (calls are rarely hours long, and an agent reads 75:02 at once). */
 export function formatClock(totalSeconds: number): string {
   const seconds = Math.max(0, Math.round(totalSeconds));

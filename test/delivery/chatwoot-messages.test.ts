@@ -4,6 +4,7 @@ import {
   callSummaryText,
   formatClock,
   recordingCaption,
+  recordingExtension,
   recordingFailedText,
   recordingFileName,
   recordingStateText,
@@ -98,6 +99,15 @@ describe('the recording and failure messages', () => {
   it('names the file by time and number', () => {
     expect(recordingFileName({ startedAt: STARTED, peerPhone: '+5511987654321' }, 'ogg')).toBe('call-20261203-045129-5511987654321.ogg');
     expect(recordingFileName({ startedAt: STARTED, peerPhone: null }, 'mp3')).toBe('call-20261203-045129-unknown.mp3');
+  });
+
+  it.each([
+    ['audio/ogg', 'opus', 'ogg'],
+    ['audio/mpeg', 'mp3', 'mp3'],
+    ['audio/mp4', 'mp4', 'm4a'],
+    ['audio/x-musepack', 'mpc', 'mpc'],
+  ])('names a %s stored as .%s with .%s', (mediaType, stored, extension) => {
+    expect(recordingExtension(mediaType, stored)).toBe(extension);
   });
 
   it.each([

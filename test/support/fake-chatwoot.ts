@@ -35,11 +35,15 @@ type Fault =
   | { kind: 'reset' }
   /** Commits the request, then destroys the socket instead of answering. */
   | { kind: 'lose-answer' }
+  /** Commits the request, then waits `ms` before answering (a client killed meanwhile never hears). */
+  | { kind: 'hold-answer'; ms: number }
   | { kind: 'delay'; ms: number };
 
 export interface FakeChatwootOptions {
   /** rack_attack.rb: 3,000 requests a minute per IP, 100 contact searches a minute per account. */
   rateLimit?: { periodMs?: number; requestsPerPeriod?: number; searchesPerPeriod?: number };
+  /** Every request waits this long before it is handled: a Chatwoot with a pace of its own. */
+  latencyMs?: number;
 }
 
 interface FakeUser {
@@ -107,7 +111,8 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
       res.writeHead(fault.status, { 'content-type': 'text/html', ...fault.headers });
       return void res.end(fault.body ?? `<html><body>We're sorry, but something went wrong (${fault.status}).</body></html>`);
     }
-    if (fault?.kind === 'delay') await new Promise<void>((resolve) => timers.add(setTimeout(resolve, fault.ms)));
+    const delayMs = (fault?.kind === 'delay' ? fault.ms : 0) + (options.latencyMs ?? 0);
+    if (delayMs > 0) await new Promise<void>((resolve) => timers.add(setTimeout(resolve, delayMs)));
 
     const searchAccount = /^\/api\/v1\/accounts\/(\d+)\/contacts\/search/.exec(url.pathname)?.[1];
     if (throttled('req/ip', limits.requestsPerPeriod) || (searchAccount !== undefined && throttled(`search/${searchAccount}`, limits.searchesPerPeriod))) {
@@ -132,6 +137,8 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
       const answer = route(match.route, accountId, id, params, files);
       files = [];
       if (fault?.kind === 'lose-answer') return void req.socket.resetAndDestroy();
+      if (fault?.kind === 'hold-answer') await new Promise<void>((resolve) => timers.add(setTimeout(resolve, fault.ms)));
+      if (res.destroyed) return;
       sendJson(res, 200, answer);
     } catch (error) {
       req.resume();
@@ -372,6 +379,8 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
     resetNext: (route: FakeChatwootRoute, times = 1) => queueFault(route, { kind: 'reset' }, times),
     /** The next `times` requests to `route` are carried out, then the connection is reset instead of answered. */
     loseAnswerNext: (route: FakeChatwootRoute, times = 1) => queueFault(route, { kind: 'lose-answer' }, times),
+    /** The next `times` requests to `route` are carried out, then answered only after `ms`. */
+    holdAnswerNext: (route: FakeChatwootRoute, ms: number, times = 1) => queueFault(route, { kind: 'hold-answer', ms }, times),
     /** The next `times` requests to `route` wait `ms` before being handled. */
     delayNext: (route: FakeChatwootRoute, ms: number, times = 1) => queueFault(route, { kind: 'delay', ms }, times),
 
