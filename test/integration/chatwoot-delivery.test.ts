@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeChatwoot, type FakeChatwoot, type FakeMessage } from '../support/fake-chatwoot.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
+import { S3RVER_CREDENTIALS, startS3rver } from '../support/s3rver.ts';
 import { makeDataDir, NO_POLLING, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
@@ -128,7 +130,8 @@ describe('delivering calls to Chatwoot', () => {
 
   it('in api mode on a WhatsApp inbox posts nothing: blocked with the reason, /readyz degraded', async () => {
     const { chatwoot, service } = await setUp({ inbox: 'whatsapp', env: { CHATWOOT_MESSAGE_MODE: 'api' } });
-    await endCall(service, 'CW-WRONG-INBOX');
+    // Outgoing: the message type Chatwoot would send on to the customer through WhatsApp.
+    await endCall(service, 'CW-WRONG-INBOX', { direction: 'OUTCOMING' });
     await waitFor(async () => (await deliveriesOf(service, 'CW-WRONG-INBOX'))[0]?.last_error != null, 'the delivery to be blocked');
     const [delivery] = await deliveriesOf(service, 'CW-WRONG-INBOX');
     expect(delivery).toMatchObject({ state: 'pending', attempts: 0, last_error: expect.stringMatching(/Channel::Whatsapp inbox.*CHATWOOT_MESSAGE_MODE=private/) });
@@ -197,6 +200,47 @@ describe('delivering calls to Chatwoot', () => {
     const deliveries = await waitForDelivered(service, 'CW-EMPTY-FIRST', 2);
     expect(messagesFor(chatwoot, 'CW-EMPTY-FIRST').map((message) => message.content?.split('\n').at(-1))).toEqual(['No recording: the call was too short to record']);
     expect(deliveries[1]?.external_ids).not.toHaveProperty('message_id');
+  });
+
+  it('finds or makes the contact and conversation again when Chatwoot lost the ones an earlier delivery used', async () => {
+    const { chatwoot, service } = await setUp();
+    await endCall(service, 'CW-GONE');
+    await waitForDelivered(service, 'CW-GONE', 1);
+    const [first] = chatwoot.conversations();
+    chatwoot.deleteConversation(first!);
+    await attachRecording(service, 'CW-GONE');
+    const deliveries = await waitForDelivered(service, 'CW-GONE', 2);
+    const [second, ...others] = chatwoot.conversations();
+    expect(others).toEqual([]);
+    expect(second?.id).not.toBe(first?.id);
+    expect(chatwoot.messages(second!).map((message) => message.sourceId)).toEqual(['wavoip:CW-GONE:recording']);
+    expect(deliveries[1]).toMatchObject({ attempts: 1, external_ids: { conversation_id: second?.displayId, contact_id: first?.contactId } });
+  });
+
+  it('streams a recording kept in S3 through a temp file, deleted after', async () => {
+    const s3 = await startS3rver(['recordings']);
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = S3RVER_CREDENTIALS.secretAccessKey;
+    try {
+      const { chatwoot, service } = await setUp({ env: { RECORDINGS_STORAGE: 's3://recordings/calls', S3_ENDPOINT: s3.endpoint, S3_FORCE_PATH_STYLE: 'true', S3_REGION: 'us-east-1' } });
+      await endCall(service, 'CW-S3');
+      await attachRecording(service, 'CW-S3');
+      await waitForDelivered(service, 'CW-S3', 2);
+      const audio = messagesFor(chatwoot, 'CW-S3')[1]?.attachments[0];
+      expect(audio?.fileType).toBe('audio');
+      expect(createHash('sha256').update(audio!.bytes()).digest('hex')).toBe(oggSha256);
+      const temp = fs.readdirSync(path.join(service.dataDir, 'tmp'), { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile() && entry.name.startsWith('chatwoot-'));
+      expect(temp).toEqual([]);
+      await service.stop();
+      services.splice(services.indexOf(service), 1);
+    } finally {
+      await s3.dispose();
+      for (const [name, value] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
+    }
   });
 
   it.each([
