@@ -5,6 +5,7 @@ import { AppError } from '../errors.ts';
 import { buildRecordingUrl, CALL_ID_PLACEHOLDER } from '../calls/recording.ts';
 import { checkRecordingUrl, parseAllowlist, type AllowlistEntry } from '../download/url-guard.ts';
 import { coerceError } from '../errors.ts';
+import { CHATWOOT_VARIABLES, chatwootConfig, missingChatwootSettings, type ChatwootConfig } from './chatwoot-settings.ts';
 import { redactUrl } from '../log/logger.ts';
 import { parseDuration, parseSize } from '../units.ts';
 
@@ -12,6 +13,8 @@ import { parseDuration, parseSize } from '../units.ts';
  * The only reader of `process.env`. Every setting is listed, with its default, in the
  * README's configuration table; keep the two in step.
  */
+export type { ChatwootConfig };
+
 export interface Config {
   port: number;
   host: string;
@@ -62,20 +65,6 @@ function toDuration(text: string, ctx: z.RefinementCtx): number {
     return z.NEVER;
   }
   return ms;
-}
-
-export interface ChatwootConfig {
-  /** An http(s) origin (with an optional path prefix), no trailing slash. */
-  url: string;
-  /** An administrator's (or agent's) access token: only ever sent in a request header. */
-  token: string;
-  accountId: number;
-  inboxId: number;
-  /** WaVoIP device (id_session) → inbox id; other devices use `inboxId`. */
-  inboxByDevice: ReadonlyMap<string, number>;
-  /** `private`: every message a private note; `api`: incoming/outgoing by call direction, in an API inbox only. */
-  messageMode: 'private' | 'api';
-  language: 'en' | 'pt-BR';
 }
 
 export type DatabaseConfig =
@@ -223,37 +212,7 @@ const environmentSchema = z.object({
   // Deliveries wait on the destination's answers: a few at once hide its latency without flooding it.
   DELIVERY_CONCURRENCY: positiveInteger(4),
   DELIVERY_MAX_WAIT: duration('3d'),
-  CHATWOOT_URL: z
-    .string()
-    .trim()
-    .refine((text) => /^https?:\/\/[^/?#@\s]+(\/[^?#\s]*)?$/.test(text) && URL.canParse(text), 'must be the http(s) address of your Chatwoot, such as https://chat.example.com')
-    .transform((text) => text.replace(/\/+$/, ''))
-    .optional(),
-  CHATWOOT_API_TOKEN: z
-    .string()
-    .trim()
-    .regex(/^[\x21-\x7e]+$/, "must be an access token (Chatwoot: Profile settings → Access Token), without spaces")
-    .optional(),
-  CHATWOOT_ACCOUNT_ID: z.string().regex(/^[1-9]\d{0,9}$/, 'must be the account number from Chatwoot URLs (…/app/accounts/<id>/…)').transform(Number).optional(),
-  CHATWOOT_INBOX_ID: z.string().regex(/^[1-9]\d{0,9}$/, 'must be the inbox number (Settings → Inboxes → the inbox: …/inboxes/<id>)').transform(Number).optional(),
-  CHATWOOT_INBOX_BY_DEVICE: z
-    .string()
-    .optional()
-    .transform((text, ctx) => {
-      const map = new Map<string, number>();
-      for (const entry of (text ?? '').split(',').map((each) => each.trim()).filter((each) => each !== '')) {
-        const match = /^([^:\s]+):([1-9]\d{0,9})$/.exec(entry);
-        if (match === null || map.has(match[1] as string)) {
-          const why = match === null ? `"${entry}" is not device:inbox` : `device ${match[1]} is listed twice`;
-          ctx.addIssue({ code: 'custom', message: `${why}; list WaVoIP device ids (id_session) and inbox ids, such as 8758847:3,8758848:4` });
-          return z.NEVER;
-        }
-        map.set(match[1] as string, Number(match[2]));
-      }
-      return map as ReadonlyMap<string, number>;
-    }),
-  CHATWOOT_MESSAGE_MODE: z.enum(['private', 'api'], { error: 'must be private (every message a private note) or api (an API-channel inbox)' }).default('private'),
-  CHATWOOT_LANGUAGE: z.enum(['en', 'pt-BR'], { error: 'must be en or pt-BR' }).default('en'),
+  ...CHATWOOT_VARIABLES,
   AUTH_FAILURE_LIMIT: positiveInteger(10),
   SHUTDOWN_GRACE: duration('5s'),
   // Only named proxies: `true` or a hop count would believe a forged X-Forwarded-For from any
@@ -274,12 +233,7 @@ const environmentSchema = z.object({
   if (settings.POLL_INITIAL_DELAY > settings.POLL_MAX_DELAY) problem('POLL_INITIAL_DELAY', 'must not be longer than POLL_MAX_DELAY');
   if (settings.POLL_INITIAL_DELAY >= settings.POLL_MAX_WAIT) problem('POLL_INITIAL_DELAY', 'must be shorter than POLL_MAX_WAIT');
   if (settings.JOB_LEASE < MIN_JOB_LEASE_MS) problem('JOB_LEASE', 'must be at least 1s');
-  const chatwoot = CHATWOOT_REQUIRED.filter((variable) => settings[variable] !== undefined);
-  if (chatwoot.length > 0 && chatwoot.length < CHATWOOT_REQUIRED.length) {
-    for (const variable of CHATWOOT_REQUIRED.filter((each) => settings[each] === undefined)) {
-      problem(variable, `must be set too: Chatwoot delivery needs all of ${CHATWOOT_REQUIRED.join(', ')} (or none of them, to leave it off)`);
-    }
-  }
+  for (const [variable, message] of missingChatwootSettings(settings)) problem(variable, message);
   // A template that the allow-list refuses would fail every poll and every READY without a URL.
   try {
     checkRecordingUrl(buildRecordingUrl(settings.WAVOIP_RECORDING_URL_TEMPLATE, '0'), settings.RECORDING_URL_ALLOWLIST);
@@ -289,7 +243,6 @@ const environmentSchema = z.object({
 });
 
 const MIN_JOB_LEASE_MS = 1_000;
-const CHATWOOT_REQUIRED = ['CHATWOOT_URL', 'CHATWOOT_API_TOKEN', 'CHATWOOT_ACCOUNT_ID', 'CHATWOOT_INBOX_ID'] as const;
 
 /** Every variable the service reads: the README's configuration table lists exactly these. */
 export const CONFIG_VARIABLES: readonly string[] = Object.keys(environmentSchema.shape);
@@ -333,28 +286,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     recordingLinkTtlMs: settings.RECORDING_LINK_TTL,
     deliveryConcurrency: settings.DELIVERY_CONCURRENCY,
     deliveryMaxWaitMs: settings.DELIVERY_MAX_WAIT,
-    chatwoot: parseChatwoot(settings),
+    chatwoot: chatwootConfig(settings),
     trustProxy: settings.TRUST_PROXY,
     authFailureLimit: settings.AUTH_FAILURE_LIMIT,
     shutdownGraceMs: settings.SHUTDOWN_GRACE,
     logFormat: settings.LOG_FORMAT,
     logLevel: settings.LOG_LEVEL,
   });
-}
-
-function parseChatwoot(settings: z.infer<typeof environmentSchema>): ChatwootConfig | null {
-  const { CHATWOOT_URL: url, CHATWOOT_API_TOKEN: token, CHATWOOT_ACCOUNT_ID: accountId, CHATWOOT_INBOX_ID: inboxId } = settings;
-  // The schema has refused a partial set: either all four are here, or Chatwoot is off.
-  if (url === undefined || token === undefined || accountId === undefined || inboxId === undefined) return null;
-  return {
-    url,
-    token,
-    accountId,
-    inboxId,
-    inboxByDevice: settings.CHATWOOT_INBOX_BY_DEVICE,
-    messageMode: settings.CHATWOOT_MESSAGE_MODE,
-    language: settings.CHATWOOT_LANGUAGE,
-  };
 }
 
 function parseDatabaseUrl(url: string | undefined, dataDir: string, poolSize: number): DatabaseConfig {
