@@ -368,6 +368,8 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
     messages(conversation: FakeConversation | number, accountId = defaultAccount): FakeMessage[] {
       return state.conversationMessages(state.findConversation(accountId, displayIdOf(conversation)));
     },
+    /** How many messages the account holds: cheap enough to poll while thousands arrive. */
+    messageCount: (accountId = defaultAccount): number => state.messages.reduce((count, message) => count + (message.accountId === accountId ? 1 : 0), 0),
     /** How many requests reached a route (throttled and faulted ones included). */
     requests: (route: FakeChatwootRoute): number => counts.get(route) ?? 0,
 
