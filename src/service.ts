@@ -98,7 +98,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   let url = '';
   const links =
     outboundSecret === null ? null : createRecordingLinks({ secret: outboundSecret.token, baseUrl: () => config.publicUrl ?? url, ttlMs: config.recordingLinkTtlMs });
-  const destinations = createDestinations(config, { client, clock, outboundSecret: outboundSecret?.token ?? null, links });
+  const destinations = createDestinations(config, { client, clock, outboundSecret: outboundSecret?.token ?? null, links, db, store });
   const outbox = createDeliveryOutbox(destinations, config.deliveryMaxWaitMs);
   const metrics = createMetrics({ db, clock, startedAt, silenceThresholdMs: config.webhookSilenceWarningMs, destinations: destinations.map((destination) => destination.name) });
   const deliverySignal = createDatabaseSignal({
@@ -195,7 +195,10 @@ export async function startService(config: Config, logger: Logger, options: Serv
     await webhookTokens.start();
     await app.listen({ port: config.port, host: config.host });
   } catch (caught) {
-    await Promise.allSettled([app.close(), client.close(), walSync.close(), fetchJobSignal.close(), deliverySignal.close(), webhookTokens.stop(), store.close()]);
+    await Promise.allSettled([
+      app.close(), client.close(), walSync.close(), fetchJobSignal.close(), deliverySignal.close(), webhookTokens.stop(), store.close(),
+      ...destinations.map((destination) => destination.close?.()),
+    ]);
     await db.destroy();
     throw caught;
   }
@@ -243,7 +246,17 @@ export async function startService(config: Config, logger: Logger, options: Serv
         ]);
         const steps = await Promise.allSettled([closeGracefully(app, requests, { graceMs: config.shutdownGraceMs, logger }), jobsStopped]);
         // Events acknowledged but not yet applied are applied at the next start.
-        steps.push(...(await Promise.allSettled([events.stop(), fetchJobSignal.close(), deliverySignal.close(), webhookTokens.stop(), client.close(), store.close()])));
+        steps.push(
+          ...(await Promise.allSettled([
+            events.stop(),
+            fetchJobSignal.close(),
+            deliverySignal.close(),
+            webhookTokens.stop(),
+            client.close(),
+            store.close(),
+            ...destinations.map((destination) => destination.close?.()),
+          ])),
+        );
         for (const step of steps) {
           if (step.status === 'rejected') logger.error({ err: coerceError(step.reason) }, `Shutting down: ${coerceError(step.reason).message}; going on`);
         }

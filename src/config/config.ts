@@ -5,6 +5,7 @@ import { AppError } from '../errors.ts';
 import { buildRecordingUrl, CALL_ID_PLACEHOLDER } from '../calls/recording.ts';
 import { checkRecordingUrl, parseAllowlist, type AllowlistEntry } from '../download/url-guard.ts';
 import { coerceError } from '../errors.ts';
+import { CHATWOOT_VARIABLES, chatwootConfig, missingChatwootSettings, type ChatwootConfig } from './chatwoot-settings.ts';
 import { redactUrl } from '../log/logger.ts';
 import { parseDuration, parseSize } from '../units.ts';
 
@@ -12,6 +13,8 @@ import { parseDuration, parseSize } from '../units.ts';
  * The only reader of `process.env`. Every setting is listed, with its default, in the
  * README's configuration table; keep the two in step.
  */
+export type { ChatwootConfig };
+
 export interface Config {
   port: number;
   host: string;
@@ -45,6 +48,8 @@ export interface Config {
   recordingLinkTtlMs: number;
   deliveryConcurrency: number;
   deliveryMaxWaitMs: number;
+  /** Null: Chatwoot delivery is off (none of CHATWOOT_URL, _API_TOKEN, _ACCOUNT_ID, _INBOX_ID set). */
+  chatwoot: ChatwootConfig | null;
   /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: none. */
   trustProxy: string[];
   authFailureLimit: number;
@@ -207,6 +212,7 @@ const environmentSchema = z.object({
   // Deliveries wait on the destination's answers: a few at once hide its latency without flooding it.
   DELIVERY_CONCURRENCY: positiveInteger(4),
   DELIVERY_MAX_WAIT: duration('3d'),
+  ...CHATWOOT_VARIABLES,
   AUTH_FAILURE_LIMIT: positiveInteger(10),
   SHUTDOWN_GRACE: duration('5s'),
   // Only named proxies: `true` or a hop count would believe a forged X-Forwarded-For from any
@@ -227,6 +233,7 @@ const environmentSchema = z.object({
   if (settings.POLL_INITIAL_DELAY > settings.POLL_MAX_DELAY) problem('POLL_INITIAL_DELAY', 'must not be longer than POLL_MAX_DELAY');
   if (settings.POLL_INITIAL_DELAY >= settings.POLL_MAX_WAIT) problem('POLL_INITIAL_DELAY', 'must be shorter than POLL_MAX_WAIT');
   if (settings.JOB_LEASE < MIN_JOB_LEASE_MS) problem('JOB_LEASE', 'must be at least 1s');
+  for (const [variable, message] of missingChatwootSettings(settings)) problem(variable, message);
   // A template that the allow-list refuses would fail every poll and every READY without a URL.
   try {
     checkRecordingUrl(buildRecordingUrl(settings.WAVOIP_RECORDING_URL_TEMPLATE, '0'), settings.RECORDING_URL_ALLOWLIST);
@@ -279,6 +286,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     recordingLinkTtlMs: settings.RECORDING_LINK_TTL,
     deliveryConcurrency: settings.DELIVERY_CONCURRENCY,
     deliveryMaxWaitMs: settings.DELIVERY_MAX_WAIT,
+    chatwoot: chatwootConfig(settings),
     trustProxy: settings.TRUST_PROXY,
     authFailureLimit: settings.AUTH_FAILURE_LIMIT,
     shutdownGraceMs: settings.SHUTDOWN_GRACE,

@@ -13,6 +13,8 @@ export interface Delivery {
   callId: string;
   destination: string;
   kind: DeliveryKind;
+  /** What is told, unique per call and destination: the kind, or `<kind>@<delivery id>` for an operator's redelivery. */
+  fact: string;
   reason: string | null;
   position: number;
   serialKey: string | null;
@@ -274,6 +276,7 @@ function toDelivery(row: Selectable<DeliveriesTable>): Delivery {
     callId: row.call_id,
     destination: row.destination,
     kind: row.kind as DeliveryKind,
+    fact: row.fact,
     reason: row.reason,
     position: row.position,
     serialKey: row.serial_key,

@@ -56,6 +56,13 @@ export interface ChatwootConversation {
   contactId: number | null;
 }
 
+export interface ChatwootInbox {
+  id: number;
+  name: string | null;
+  /** e.g. `Channel::Api`, `Channel::Whatsapp`. */
+  channelType: string;
+}
+
 export interface ChatwootMessage {
   id: number;
   conversationId: number;
@@ -80,6 +87,8 @@ export interface ChatwootMessageInput {
 }
 
 export interface ChatwootClient {
+  /** The inbox and its kind (a 404 means the inbox id in the settings is wrong: blocked). */
+  getInbox(inboxId: number, options?: CallOptions): Promise<ChatwootInbox>;
   /** The contact whose phone is `phone` (E.164) or, for a Brazilian mobile, its other form; null if none. */
   findContactByPhone(phone: string, options?: CallOptions): Promise<ChatwootContact | null>;
   /** Creates the contact; if another delivery created it first, returns that one (`created: false`). */
@@ -110,6 +119,7 @@ const messageSchema = z.looseObject({
   content: z.string().nullish(),
   attachments: z.array(z.looseObject({ id: z.number().int(), file_type: z.string(), file_size: z.number().nullish() })).nullish(),
 });
+const inboxSchema = z.looseObject({ id: z.number().int(), name: z.string().nullish(), channel_type: z.string() });
 const contactListSchema = z.looseObject({ payload: z.array(contactSchema) });
 const createdContactSchema = z.looseObject({ payload: z.looseObject({ contact: contactSchema }) });
 const conversationListSchema = z.looseObject({ payload: z.array(conversationSchema) });
@@ -181,6 +191,11 @@ export function createChatwootClient(options: ChatwootClientOptions): ChatwootCl
       throw chatwootError(ChatwootErrorCode.blocked, `${operation} answered 2xx, but not as Chatwoot does: is CHATWOOT_URL Chatwoot's address?`);
     }
     return parsed.data;
+  }
+
+  async function getInbox(inboxId: number, { signal }: CallOptions = {}): Promise<ChatwootInbox> {
+    const answer = await requestJson({ operation: `looking up inbox ${inboxId}`, method: 'GET', path: `/inboxes/${inboxId}`, notFound: 'blocked', signal }, inboxSchema);
+    return { id: answer.id, name: answer.name ?? null, channelType: answer.channel_type };
   }
 
   async function findContactByPhone(phone: string, { signal }: CallOptions = {}): Promise<ChatwootContact | null> {
@@ -300,6 +315,7 @@ export function createChatwootClient(options: ChatwootClientOptions): ChatwootCl
   }
 
   return {
+    getInbox,
     findContactByPhone,
     createContact,
     findLatestConversation,

@@ -31,6 +31,8 @@ export interface Destination {
    * attempt may have arrived without its answer (look before posting again, where that matters).
    */
   deliver(delivery: Delivery, call: StoredCall, signal: AbortSignal): Promise<DeliveryReceipt>;
+  /** Releases what it holds (connections); called once no delivery runs any more. */
+  close?(): Promise<void>;
 }
 
 /**

@@ -60,6 +60,8 @@ export async function createLocalRecordingStore(dir: string, { headroomBytes = D
       return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
     },
 
+    localPath: pathOf,
+
     async remove(key) {
       const path = pathOf(key);
       await runStorageOperation(`remove ${key}`, () => rm(path, { force: true }));

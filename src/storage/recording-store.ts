@@ -17,6 +17,11 @@ export interface RecordingStore {
    * inclusive at both ends, as in an HTTP Range header, and must lie within the recording.
    */
   openRead(key: string, range?: { start: number; end: number }): Promise<Readable | null>;
+  /**
+   * Where `key` lies on this machine's disk, for a reader that wants a file path (an upload
+   * streamed from disk); only a local store has one. The file may be gone by the time it is read.
+   */
+  localPath?(key: string): string;
   /** Succeeds when nothing is stored under `key`. */
   remove(key: string): Promise<void>;
   /**

@@ -58,6 +58,14 @@ function seedConversation() {
   return chatwoot.seedConversation(contact.id, chatwoot.apiInboxId);
 }
 
+describe('inboxes', () => {
+  it("tells an inbox's kind, and blocks on an inbox that is not there", async () => {
+    expect(await client.getInbox(chatwoot.apiInboxId)).toMatchObject({ id: chatwoot.apiInboxId, channelType: 'Channel::Api' });
+    expect(await client.getInbox(chatwoot.whatsappInboxId)).toMatchObject({ id: chatwoot.whatsappInboxId, channelType: 'Channel::Whatsapp' });
+    expect((await failure(client.getInbox(999))).code).toBe(ChatwootErrorCode.blocked);
+  });
+});
+
 describe('contacts', () => {
   it('finds a contact by phone, and nothing for an unknown phone', async () => {
     const seeded = chatwoot.seedContact({ name: 'Ana', phone: '+14155550123' });

@@ -20,6 +20,7 @@ export { fileTypeFor } from './fake-chatwoot/state.ts';
  * method and path under the account, e.g. 'POST /conversations/:id/messages'.
  */
 export type FakeChatwootRoute =
+  | 'GET /inboxes/:id'
   | 'GET /contacts/search'
   | 'POST /contacts/filter'
   | 'POST /contacts'
@@ -34,11 +35,15 @@ type Fault =
   | { kind: 'reset' }
   /** Commits the request, then destroys the socket instead of answering. */
   | { kind: 'lose-answer' }
+  /** Commits the request, then waits `ms` before answering (a client killed meanwhile never hears). */
+  | { kind: 'hold-answer'; ms: number }
   | { kind: 'delay'; ms: number };
 
 export interface FakeChatwootOptions {
   /** rack_attack.rb: 3,000 requests a minute per IP, 100 contact searches a minute per account. */
   rateLimit?: { periodMs?: number; requestsPerPeriod?: number; searchesPerPeriod?: number };
+  /** Every request waits this long before it is handled: a Chatwoot with a pace of its own. */
+  latencyMs?: number;
 }
 
 interface FakeUser {
@@ -48,6 +53,7 @@ interface FakeUser {
 }
 
 const ROUTES: { route: FakeChatwootRoute; method: string; pattern: RegExp }[] = [
+  { route: 'GET /inboxes/:id', method: 'GET', pattern: /^\/inboxes\/(\d+)$/ },
   { route: 'GET /contacts/search', method: 'GET', pattern: /^\/contacts\/search$/ },
   { route: 'POST /contacts/filter', method: 'POST', pattern: /^\/contacts\/filter$/ },
   { route: 'POST /contacts', method: 'POST', pattern: /^\/contacts$/ },
@@ -105,7 +111,8 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
       res.writeHead(fault.status, { 'content-type': 'text/html', ...fault.headers });
       return void res.end(fault.body ?? `<html><body>We're sorry, but something went wrong (${fault.status}).</body></html>`);
     }
-    if (fault?.kind === 'delay') await new Promise<void>((resolve) => timers.add(setTimeout(resolve, fault.ms)));
+    const delayMs = (fault?.kind === 'delay' ? fault.ms : 0) + (options.latencyMs ?? 0);
+    if (delayMs > 0) await new Promise<void>((resolve) => timers.add(setTimeout(resolve, delayMs)));
 
     const searchAccount = /^\/api\/v1\/accounts\/(\d+)\/contacts\/search/.exec(url.pathname)?.[1];
     if (throttled('req/ip', limits.requestsPerPeriod) || (searchAccount !== undefined && throttled(`search/${searchAccount}`, limits.searchesPerPeriod))) {
@@ -130,6 +137,8 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
       const answer = route(match.route, accountId, id, params, files);
       files = [];
       if (fault?.kind === 'lose-answer') return void req.socket.resetAndDestroy();
+      if (fault?.kind === 'hold-answer') await new Promise<void>((resolve) => timers.add(setTimeout(resolve, fault.ms)));
+      if (res.destroyed) return;
       sendJson(res, 200, answer);
     } catch (error) {
       req.resume();
@@ -182,6 +191,9 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
 
   function route(route: FakeChatwootRoute, accountId: number, id: string | undefined, params: Record<string, unknown>, files: ReceivedFile[]): unknown {
     switch (route) {
+      case 'GET /inboxes/:id':
+        // inboxes_controller.rb#show renders api/v1/models/_inbox.json.jbuilder.
+        return state.inboxJson(state.findInbox(accountId, id).id);
       case 'GET /contacts/search':
         return searchContacts(accountId, params);
       case 'POST /contacts/filter':
@@ -356,6 +368,8 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
     messages(conversation: FakeConversation | number, accountId = defaultAccount): FakeMessage[] {
       return state.conversationMessages(state.findConversation(accountId, displayIdOf(conversation)));
     },
+    /** How many messages the account holds: cheap enough to poll while thousands arrive. */
+    messageCount: (accountId = defaultAccount): number => state.messages.reduce((count, message) => count + (message.accountId === accountId ? 1 : 0), 0),
     /** How many requests reached a route (throttled and faulted ones included). */
     requests: (route: FakeChatwootRoute): number => counts.get(route) ?? 0,
 
@@ -367,6 +381,8 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
     resetNext: (route: FakeChatwootRoute, times = 1) => queueFault(route, { kind: 'reset' }, times),
     /** The next `times` requests to `route` are carried out, then the connection is reset instead of answered. */
     loseAnswerNext: (route: FakeChatwootRoute, times = 1) => queueFault(route, { kind: 'lose-answer' }, times),
+    /** The next `times` requests to `route` are carried out, then answered only after `ms`. */
+    holdAnswerNext: (route: FakeChatwootRoute, ms: number, times = 1) => queueFault(route, { kind: 'hold-answer', ms }, times),
     /** The next `times` requests to `route` wait `ms` before being handled. */
     delayNext: (route: FakeChatwootRoute, ms: number, times = 1) => queueFault(route, { kind: 'delay', ms }, times),
 

@@ -76,6 +76,8 @@ export interface FakeMessage {
   sourceId: string | null;
   contentAttributes: Record<string, unknown>;
   createdAt: number;
+  /** When the fake committed it, in ms (Chatwoot's own created_at has whole seconds): for benchmarks. */
+  committedAtMs: number;
   attachments: FakeAttachment[];
 }
 
@@ -202,6 +204,7 @@ export class FakeChatwootState {
       sourceId: typeof params.source_id === 'string' && params.source_id !== '' ? params.source_id : null,
       contentAttributes: parseContentAttributes(params.content_attributes),
       createdAt: Math.floor(Date.now() / 1000),
+      committedAtMs: Date.now(),
       attachments: files.map(({ field: _field, ...file }) => ({
         ...file,
         id: this.nextId.attachment++,

@@ -76,6 +76,7 @@ describe('loadConfig defaults', () => {
       recordingLinkTtlMs: 7 * 86_400_000,
       deliveryConcurrency: 4,
       deliveryMaxWaitMs: 3 * 86_400_000,
+      chatwoot: null,
       trustProxy: [],
       authFailureLimit: 10,
       shutdownGraceMs: 5_000,
