@@ -6,7 +6,6 @@ import { buildRecordingUrl, CALL_ID_PLACEHOLDER } from '../calls/recording.ts';
 import { checkRecordingUrl, parseAllowlist, type AllowlistEntry } from '../download/url-guard.ts';
 import { coerceError } from '../errors.ts';
 import { CHATWOOT_VARIABLES, chatwootConfig, missingChatwootSettings, type ChatwootConfig } from './chatwoot-settings.ts';
-import { redactUrl } from '../log/logger.ts';
 import { parseDuration, parseSize } from '../units.ts';
 
 /**
@@ -191,9 +190,10 @@ const environmentSchema = z.object({
     .optional()
     .transform((text, ctx) => {
       const urls = (text ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
-      const bad = urls.find((url) => !/^https?:\/\/[^/?#\s]+/.test(url) || !URL.canParse(url));
-      if (bad !== undefined) {
-        ctx.addIssue({ code: 'custom', message: `"${redactUrl(bad)}" is not an http(s) URL; list receivers separated by commas, such as https://crm.example.com/hooks/calls` });
+      const bad = urls.findIndex((url) => !/^https?:\/\/[^/?#\s]+/.test(url) || !URL.canParse(url) || !hasDecodableCredentials(url));
+      if (bad !== -1) {
+        // Named by position: a URL may carry a key, and this message is printed.
+        ctx.addIssue({ code: 'custom', message: `URL number ${bad + 1} is not an http(s) URL; list receivers separated by commas, such as https://crm.example.com/hooks/calls` });
         return z.NEVER;
       }
       if (new Set(urls).size !== urls.length) {
@@ -347,6 +347,18 @@ export function isWebhookSecret(text: string): boolean {
   if (match === null) return false;
   const bytes = Buffer.from(match[1] as string, 'base64').length;
   return bytes >= 24 && bytes <= 64;
+}
+
+/** Credentials in a URL are sent as Basic auth, decoded: `a%zz` cannot be. */
+function hasDecodableCredentials(text: string): boolean {
+  const url = new URL(text);
+  try {
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A dotted-quad IPv4 or an IPv6 address, optionally with a /prefix; not `1` or `0x7f.1` forms. */

@@ -30,11 +30,17 @@ export interface StoredDevice {
  * leaves it). A device's tenant is that of its latest webhook that came with a group token: a
  * device can be handed from one customer to another.
  */
-export async function upsertDevice(db: DbOrTrx, device: DeviceUpdate): Promise<void> {
+/**
+ * Records what a webhook says of a device. A device belongs to the device group whose token first
+ * reported it: another group's token changes nothing of it (false), so that one customer's token
+ * cannot take over another's device or feed its phone into their calls. The operator's own
+ * WEBHOOK_TOKEN (no tenant) may update any device, and keeps its group.
+ */
+export async function upsertDevice(db: DbOrTrx, device: DeviceUpdate): Promise<boolean> {
   const report = device.report;
   const statusAt = report?.status == null ? null : device.seenAt;
   const newer = sql`excluded.status_at is not null and (devices.status_at is null or excluded.status_at >= devices.status_at)`;
-  await db
+  const result = await db
     .insertInto('devices')
     .values({
       device_id: device.deviceId,
@@ -54,10 +60,11 @@ export async function upsertDevice(db: DbOrTrx, device: DeviceUpdate): Promise<v
         status_changed_at: sql`case when ${newer} and excluded.normalized_status is distinct from devices.normalized_status then excluded.status_at else devices.status_changed_at end`,
         status_at: sql`case when ${newer} then excluded.status_at else devices.status_at end`,
         last_seen_at: sql`case when excluded.last_seen_at > devices.last_seen_at then excluded.last_seen_at else devices.last_seen_at end`,
-        tenant: sql`case when excluded.last_seen_at >= devices.last_seen_at then coalesce(excluded.tenant, devices.tenant) else coalesce(devices.tenant, excluded.tenant) end`,
-      }),
+        tenant: sql`coalesce(devices.tenant, excluded.tenant)`,
+      }).where(sql<boolean>`devices.tenant is null or excluded.tenant is null or devices.tenant = excluded.tenant`),
     )
-    .execute();
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
 }
 
 /** Forgets devices not heard from since `before` (their events are pruned on the same schedule). */
@@ -146,7 +153,13 @@ function toStoredDevice(row: Selectable<DevicesTable>): StoredDevice {
 }
 
 /** Our own number on a device's calls, as its DEVICE events gave it (null until one did). */
-export async function findDevicePhone(db: DbOrTrx, deviceId: string): Promise<string | null> {
-  const row = await db.selectFrom('devices').select('phone').where('device_id', '=', deviceId).executeTakeFirst();
+export async function findDevicePhone(db: DbOrTrx, deviceId: string, tenant: string | null): Promise<string | null> {
+  // Only a device of the call's own group (or of none) tells the call its number.
+  const row = await db
+    .selectFrom('devices')
+    .select('phone')
+    .where('device_id', '=', deviceId)
+    .where((eb) => (tenant === null ? eb('tenant', 'is', null) : eb.or([eb('tenant', 'is', null), eb('tenant', '=', tenant)])))
+    .executeTakeFirst();
   return row?.phone ?? null;
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import type { DeliveryKind } from '../calls/delivery-plan.ts';
 import { servedRecordingMediaType } from '../calls/recording-media-type.ts';
@@ -85,15 +86,15 @@ export function createWebhookDestination(deps: { url: string; secret: string; cl
 }
 
 /**
- * The URL as logs, metrics and the API show it: receivers often take a key in the query string
- * or as user:password, so every query value and the credentials are hidden (the path is shown:
- * it is what tells two receivers on one host apart).
+ * The URL as logs, metrics and the API show it: its origin and the start of the sha256 of the
+ * whole URL. Receivers carry keys in the query, as user:password, or in the path itself (Slack,
+ * Zapier and n8n catch URLs), so none of those is shown; the hash tells apart two receivers on one
+ * host, which a redacted URL would not (they would share one name, and one of them get nothing).
  */
 export function describeWebhookUrl(text: string): string {
   const url = new URL(text);
-  const credentials = url.username !== '' || url.password !== '' ? '[redacted]@' : '';
-  const query = [...url.searchParams.keys()].map((name) => `${encodeURIComponent(name)}=[redacted]`).join('&');
-  return `${url.protocol}//${credentials}${url.host}${url.pathname}${query === '' ? '' : `?${query}`}`;
+  const rest = url.pathname === '/' && url.search === '' && url.username === '' && url.password === '' ? '' : '/…';
+  return `${url.origin}${rest}#${createHash('sha256').update(text).digest('hex').slice(0, 8)}`;
 }
 
 /** The event's JSON: its type, when the fact became known, and the call as the API shows it. */

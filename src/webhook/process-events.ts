@@ -91,22 +91,25 @@ export function createEventProcessor(deps: {
     let outcome: Outcome = { event, previous: null, next: null, plan: { action: 'keep' }, deliveries: 0 };
     if (event.type === 'DEVICE' && event.deviceId !== null) {
       const report = { phone: event.phone, status: event.status, normalizedStatus: normalizeDeviceStatus(event.status) };
-      await upsertDevice(trx, { deviceId: event.deviceId, seenAt: stored.receivedAt, tenant: stored.tenant, report });
+      if (!(await upsertDevice(trx, { deviceId: event.deviceId, seenAt: stored.receivedAt, tenant: stored.tenant, report }))) {
+        return refuse(stored, `device ${event.deviceId} belongs to another device group; not changed by a webhook with the token of ${stored.tenant}`);
+      }
     } else if (event.type === 'CALL' || event.type === 'RECORD') {
       // Locked until commit: a download attaching meanwhile waits, rather than being overwritten.
       const previous = await findCall(trx, event.callId, { forUpdate: true });
-      // One customer's token must not change another's calls.
-      if (stored.tenant !== null && previous?.tenant != null && previous.tenant !== stored.tenant) {
-        const error = `call ${event.callId} belongs to device group ${previous.tenant}; not changed by a webhook with the token of ${stored.tenant}`;
-        logger.warn({ event_id: stored.eventId, call_id: event.callId, tenant: stored.tenant }, `[WaVoIP Webhook] Event ${stored.eventId} kept unapplied: ${error}`);
-        return { error };
+      // A group's token touches only the calls it brought (the operator's WEBHOOK_TOKEN, any):
+      // one customer's token must not change another's calls, nor claim calls already known.
+      if (stored.tenant !== null && previous !== null && previous.tenant !== stored.tenant) {
+        const owner = previous.tenant === null ? 'no device group' : `device group ${previous.tenant}`;
+        return refuse(stored, `call ${event.callId} belongs to ${owner}; not changed by a webhook with the token of ${stored.tenant}`);
       }
+      const tenant = previous?.tenant ?? stored.tenant;
       // Our own number, for calls whose payloads leave it out: once known, kept by the merge.
       const deviceId = event.deviceId ?? previous?.deviceId ?? null;
-      const devicePhone = deviceId !== null && previous?.deviceReportedPhone == null ? await findDevicePhone(trx, deviceId) : null;
+      const devicePhone = deviceId !== null && previous?.deviceReportedPhone == null ? await findDevicePhone(trx, deviceId, tenant) : null;
       const next = applyCallEvent(previous, event, stored.receivedAt, devicePhone);
       await saveCall(trx, next);
-      if (stored.tenant !== null && previous?.tenant == null) await setCallTenant(trx, next.callId, stored.tenant);
+      if (previous === null && tenant !== null) await setCallTenant(trx, next.callId, tenant);
       // CALL and RECORD events name their device too: it was heard from.
       if (event.deviceId !== null) await upsertDevice(trx, { deviceId: event.deviceId, seenAt: stored.receivedAt, tenant: stored.tenant });
       const deliveries = (await deps.outbox?.record(trx, previous, next, now)) ?? 0;
@@ -119,6 +122,11 @@ export function createEventProcessor(deps: {
       outcome = { event, previous, next, plan, deliveries };
     }
     return outcome;
+  }
+
+  function refuse(stored: StoredEvent, error: string): { error: string } {
+    logger.warn({ event_id: stored.eventId, tenant: stored.tenant }, `[WaVoIP Webhook] Event ${stored.eventId} kept unapplied: ${error}`);
+    return { error };
   }
 
   function logOutcome({ event, previous, next, plan }: Outcome): void {

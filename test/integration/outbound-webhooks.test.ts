@@ -6,6 +6,10 @@ import { createRecordingLinks } from '../../src/delivery/recording-link.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, NO_POLLING, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 import { openTestDatabase } from '../support/test-database.ts';
+
+const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex');
+/** How a receiver's URL is shown: its origin, and the start of the whole URL's sha256 (the path may hold a key). */
+const shownUrl = (url: string) => `${new URL(url).origin}/…#${sha256Hex(url).slice(0, 8)}`;
 import { OUTBOUND_SECRET, startWebhookReceiver, type ReceiverAnswer, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
@@ -110,7 +114,7 @@ describe('signed outbound webhooks', () => {
       ['recording', 'delivered', 1],
     ]);
     expect(deliveries[1]?.external_ids).toEqual({ webhook_id: attached?.id });
-    expect(service.logs().some((line) => line.msg === `[Webhook] ✅ recording.attached delivered to ${receiver.url}`)).toBe(true);
+    expect(service.logs().some((line) => line.msg === `[Webhook] ✅ recording.attached delivered to ${shownUrl(receiver.url)}`)).toBe(true);
 
     const link = attached?.event?.data.recording?.url as string;
     const whole = await fetch(link);
@@ -173,10 +177,10 @@ describe('signed outbound webhooks', () => {
     expect(retryLines).toHaveLength(5);
     expect(retryLines.some((line) => /HTTP 429/.test(line.msg))).toBe(true);
     const metrics = await (await service.api('/metrics')).text();
-    const label = `destination="webhook:${receiver.url}",kind="call"`;
+    const label = `destination="webhook:${shownUrl(receiver.url)}",kind="call"`;
     expect(metrics).toContain(`wavoip_recordings_delivery_attempts_total{${label},outcome="retry"} 5`);
     expect(metrics).toContain(`wavoip_recordings_delivery_attempts_total{${label},outcome="delivered"} 1`);
-    expect(metrics).toContain(`wavoip_recordings_deliveries_waiting{destination="webhook:${receiver.url}"} 0`);
+    expect(metrics).toContain(`wavoip_recordings_deliveries_waiting{destination="webhook:${shownUrl(receiver.url)}"} 0`);
   });
 
   it('a receiver slower than the lease keeps its one delivery: the lease is renewed while it runs', async () => {
@@ -244,7 +248,7 @@ describe('signed outbound webhooks', () => {
     await endCall(service, 'WH-BLOCKED-2');
     expect(await ready()).toEqual({ status: 'degraded', database: 'ok', storage: 'ok', deliveries: 'blocked' });
     const metrics = await (await service.api('/metrics')).text();
-    expect(metrics).toMatch(new RegExp(`wavoip_recordings_destination_blocked\\{destination="webhook:${receiver.url.replaceAll('/', '\\/')}",state="blocked"\\} 1`));
+    expect(metrics).toContain(`wavoip_recordings_destination_blocked{destination="webhook:${shownUrl(receiver.url)}",state="blocked"} 1`);
 
     // The probes (one per interval) meet the remaining 401s, then the fixed receiver.
     const [first] = await waitForDelivered(service, 'WH-BLOCKED-1', 1);
@@ -296,7 +300,7 @@ describe('signed outbound webhooks', () => {
     services.push(service);
     await endCall(service, 'WH-SECRETS');
     const [delivery] = await waitForDelivered(service, 'WH-SECRETS', 1);
-    const shown = `webhook:http://[redacted]@${new URL(receiver.url).host}/hooks/calls?key=[redacted]&b=[redacted]`;
+    const shown = `webhook:http://${new URL(receiver.url).host}/…#${sha256Hex(keyed).slice(0, 8)}`;
     expect(delivery?.destination).toBe(shown);
     const everything = [
       JSON.stringify(service.logs()),
@@ -307,6 +311,20 @@ describe('signed outbound webhooks', () => {
     for (const secret of [OUTBOUND_SECRET, OUTBOUND_SECRET.slice('whsec_'.length), 'hook-password', 'query-s3cret']) expect(everything).not.toContain(secret);
     expect(receiver.accepted()).toHaveLength(1);
     expect(receiver.accepted()[0]?.authorization).toBe(`Basic ${Buffer.from('hook-user:hook-password').toString('base64')}`);
+  });
+
+  it('keeps two receivers apart that differ only in a key of their URL: each gets every event', async () => {
+    const receiver = await startWebhookReceiver(OUTBOUND_SECRET);
+    receivers.push(receiver);
+    const urls = [`${receiver.url}?key=customer-a`, `${receiver.url}?key=customer-b`, `${receiver.url.replace('/hooks/calls', '/hooks/s3cret-path')}`];
+    const env = testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, OUTBOUND_WEBHOOK_URLS: urls.join(','), OUTBOUND_WEBHOOK_SECRET: OUTBOUND_SECRET });
+    const service = await startInProcessService(env, FAST_RETRIES);
+    services.push(service);
+    await endCall(service, 'WH-TWO-KEYS');
+    const deliveries = await waitForDelivered(service, 'WH-TWO-KEYS', 3);
+    expect(new Set(deliveries.map((delivery) => delivery.destination))).toEqual(new Set(urls.map((url) => `webhook:${shownUrl(url)}`)));
+    expect(receiver.accepted().filter((request) => request.event?.data.whatsapp_call_id === 'WH-TWO-KEYS')).toHaveLength(3);
+    expect(await (await service.api('/api/destinations')).text()).not.toContain('s3cret-path');
   });
 
   it('generates a whsec_ secret into DATA_DIR when none is set, and signs with it', async () => {

@@ -111,6 +111,31 @@ describe('webhook tokens of device groups', () => {
     expect(await service.call('TENANT-ACME-1')).toMatchObject({ tenant: 'Acme Corp.', status: 'ACTIVE' });
   });
 
+  it("keeps a device with its group: another group's token can neither take it over nor feed its phone into the group's calls", async () => {
+    const initech = await createToken(service, 'initech');
+    expect(
+      (await service.postWebhook({ type: 'DEVICE', action: 'UPDATE', id_session: 'dev-acme', phone: '5599900000000', status: 'close' }, { token: initech.token }))
+        .status,
+    ).toBe(200);
+    await waitForEventsApplied(env);
+    const device = (await (await service.api('/api/devices/dev-acme')).json()) as { tenant: string | null; status: string; phone: string | null };
+    expect(device).toMatchObject({ tenant: 'Acme Corp.', status: 'connected', phone: '+5511911112222' });
+    expect(service.logs().some((line) => line.level === 40 && line.msg.includes('device dev-acme belongs to another device group'))).toBe(true);
+
+    // acme's next call, whose payload leaves our own number out, takes it from acme's device.
+    expect((await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'ACME-NEXT', id_session: 'dev-acme', record_status: 'RECORDING' }, { token: acme.token })).status).toBe(200);
+    await waitForEventsApplied(env);
+    expect(await service.call('ACME-NEXT')).toMatchObject({ tenant: 'Acme Corp.', device_phone: '+5511911112222' });
+  });
+
+  it('lets no group claim a call that came with the operator token', async () => {
+    const hooli = await createToken(service, 'hooli');
+    expect((await service.postWebhook({ ...call('TENANT-NONE-1', 'dev-shared'), status: 'REJECTED' }, { token: hooli.token })).status).toBe(200);
+    await waitForEventsApplied(env);
+    expect(await service.call('TENANT-NONE-1')).toMatchObject({ tenant: null, status: 'INCOMING_RING' });
+    expect(service.logs().some((line) => line.level === 40 && line.msg.includes('call TENANT-NONE-1 belongs to no device group'))).toBe(true);
+  });
+
   it('refuses a revoked token with 401, and logs which group it was', async () => {
     const revoking = await createToken(service, 'to-revoke');
     expect((await service.postWebhook(call('TENANT-REVOKE-1', 'dev-revoke'), { token: revoking.token })).status).toBe(200);

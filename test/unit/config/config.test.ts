@@ -159,6 +159,7 @@ describe('loadConfig refuses bad variables, naming them', () => {
     ['API_TOKEN', '1234567'],
     ['WEBHOOK_TOKEN', 'None'],
     ['PUBLIC_URL', 'recordings.example.com'],
+    ['OUTBOUND_WEBHOOK_URLS', 'https://user:pass%zz@crm.example.com/hook'],
     ['PUBLIC_URL', 'ftp://recordings.example.com'],
     ['PUBLIC_URL', 'https://recordings.example.com/?token=x'],
     ['PUBLIC_URL', 'https://recordings.example.com/#top'],
