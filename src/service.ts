@@ -5,7 +5,7 @@ import { systemClock, type Clock } from './clock.ts';
 import { localServiceUrl, type Config } from './config/config.ts';
 import { resolveToken, type ResolvedToken } from './config/token-files.ts';
 import { fillMissingCallDetails } from './db/calls-repository.ts';
-import { assertMigrated, createDb, createWalSync, migrateToLatest, migrationsUnknownHere } from './db/database.ts';
+import { assertMigrated, createDb, createWalSync, migrateToLatest, migrationsUnknownHere, type Db } from './db/database.ts';
 import { createDatabaseSignal } from './db/database-signal.ts';
 import { createFetchJobSignal } from './db/fetch-job-signal.ts';
 import { createDestinations } from './delivery/destinations.ts';
@@ -65,8 +65,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     } else {
       await assertMigrated(db);
     }
-    const filled = await fillMissingCallDetails(db);
-    if (filled > 0) logger.info({ calls: filled }, `Derived direction, parties and outcome for ${filled} calls stored before they existed`);
+    await fillCallDetails(db, logger);
   } catch (caught) {
     await db.destroy();
     throw caught;
@@ -217,6 +216,11 @@ export async function startService(config: Config, logger: Logger, options: Serv
   const silenceMonitor = createWebhookSilenceMonitor({ db, clock, logger, thresholdMs: config.webhookSilenceWarningMs, startedAt });
   // A process killed while this one runs (or just before it started) leaves an area that looks
   // owned until its lock goes stale: swept later, not only at the next start.
+  // A replica of an older release writing during a rolling update leaves calls without the
+  // details it does not know (direction, parties, outcome): derived here until it is gone.
+  const callDetailsFill = createPeriodicTask(() => fillCallDetails(db, logger), CALL_DETAILS_FILL_INTERVAL_MS, (error) =>
+    logger.error({ err: error }, `Could not derive call details: ${error.message}`),
+  );
   const tempSweep = createPeriodicTask(() => cleanTemp(store, logger), OWNER_STALE_MS, (error) =>
     logger.error({ err: error }, `Could not clean the temporary recordings directory: ${error.message}`),
   );
@@ -226,6 +230,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
   retention.start();
   silenceMonitor.start();
   tempSweep.start();
+  callDetailsFill.start();
   logStartup(config, logger, url, { api: apiToken, webhook: webhookToken });
   logDestinations(config, logger, destinations.map((destination) => destination.name), outboundSecret);
 
@@ -243,6 +248,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
           retention.stop(),
           silenceMonitor.stop(),
           tempSweep.stop(),
+          callDetailsFill.stop(),
         ]);
         const steps = await Promise.allSettled([closeGracefully(app, requests, { graceMs: config.shutdownGraceMs, logger }), jobsStopped]);
         // Events acknowledged but not yet applied are applied at the next start.
@@ -271,6 +277,13 @@ export async function startService(config: Config, logger: Logger, options: Serv
       return stopping;
     },
   };
+}
+
+const CALL_DETAILS_FILL_INTERVAL_MS = 60_000;
+
+async function fillCallDetails(db: Db, logger: Logger): Promise<void> {
+  const filled = await fillMissingCallDetails(db);
+  if (filled > 0) logger.info({ calls: filled }, `Derived direction, parties and outcome for ${filled} calls stored without them (by an older release)`);
 }
 
 async function cleanTemp(store: RecordingStore, logger: Logger): Promise<void> {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { findCall } from '../db/calls-repository.ts';
 import { listCallDeliveries } from '../db/deliveries-repository.ts';
 import { listDestinationStates, resetDestination } from '../db/destination-states-repository.ts';
+import { parseIsoTime } from './call-filters.ts';
 import { RECORDING_LINK_PATH } from '../delivery/recording-link.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { checkApiToken } from './api-auth.ts';
@@ -9,7 +10,6 @@ import { presentDelivery } from './call-view.ts';
 import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
 
 /** A day (2024-05-01) or an instant (2024-05-01T12:00:00Z, with its offset). */
-const SINCE_FORMAT = /^\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2}))?$/;
 
 /**
  * Deliveries to destinations: sending a call again, backfilling calls from before a destination
@@ -23,6 +23,8 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
     `${RECORDING_LINK_PATH}/:token`,
     { schema: { querystring: RECORDING_QUERY_SCHEMA } },
     async (request, reply) => {
+      // The link is a credential: never cached by a proxy, nor passed on as a Referer.
+      reply.header('cache-control', 'private, no-store').header('referrer-policy', 'no-referrer');
       const checked = deps.deliveries.links?.check(request.params.token, deps.clock.now()) ?? { ok: false as const, reason: 'invalid' as const };
       if (!checked.ok) {
         return reply.code(403).send({ error: checked.reason === 'expired' ? 'this recording link has expired' : 'this is not a valid recording link' });
@@ -73,8 +75,8 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
           },
         },
         async (request, reply) => {
-          const since = SINCE_FORMAT.test(request.query.since) ? Date.parse(request.query.since) : Number.NaN;
-          if (Number.isNaN(since)) return reply.code(400).send({ error: 'since must be a date such as 2024-05-01 or 2024-05-01T12:00:00Z', field: 'since' });
+          const since = parseIsoTime(request.query.since);
+          if (since === null) return reply.code(400).send({ error: 'since must be a date such as 2024-05-01 or 2024-05-01T12:00:00Z', field: 'since' });
           if (outbox.destinations.length === 0) return reply.code(409).send({ error: 'no destination is configured (OUTBOUND_WEBHOOK_URLS, CHATWOOT_URL)' });
           const result = await outbox.backfill(deps.db, since, deps.clock.now());
           deps.logger.info({ since: new Date(since).toISOString(), ...result }, `[Deliveries] Backfill since ${new Date(since).toISOString()}: ${result.deliveries} deliveries for ${result.calls} calls`);

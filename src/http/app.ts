@@ -9,6 +9,7 @@ import { registerWebhookTokenRoutes } from '../api/webhook-token-routes.ts';
 import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
 import { isDatabaseUnavailable } from '../db/database.ts';
 import { AppError, coerceError } from '../errors.ts';
+import { RECORDING_LINK_PATH } from '../delivery/recording-link.ts';
 import { redactUrl } from '../log/logger.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
 import type { AppDeps } from './app-deps.ts';
@@ -65,7 +66,7 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
     // An undecodable URL: answered like every other client error.
     // The message quotes the URL, whose token must not travel back through proxies' logs.
     frameworkErrors: (error, request, reply) =>
-      void (reply as FastifyReply).code(400).send({ error: error.message.replaceAll(request.url, redactUrl(request.url)) }),
+      void (reply as FastifyReply).code(400).send({ error: error.message.replaceAll(request.url, redactRequestUrl(request.url)) }),
     // Unknown query parameters are refused by name rather than silently dropped (a typo like
     // `status=failed` for `state=failed` would otherwise list every call).
     ajv: { customOptions: { removeAdditional: false } },
@@ -97,7 +98,7 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
     const unavailable = ownStatus === undefined && isDatabaseUnavailable(error);
     const statusCode = ownStatus ?? (unavailable ? 503 : 500);
     if (statusCode >= 500) {
-      request.log.error({ err: error, url: redactUrl(request.url) }, 'Request failed');
+      request.log.error({ err: error, url: redactRequestUrl(request.url) }, 'Request failed');
       // The database out of reach for now: say so, and when to come back (WaVoIP sends an
       // unacknowledged event again). Any other 5xx is ours; its details stay in the log.
       if (unavailable) {
@@ -112,7 +113,7 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
     return reply.code(statusCode).send(describeClientError(error));
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: `no route for ${request.method} ${redactUrl(request.url).split('?')[0]}` }),
+    reply.code(404).send({ error: `no route for ${request.method} ${redactRequestUrl(request.url).split('?')[0]}` }),
   );
 
   // Node answers an Expect header other than 100-continue by itself, with an empty 417.
@@ -155,6 +156,12 @@ function invalidField(error: FastifyError): { name: string; unknown: boolean; mi
   const name = params.additionalProperty ?? params.missingProperty ?? first.instancePath.replace(/^\//, '').replaceAll('/', '.');
   if (name === '') return undefined;
   return { name, unknown: params.additionalProperty !== undefined, missing: params.missingProperty !== undefined };
+}
+
+/** A request's URL for the log: no token in its query, and no signed recording link (the link is the credential). */
+function redactRequestUrl(url: string): string {
+  const redacted = redactUrl(url);
+  return redacted.startsWith(`${RECORDING_LINK_PATH}/`) ? `${RECORDING_LINK_PATH}/[redacted]${redacted.replace(/^[^?#]*/, '')}` : redacted;
 }
 
 /** Iterative, so that the check itself cannot overflow the stack on a hostile body. */

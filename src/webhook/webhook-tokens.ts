@@ -64,9 +64,15 @@ export function createWebhookTokens(deps: { db: Db; database: DatabaseConfig; cl
     logger.warn({ err: error }, `[WaVoIP Webhook] Could not read the webhook tokens (${error.message}); the ones read last are used`);
   }
 
+  /**
+   * Stored already: a reload that fails now must not fail the request (a new token would be lost
+   * unseen, a revocation look undone). The periodic refresh takes the change in meanwhile.
+   */
   async function changed(): Promise<void> {
-    await reload();
     signal.announce();
+    await reload().catch((caught: unknown) =>
+      logger.warn({ err: coerceError(caught) }, `[WaVoIP Webhook] Could not reload the webhook tokens now; the change applies at the next refresh`),
+    );
   }
 
   return {

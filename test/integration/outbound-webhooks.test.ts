@@ -124,6 +124,13 @@ describe('signed outbound webhooks', () => {
     expect(part.status).toBe(206);
     expect(Buffer.from(await part.arrayBuffer()).equals(ogg.subarray(0, 10))).toBe(true);
     expect(part.headers.get('x-content-type-options')).toBe('nosniff');
+    // The link is a credential: not cached, not passed on, not quoted back.
+    expect([whole.headers.get('cache-control'), whole.headers.get('referrer-policy')]).toEqual(['private, no-store', 'no-referrer']);
+    const token = new URL(link).pathname.split('/').at(-1) as string;
+    const stray = await fetch(`${link}/more`);
+    expect(stray.status).toBe(404);
+    expect(await stray.json()).toEqual({ error: 'no route for GET /recordings/[redacted]' });
+    expect(JSON.stringify(service.logs())).not.toContain(token);
   });
 
   it.each([
@@ -271,8 +278,11 @@ describe('signed outbound webhooks', () => {
     const service = await startInProcessService({ ...withoutDestination, OUTBOUND_WEBHOOK_URLS: receiver.url, OUTBOUND_WEBHOOK_SECRET: OUTBOUND_SECRET }, FAST_RETRIES);
     services.push(service);
     expect(await deliveriesOf(service, 'WH-BEFORE')).toEqual([]);
-    const refused = await service.api('/api/deliveries/backfill?since=yesterday', { method: 'POST' });
-    expect([refused.status, ((await refused.json()) as { field: string }).field]).toEqual([400, 'since']);
+    // Not a date, and a date that does not exist (rather than rolled over into March).
+    for (const since of ['yesterday', '2024-02-31', '2024-05-01T12:00:00']) {
+      const refused = await service.api(`/api/deliveries/backfill?since=${since}`, { method: 'POST' });
+      expect([refused.status, ((await refused.json()) as { field: string }).field]).toEqual([400, 'since']);
+    }
 
     const backfill = await service.api('/api/deliveries/backfill?since=2020-01-01', { method: 'POST' });
     expect(await backfill.json()).toMatchObject({ calls: 1, deliveries: 1 });
