@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../src/config/config.ts';
-import { AppError } from '../../../src/errors.ts';
+import { configError } from '../../support/config-error.ts';
 
-function configError(env: Record<string, string>): AppError {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(AppError);
-    expect((error as AppError).code).toBe('INVALID_CONFIG');
-    return error as AppError;
-  }
-  throw new Error(`expected ${JSON.stringify(env)} to be refused`);
-}
 
 describe('Chatwoot settings', () => {
   const CHATWOOT = { CHATWOOT_URL: 'https://chat.example.com/', CHATWOOT_API_TOKEN: 'aBcD1234efGh5678', CHATWOOT_ACCOUNT_ID: '7', CHATWOOT_INBOX_ID: '3' };

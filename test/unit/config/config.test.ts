@@ -6,20 +6,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { buildRecordingUrl } from '../../../src/calls/recording.ts';
 import { CONFIG_VARIABLES, loadConfig, type Config } from '../../../src/config/config.ts';
-import { AppError } from '../../../src/errors.ts';
+import { configError } from '../../support/config-error.ts';
 
 const DEFAULT_TEMPLATE = 'https://storage.wavoip.com/{whatsapp_call_id}';
 
-function configError(env: Record<string, string>): AppError {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(AppError);
-    expect((error as AppError).code).toBe('INVALID_CONFIG');
-    return error as AppError;
-  }
-  throw new Error(`expected ${JSON.stringify(env)} to be refused`);
-}
 
 describe('outbound delivery settings', () => {
   it('reads OUTBOUND_WEBHOOK_URLS as one destination per URL', () => {
