@@ -213,8 +213,11 @@ describe('a job made again while its old attempt still runs', () => {
     expect(call.attachment).toMatchObject({ state: 'attached', sha256: sha256(audio.ogg) });
     expect(storage.requests('/REMADE')).toBe(2);
     const lines = service.logs().filter((line) => line.call_id === 'REMADE').map((line) => line.msg);
-    // The old attempt ends on its own, or is stopped at the next lease renewal (its job is gone).
-    const pollEnded = lines.findIndex((msg) => msg.includes('not available yet') || msg.includes('interrupted (its lease is gone'));
+    // The old attempt ends on its own (its stalled body times out) or is stopped at the next lease
+    // renewal (its job is gone): whichever comes first, it ends before the download starts.
+    const pollEnded = lines.findIndex(
+      (msg) => msg.includes('not available yet') || msg.includes('Could not check for the recording') || msg.includes('interrupted (its lease is gone'),
+    );
     const downloadStarted = lines.findIndex((msg) => msg.startsWith('[WaVoIP Recording Webhook] Downloading'));
     expect(pollEnded).toBeGreaterThanOrEqual(0);
     expect(downloadStarted).toBeGreaterThan(pollEnded);
