@@ -49,12 +49,22 @@ export interface Config {
   deliveryMaxWaitMs: number;
   /** Null: Chatwoot delivery is off (none of CHATWOOT_URL, _API_TOKEN, _ACCOUNT_ID, _INBOX_ID set). */
   chatwoot: ChatwootConfig | null;
+  dashboard: DashboardConfig;
   /** Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed; empty: none. */
   trustProxy: string[];
   authFailureLimit: number;
   shutdownGraceMs: number;
   logFormat: 'pretty' | 'json';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export interface DashboardConfig {
+  /** False: no pages at `/`, and no sign-in (the API takes only the bearer token). */
+  enabled: boolean;
+  /** Unset: people sign in with the API token. Set: with this password, or the API token. */
+  password: string | undefined;
+  /** A signed-in session ends this long after sign-in. */
+  sessionTtlMs: number;
 }
 
 function toDuration(text: string, ctx: z.RefinementCtx): number {
@@ -185,6 +195,12 @@ const environmentSchema = z.object({
   EVENT_RETENTION: duration('30d'),
   RECORDING_RETENTION: optionalDuration,
   WEBHOOK_SILENCE_WARNING: duration('24h'),
+  DASHBOARD: z.enum(['true', 'false']).default('true').transform((text) => text === 'true'),
+  DASHBOARD_PASSWORD: z
+    .string()
+    .optional()
+    .refine((text) => text === undefined || text.trim().length >= 12, 'must be at least 12 characters'),
+  DASHBOARD_SESSION_TTL: duration('12h'),
   OUTBOUND_WEBHOOK_URLS: z
     .string()
     .optional()
@@ -287,6 +303,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deliveryConcurrency: settings.DELIVERY_CONCURRENCY,
     deliveryMaxWaitMs: settings.DELIVERY_MAX_WAIT,
     chatwoot: chatwootConfig(settings),
+    dashboard: { enabled: settings.DASHBOARD, password: settings.DASHBOARD_PASSWORD?.trim(), sessionTtlMs: settings.DASHBOARD_SESSION_TTL },
     trustProxy: settings.TRUST_PROXY,
     authFailureLimit: settings.AUTH_FAILURE_LIMIT,
     shutdownGraceMs: settings.SHUTDOWN_GRACE,

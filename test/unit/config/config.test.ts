@@ -37,6 +37,18 @@ describe('outbound delivery settings', () => {
   });
 });
 
+describe('dashboard settings', () => {
+  it('reads DASHBOARD, DASHBOARD_PASSWORD and DASHBOARD_SESSION_TTL', () => {
+    const config = loadConfig({ DASHBOARD: 'false', DASHBOARD_PASSWORD: ' a-long-passphrase ', DASHBOARD_SESSION_TTL: '8h' });
+    expect(config.dashboard).toEqual({ enabled: false, password: 'a-long-passphrase', sessionTtlMs: 8 * 3_600_000 });
+  });
+
+  it('refuses a short DASHBOARD_PASSWORD and a DASHBOARD that is not a boolean, naming them', () => {
+    expect(configError({ DASHBOARD_PASSWORD: 'short' }).message).toMatch(/DASHBOARD_PASSWORD: must be at least 12 characters/);
+    expect(configError({ DASHBOARD: 'yes' }).message).toMatch(/DASHBOARD:/);
+  });
+});
+
 describe('loadConfig defaults', () => {
   it('gives exactly the documented defaults for an empty environment', () => {
     const dataDir = path.resolve('./data');
@@ -67,6 +79,7 @@ describe('loadConfig defaults', () => {
       deliveryConcurrency: 4,
       deliveryMaxWaitMs: 3 * 86_400_000,
       chatwoot: null,
+      dashboard: { enabled: true, password: undefined, sessionTtlMs: 12 * 3_600_000 },
       trustProxy: [],
       authFailureLimit: 10,
       shutdownGraceMs: 5_000,
