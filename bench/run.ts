@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every benchmark, each next to a baseline measured in the same run, then a
  * table on the terminal and the full figures as JSON in bench/results/.
- *   --only intake,download,chatwoot-upload,end-to-end,scale,concurrency,ready-behind-polls,intake-postgres,deliveries,chatwoot-delivery   run some of them
+ *   --only intake,download,chatwoot-upload,end-to-end,scale,concurrency,ready-behind-polls,intake-postgres,deliveries,chatwoot-delivery,dashboard   run some of them
  *   (intake-postgres uses BENCH_POSTGRES_URL, default the local server; it is left out when
  *   that server cannot be reached)
  *   --quick                                              shorter runs, smaller files
@@ -14,6 +14,7 @@ import pg from 'pg';
 import { benchChatwootDelivery } from './chatwoot-delivery.ts';
 import { benchChatwootUpload } from './chatwoot-upload.ts';
 import { benchConcurrency } from './concurrency.ts';
+import { benchDashboard } from './dashboard.ts';
 import { benchDeliveries } from './deliveries.ts';
 import { benchDownload } from './download.ts';
 import { benchEndToEnd } from './end-to-end.ts';
@@ -35,6 +36,7 @@ const benchmarks: Record<string, () => Promise<Record<string, unknown> & { targe
   'intake-postgres': () => benchIntakePostgres(quick ? 5 : 10, POSTGRES_URL),
   deliveries: () => benchDeliveries(quick ? 300 : 1000, 10),
   'chatwoot-delivery': () => benchChatwootDelivery(quick ? 20 : 50, quick ? 300 : 1000, 5),
+  dashboard: () => benchDashboard(quick ? 100 : 300, quick ? 10 : 30),
 };
 const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const selected = values.only ? values.only.split(',') : await defaultSelection();
