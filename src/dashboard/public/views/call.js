@@ -10,13 +10,18 @@ export function renderCall(main, { params: [callId], announce }) {
   const path = `/api/calls/${encodeURIComponent(callId)}`;
   let detail = null;
   let audio = null;
-  const top = h('div', { class: 'call-head' });
+  // The heading stays one element (focus moves to it on arriving); only its text changes once the call is read.
+  const title = heading(callId);
+  const about = h('div');
+  const top = h('div', { class: 'call-head' }, title, about);
   const recording = h('section', { class: 'panel', 'aria-labelledby': 'recording-title' });
   const service = h('section', { class: 'panel', 'aria-labelledby': 'service-title' });
   const deliveries = h('section', { class: 'panel', 'aria-labelledby': 'deliveries-title' });
   const timeline = h('section', { class: 'panel', 'aria-labelledby': 'timeline-title' });
   const actionStatus = h('p', { class: 'action-status', role: 'status' });
-  fill(main, h('p', { class: 'back' }, h('a', { href: '/', 'data-nav': '' }, `← ${t('call.back')}`)), top, loadingNotice());
+  const loading = loadingNotice();
+  const grid = h('div', { class: 'call-grid' }, recording, service, deliveries, timeline);
+  fill(main, h('p', { class: 'back' }, h('a', { href: '/', 'data-nav': '' }, `← ${t('call.back')}`)), top, loading);
 
   const load = async () => {
     try {
@@ -26,16 +31,16 @@ export function renderCall(main, { params: [callId], announce }) {
       fill(main, h('p', { class: 'back' }, h('a', { href: '/', 'data-nav': '' }, `← ${t('call.back')}`)), heading(callId), error.status === 404 ? h('p', { class: 'notice' }, t('call.notFound')) : errorNotice(error, load));
       return;
     }
-    if (!main.contains(recording)) fill(main, h('p', { class: 'back' }, h('a', { href: '/', 'data-nav': '' }, `← ${t('call.back')}`)), top, h('div', { class: 'call-grid' }, recording, service, deliveries, timeline));
+    if (loading.isConnected) loading.replaceWith(grid);
     draw();
   };
 
   function draw() {
     const call = detail;
     document.title = `${peerLabel(call)} · ${t('app.name')}`;
+    title.textContent = t('call.title', { peer: peerLabel(call) });
     fill(
-      top,
-      heading(t('call.title', { peer: peerLabel(call) })),
+      about,
       call.peer_name ? h('p', { class: 'name' }, call.peer_name) : null,
       facts([
         [t('calls.col.direction'), directionLabel(call.direction)],
