@@ -7,6 +7,7 @@ import { registerDeliveryRoutes } from '../api/delivery-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
 import { registerWebhookTokenRoutes } from '../api/webhook-token-routes.ts';
 import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
+import { registerDashboardRoutes } from '../dashboard/dashboard-routes.ts';
 import { isDatabaseUnavailable } from '../db/database.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { RECORDING_LINK_PATH } from '../delivery/recording-link.ts';
@@ -129,6 +130,7 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
   registerWebhookTokenRoutes(app, deps);
   registerDeliveryRoutes(app, deps);
   registerMetricsRoutes(app, deps);
+  if (deps.config.dashboard.enabled) registerDashboardRoutes(app);
   return app;
 }
 
