@@ -229,14 +229,14 @@ describe('with DASHBOARD=false', () => {
     try {
       expect((await signIn(off, API_TOKEN)).status).toBe(404);
       expect((await fetch(`${off.url}/api/session`, { headers: { cookie } })).status).toBe(404);
-      // Even a cookie that is live in the shared database: cookies are not read at all.
+      // Even a cookie whose session is live in its database (PostgreSQL: the same one): cookies are not read at all.
       const database = await openTestDatabase(env);
       const sessions = await database.all<{ id_hash: string; csrf_token: string; created_at: number; expires_at: number }>('select * from dashboard_sessions');
       await database.close();
       const offDatabase = await openTestDatabase({ ...env, DATA_DIR: off.dataDir });
       try {
         for (const row of sessions) {
-          await offDatabase.run('insert into dashboard_sessions (id_hash, csrf_token, created_at, expires_at) values (?, ?, ?, ?)', [row.id_hash, row.csrf_token, row.created_at, row.expires_at]);
+          await offDatabase.run('insert into dashboard_sessions (id_hash, csrf_token, created_at, expires_at) values (?, ?, ?, ?) on conflict (id_hash) do nothing', [row.id_hash, row.csrf_token, row.created_at, row.expires_at]);
         }
       } finally {
         await offDatabase.close();
