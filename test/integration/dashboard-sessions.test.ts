@@ -136,7 +136,7 @@ describe('the session cookie on the API', () => {
     const other = await signedIn();
     const retry = (headers: Record<string, string>) => withCookie('/api/calls/SESSION-PENDING/retry', cookie, { method: 'POST', headers });
 
-    for (const headers of [{}, { 'x-csrf-token': other.csrf }, { 'x-csrf-token': '' }]) {
+    for (const headers of [{}, { 'x-csrf-token': other.csrf }, { 'x-csrf-token': '' }] as Record<string, string>[]) {
       const refused = await retry(headers);
       expect(refused.status).toBe(403);
       expect(await refused.json()).toEqual({ error: 'missing or wrong CSRF token: send X-CSRF-Token', field: 'x-csrf-token' });
