@@ -16,6 +16,8 @@ import { buildApp } from './http/app.ts';
 import { closeGracefully, trackRequestsInFlight } from './http/graceful-close.ts';
 import { createSecretGuard } from './http/secret-guard.ts';
 import { coerceError } from './errors.ts';
+import { createDashboardSessions } from './dashboard/dashboard-sessions.ts';
+import { createCallChanges } from './live/call-changes.ts';
 import { createFetchRecordingJob } from './jobs/fetch-recording-job.ts';
 import { createFetchScheduler } from './jobs/fetch-scheduler.ts';
 import { createDeliverJob, DEFAULT_DELIVERY_RETRY } from './jobs/deliver-job.ts';
@@ -99,6 +101,8 @@ export async function startService(config: Config, logger: Logger, options: Serv
     outboundSecret === null ? null : createRecordingLinks({ secret: outboundSecret.token, baseUrl: () => config.publicUrl ?? url, ttlMs: config.recordingLinkTtlMs });
   const destinations = createDestinations(config, { client, clock, outboundSecret: outboundSecret?.token ?? null, links, db, store });
   const outbox = createDeliveryOutbox(destinations, config.deliveryMaxWaitMs);
+  const callChanges = createCallChanges({ db, database: config.database, logger });
+  const callChanged = (callId: string | null) => (callId === null ? callChanges.announceResync() : callChanges.announce([callId]));
   const metrics = createMetrics({ db, clock, startedAt, silenceThresholdMs: config.webhookSilenceWarningMs, destinations: destinations.map((destination) => destination.name) });
   const deliverySignal = createDatabaseSignal({
     db,
@@ -133,6 +137,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
       destinations: new Map(destinations.map((destination) => [destination.name, destination])),
       timings: { ...(options.deliveryRetry ?? DEFAULT_DELIVERY_RETRY), maxWaitMs: config.deliveryMaxWaitMs },
       announce: () => deliverySignal.announce(),
+      onCallChanged: callChanged,
     }),
   });
   const fetchJobSignal = createFetchJobSignal({ db, database: config.database, logger, onAnnounced: () => scheduler.wake() });
@@ -162,6 +167,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
       announceRelease: () => fetchJobSignal.announce(),
       outbox,
       onDeliveriesAdded: deliveriesDue,
+      onCallChanged: callChanged,
     }),
   });
   const events = createEventProcessor({
@@ -173,13 +179,16 @@ export async function startService(config: Config, logger: Logger, options: Serv
     sweep: config.database.dialect === 'postgres',
     outbox,
     onDeliveriesAdded: deliveriesDue,
+    onCallsChanged: (callIds) => callChanges.announce(callIds),
   });
   const walSync = createWalSync(config.database);
   const eventWriter = createEventWriter(db, walSync);
   const webhookTokens = createWebhookTokens({ db, database: config.database, clock, logger });
   const app = buildApp(
-    { config, logger, clock, db, store, apiToken: apiToken.token, webhookToken: webhookToken?.token ?? null, webhookTokens, eventWriter, events, fetchJobsDue, metrics,
+    { config, logger, clock, startedAt, db, store, apiToken: apiToken.token, webhookToken: webhookToken?.token ?? null, webhookTokens, eventWriter, events, fetchJobsDue, metrics,
       deliveries: { outbox, links, due: deliveriesDue },
+      sessions: config.dashboard.enabled ? createDashboardSessions({ db, clock, ttlMs: config.dashboard.sessionTtlMs }) : null,
+      callChanges,
       secretGuards: {
         webhook: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: false, what: 'webhook', logger }),
         api: createSecretGuard({ maxFailures: config.authFailureLimit, lockOutRightSecrets: true, what: 'API', logger }),
@@ -195,7 +204,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     await app.listen({ port: config.port, host: config.host });
   } catch (caught) {
     await Promise.allSettled([
-      app.close(), client.close(), walSync.close(), fetchJobSignal.close(), deliverySignal.close(), webhookTokens.stop(), store.close(),
+      app.close(), client.close(), walSync.close(), fetchJobSignal.close(), deliverySignal.close(), callChanges.close(), webhookTokens.stop(), store.close(),
       ...destinations.map((destination) => destination.close?.()),
     ]);
     await db.destroy();
@@ -212,6 +221,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
     logger,
     eventRetentionMs: config.eventRetentionMs,
     recordingRetentionMs: config.recordingRetentionMs,
+    onCallsChanged: (callIds) => callChanges.announce(callIds),
   });
   const silenceMonitor = createWebhookSilenceMonitor({ db, clock, logger, thresholdMs: config.webhookSilenceWarningMs, startedAt });
   // A process killed while this one runs (or just before it started) leaves an area that looks
@@ -240,6 +250,9 @@ export async function startService(config: Config, logger: Logger, options: Serv
     url,
     stop() {
       stopping ??= (async () => {
+        // Live streams never finish by themselves: ended first, so that the requests still in
+        // flight are the ones that will.
+        const liveClosed = callChanges.close();
         // Jobs do not wait for the HTTP side: claiming stops at once, and downloads and deliveries
         // in flight get the same grace as requests (then are aborted; they run again later).
         const jobsStopped = Promise.all([
@@ -257,6 +270,7 @@ export async function startService(config: Config, logger: Logger, options: Serv
             events.stop(),
             fetchJobSignal.close(),
             deliverySignal.close(),
+            liveClosed,
             webhookTokens.stop(),
             client.close(),
             store.close(),

@@ -14,6 +14,8 @@ export interface ListQuery {
   phone?: string;
   since?: string;
   until?: string;
+  /** Search: a phone number (the other party's), or the start of a whatsapp_call_id. */
+  q?: string;
   limit: number;
   cursor?: string;
 }
@@ -30,6 +32,8 @@ export const LIST_QUERY_SCHEMA = {
     phone: { type: 'string', maxLength: 64 },
     since: { type: 'string', maxLength: 64 },
     until: { type: 'string', maxLength: 64 },
+    // Call ids are up to 128 characters and hold no control character (PostgreSQL fails on a NUL).
+    q: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' },
     limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 },
     cursor: { type: 'string', maxLength: 512 },
   },
@@ -54,10 +58,21 @@ export function readCallFilters(query: ListQuery): { ok: true; filters: CallFilt
     if (time === null) return { ok: false, field, error: `${field} must be an ISO 8601 date (2024-05-01) or time with its offset (2024-05-01T12:00:00Z)` };
     times[field] = time;
   }
+  const search = readSearch(query.q);
+  if (search === null) return { ok: false, field: 'q', error: 'q must be a phone number or the start of a whatsapp_call_id' };
   return {
     ok: true,
-    filters: { state: query.state, tenant: query.tenant, direction: query.direction, outcome: query.outcome, deviceId: query.device, phone, ...times },
+    filters: { state: query.state, tenant: query.tenant, direction: query.direction, outcome: query.outcome, deviceId: query.device, phone, ...search, ...times },
   };
+}
+
+/** A number finds the calls with that other party; anything else, the calls whose id starts with it. */
+function readSearch(q: string | undefined): Pick<CallFilters, 'peerPhone' | 'callIdPrefix'> | null {
+  if (q === undefined) return {};
+  const text = q.trim();
+  if (text === '') return null;
+  const peerPhone = toE164(text);
+  return peerPhone === null ? { callIdPrefix: text } : { peerPhone };
 }
 
 // Hand-written rather than Date.parse, which takes many other shapes, reads a time without an

@@ -5,7 +5,7 @@ import { listCallEvents } from '../db/events-repository.ts';
 import { findFetchJob, findFetchJobs } from '../db/fetch-jobs-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { retryAllFetches, retryFetch } from '../jobs/retry-fetch.ts';
-import { checkApiToken } from './api-auth.ts';
+import { checkApiAccess } from './api-auth.ts';
 import { LIST_QUERY_SCHEMA, readCallFilters, type ListQuery } from './call-filters.ts';
 import { presentCall, presentDelivery, presentEvent } from './call-view.ts';
 import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
@@ -14,11 +14,11 @@ interface CallParams {
   id: string;
 }
 
-/** The read API: everything under /api needs `Authorization: Bearer <API_TOKEN>`. */
+/** The read API: everything under /api needs the API token or a dashboard session (src/api/api-auth.ts). */
 export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
   void app.register(
     async (api) => {
-      api.addHook('onRequest', (request, reply) => checkApiToken(deps, request, reply));
+      api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
       api.get<{ Querystring: ListQuery }>(
         '/calls',
@@ -81,6 +81,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
             : `[WaVoIP Recording Webhook] Next attempt for call ${callId} brought forward to now`,
         );
         deps.fetchJobsDue();
+        deps.callChanges.announce([callId]);
         const [call, job] = await Promise.all([findCall(deps.db, callId), findFetchJob(deps.db, callId)]);
         return reply.code(202).send(presentCall(call as StoredCall, job));
       });
@@ -101,7 +102,10 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           const { state } = request.query;
           const retried = await retryAllFetches(deps.db, state, deps.clock.now(), deps.config);
           deps.logger.info({ state, retried }, `[WaVoIP Recording Webhook] Retry of every ${state} call requested: ${retried} to fetch now`);
-          if (retried > 0) deps.fetchJobsDue();
+          if (retried > 0) {
+            deps.fetchJobsDue();
+            deps.callChanges.announceResync();
+          }
           return reply.code(202).send({ state, retried });
         },
       );

@@ -5,7 +5,7 @@ import { listDestinationStates, resetDestination } from '../db/destination-state
 import { parseIsoTime } from './call-filters.ts';
 import { RECORDING_LINK_PATH } from '../delivery/recording-link.ts';
 import type { AppDeps } from '../http/app-deps.ts';
-import { checkApiToken } from './api-auth.ts';
+import { checkApiAccess } from './api-auth.ts';
 import { presentDelivery } from './call-view.ts';
 import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
 
@@ -42,7 +42,7 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
 
   void app.register(
     async (api) => {
-      api.addHook('onRequest', (request, reply) => checkApiToken(deps, request, reply));
+      api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
       api.post<{ Params: { id: string }; Querystring: { destination?: string } }>(
         '/calls/:id/redeliver',
@@ -61,7 +61,10 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
           const added = await outbox.redeliver(deps.db, request.params.id, deps.clock.now(), destination);
           if (added === null) return reply.code(404).send({ error: `no call with whatsapp_call_id ${JSON.stringify(request.params.id)}` });
           deps.logger.info({ call_id: request.params.id, destination, added }, `[Deliveries] Redelivery of call ${request.params.id} requested: ${added} new deliveries`);
-          if (added > 0) deps.deliveries.due();
+          if (added > 0) {
+            deps.deliveries.due();
+            deps.callChanges.announce([request.params.id]);
+          }
           const deliveries = await listCallDeliveries(deps.db, request.params.id);
           return reply.code(202).send({ whatsapp_call_id: request.params.id, added, deliveries: deliveries.map(presentDelivery) });
         },
@@ -80,7 +83,10 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
           if (outbox.destinations.length === 0) return reply.code(409).send({ error: 'no destination is configured (OUTBOUND_WEBHOOK_URLS, CHATWOOT_URL)' });
           const result = await outbox.backfill(deps.db, since, deps.clock.now());
           deps.logger.info({ since: new Date(since).toISOString(), ...result }, `[Deliveries] Backfill since ${new Date(since).toISOString()}: ${result.deliveries} deliveries for ${result.calls} calls`);
-          if (result.deliveries > 0) deps.deliveries.due();
+          if (result.deliveries > 0) {
+            deps.deliveries.due();
+            deps.callChanges.announceResync();
+          }
           return reply.code(202).send({ since: new Date(since).toISOString(), calls: result.calls, deliveries: result.deliveries });
         },
       );

@@ -3,7 +3,7 @@ import { countRecentCalls, findDevice, listDevices, type StoredDevice } from '..
 import { toE164 } from '../calls/phone-number.ts';
 import { DEVICE_STATUSES, isDeviceSilent, type DeviceStatus } from '../devices/device-status.ts';
 import type { AppDeps } from '../http/app-deps.ts';
-import { checkApiToken } from './api-auth.ts';
+import { checkApiAccess } from './api-auth.ts';
 import { TENANT_QUERY_SCHEMA } from './webhook-token-routes.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -40,7 +40,7 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: AppDeps): void 
 
   void app.register(
     async (api) => {
-      api.addHook('onRequest', (request, reply) => checkApiToken(deps, request, reply));
+      api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
       api.get<{ Querystring: ListQuery }>(
         '/devices',

@@ -4,6 +4,14 @@ import { listDestinationStates } from '../db/destination-states-repository.ts';
 import { coerceError } from '../errors.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 
+export interface Readiness {
+  status: 'ready' | 'degraded' | 'unavailable';
+  database: 'ok' | 'unavailable';
+  storage: 'ok' | 'unavailable';
+  /** Absent when no delivery destination is configured. */
+  deliveries?: 'ok' | 'blocked' | 'unknown';
+}
+
 /**
  * Unauthenticated, for load balancers and process supervisors; they reveal no call data.
  * /readyz: 200 `ready`, 200 `degraded` (recording storage failing, or a delivery destination
@@ -14,17 +22,23 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
-    const [database, storage, deliveries] = await Promise.all([
-      probe('database', () => checkDb(deps.db)),
-      probe('recording storage', () => deps.store.check()),
-      deliveryState(),
-    ]);
-    // Webhooks need only the database. A replica whose storage fails still takes them (and its
-    // downloads retry), so a load balancer must not route them away: that would lose them.
-    // A blocked destination is the same: deliveries wait, nothing is lost.
-    const status = database !== 'ok' ? 'unavailable' : storage !== 'ok' || deliveries === 'blocked' ? 'degraded' : 'ready';
-    return reply.code(status === 'unavailable' ? 503 : 200).send({ status, database, storage, ...(deliveries === 'none' ? {} : { deliveries }) });
+    const readiness = await checkReadiness(deps);
+    return reply.code(readiness.status === 'unavailable' ? 503 : 200).send(readiness);
   });
+}
+
+/** What /readyz answers, and the dashboard's health strip shows. */
+export async function checkReadiness(deps: Pick<AppDeps, 'db' | 'store' | 'deliveries' | 'logger'>): Promise<Readiness> {
+  const [database, storage, deliveries] = await Promise.all([
+    probe('database', () => checkDb(deps.db)),
+    probe('recording storage', () => deps.store.check()),
+    deliveryState(),
+  ]);
+  // Webhooks need only the database. A replica whose storage fails still takes them (and its
+  // downloads retry), so a load balancer must not route them away: that would lose them.
+  // A blocked destination is the same: deliveries wait, nothing is lost.
+  const status = database !== 'ok' ? 'unavailable' : storage !== 'ok' || deliveries === 'blocked' ? 'degraded' : 'ready';
+  return { status, database, storage, ...(deliveries === 'none' ? {} : { deliveries }) };
 
   /**
    * `blocked` while a configured destination's settings are wrong or its receiver disabled it;

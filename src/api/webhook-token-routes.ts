@@ -3,7 +3,7 @@ import type { StoredWebhookToken } from '../db/webhook-tokens-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
 import { TENANT_LABEL_PATTERN, TENANT_LABEL_RULE } from '../webhook/webhook-tokens.ts';
-import { checkApiToken } from './api-auth.ts';
+import { checkApiAccess } from './api-auth.ts';
 
 /** The `tenant` filter of the call and device lists: a label as webhook tokens have them. */
 export const TENANT_QUERY_SCHEMA = { type: 'string', pattern: TENANT_LABEL_PATTERN.source } as const;
@@ -18,7 +18,7 @@ function presentToken(token: StoredWebhookToken) {
 export function registerWebhookTokenRoutes(app: FastifyInstance, deps: AppDeps): void {
   void app.register(
     async (api) => {
-      api.addHook('onRequest', (request, reply) => checkApiToken(deps, request, reply));
+      api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
       api.post<{ Body: { label: string } }>(
         '/webhook-tokens',

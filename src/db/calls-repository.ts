@@ -1,4 +1,4 @@
-import type { Selectable } from 'kysely';
+import { sql, type Selectable } from 'kysely';
 import { describeCall, type CallDirection, type CallOutcome } from '../calls/call-details.ts';
 import { FINAL_CALL_STATUSES, type AttachmentState, type CallFacts, type CallRecord } from '../calls/call-state.ts';
 import type { RecordingFacts } from '../calls/recording.ts';
@@ -167,6 +167,10 @@ export interface CallPageQuery {
   deviceId?: string | undefined;
   /** E.164: the peer's or the device's number. */
   phone?: string | undefined;
+  /** E.164: the other party's number only (the search box given a number). */
+  peerPhone?: string | undefined;
+  /** Calls whose whatsapp_call_id starts with this (the search box given anything else). */
+  callIdPrefix?: string | undefined;
   /** On first_seen_at (started_at): since inclusive, until exclusive. */
   since?: number | undefined;
   until?: number | undefined;
@@ -193,6 +197,17 @@ export function selectCallPage(db: DbOrTrx, query: CallPageQuery) {
     const phone = query.phone;
     select = select.where((eb) => eb.or([eb('peer_phone', '=', phone), eb('device_phone', '=', phone)]));
   }
+  if (query.peerPhone !== undefined) select = select.where('peer_phone', '=', query.peerPhone);
+  if (query.callIdPrefix !== undefined) {
+    // A range rather than LIKE: an index walk on both databases (SQLite's LIKE ignores case and
+    // so no index serves it). Byte order, which UTF-8 shares with code points: SQLite compares
+    // bytes, and PostgreSQL does under the C collation, for which migration 007 has an index.
+    const callId = isPostgres(db) ? sql<string>`call_id collate "C"` : sql<string>`call_id`;
+    const prefix = query.callIdPrefix;
+    const end = prefixRangeEnd(prefix);
+    select = select.where(callId, '>=', prefix);
+    if (end !== null) select = select.where(callId, '<', end);
+  }
   if (query.since !== undefined) select = select.where('first_seen_at', '>=', query.since);
   if (query.until !== undefined) select = select.where('first_seen_at', '<', query.until);
   if (query.after) {
@@ -210,6 +225,31 @@ export function selectCallPage(db: DbOrTrx, query: CallPageQuery) {
     .orderBy('first_seen_at', 'desc')
     .orderBy('call_id', 'desc')
     .limit(query.limit + 1);
+}
+
+/**
+ * The first string after every string that starts with `prefix`: its last code point one higher
+ * (a code point at the top of Unicode is dropped and the one before it raised; surrogates are
+ * skipped). Null when there is none (the prefix is all U+10FFFF): the range is open-ended.
+ */
+export function prefixRangeEnd(prefix: string): string | null {
+  const codePoints = Array.from(prefix, (char) => char.codePointAt(0) as number);
+  while (codePoints.length > 0) {
+    const last = (codePoints.pop() as number) + 1;
+    if (last <= 0x10ffff) {
+      codePoints.push(last === 0xd800 ? 0xe000 : last);
+      return String.fromCodePoint(...codePoints);
+    }
+  }
+  return null;
+}
+
+/** These calls as they are now, newest first; ids of no call are left out. */
+export async function findCalls(db: DbOrTrx, callIds: readonly string[]): Promise<StoredCall[]> {
+  const ids = callIds.filter((callId) => !callId.includes('\u0000'));
+  if (ids.length === 0) return [];
+  const rows = await db.selectFrom('calls').selectAll().where('call_id', 'in', ids).orderBy('first_seen_at', 'desc').orderBy('call_id', 'desc').execute();
+  return rows.map(toStoredCall);
 }
 
 function toStoredCall(row: Selectable<CallsTable>): StoredCall {

@@ -15,6 +15,8 @@ const RECONNECT_DELAYS_MS = [250, 1_000, 5_000, 15_000];
 export interface DatabaseSignal {
   /** After a commit: every listening replica's `onAnnounced` runs. */
   announce(): void;
+  /** Like announce, with a payload (under 8000 bytes) for `onAnnounced`; rejects when it could not be sent. */
+  send(payload: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -23,15 +25,20 @@ export interface DatabaseSignalOptions {
   database: DatabaseConfig;
   logger: Logger;
   channel: string;
-  /** Also run after (re)connecting, for whatever was announced while not listening. */
-  onAnnounced: () => void;
+  /**
+   * With the payload of the notification; also run (without one) after (re)connecting, for
+   * whatever was announced while not listening.
+   */
+  onAnnounced: (payload?: string) => void;
+  /** After listening again once the channel was lost: what was announced meanwhile is unknown. */
+  onRegained?: () => void;
   /** Log lines: listening again, and what still happens while the channel is lost. */
   messages: { regained: string; lost: string };
 }
 
 export function createDatabaseSignal(deps: DatabaseSignalOptions): DatabaseSignal {
   const { db, database, logger, onAnnounced, channel, messages } = deps;
-  if (database.dialect !== 'postgres') return { announce() {}, async close() {} };
+  if (database.dialect !== 'postgres') return { announce() {}, async send() {}, async close() {} };
   const { url } = database;
 
   let closed = false;
@@ -41,7 +48,7 @@ export function createDatabaseSignal(deps: DatabaseSignalOptions): DatabaseSigna
 
   async function listen(): Promise<void> {
     const connection = new pg.Client({ connectionString: url, keepAlive: true, keepAliveInitialDelayMillis: TCP_KEEPALIVE_DELAY_MS, connectionTimeoutMillis: 10_000 });
-    connection.on('notification', () => onAnnounced());
+    connection.on('notification', (message) => onAnnounced(message.payload));
     connection.on('error', (error) => reconnect(connection, error));
     connection.on('end', () => reconnect(connection));
     try {
@@ -56,8 +63,10 @@ export function createDatabaseSignal(deps: DatabaseSignalOptions): DatabaseSigna
       return;
     }
     client = connection;
-    if (failures > 0) logger.info(messages.regained);
+    const regained = failures > 0;
+    if (regained) logger.info(messages.regained);
     failures = 0;
+    if (regained) deps.onRegained?.();
     // Whatever was announced while not listening is picked up now.
     onAnnounced();
   }
@@ -84,11 +93,16 @@ export function createDatabaseSignal(deps: DatabaseSignalOptions): DatabaseSigna
 
   void listen();
 
+  async function send(payload: string): Promise<void> {
+    await sql`select pg_notify(${channel}, ${payload})`.execute(db);
+  }
+
   return {
     announce(): void {
       // Best effort: each user of a signal also looks on a schedule of its own.
-      sql`select pg_notify(${channel}, '')`.execute(db).catch(() => {});
+      send('').catch(() => {});
     },
+    send,
     async close(): Promise<void> {
       closed = true;
       clearTimeout(reconnectTimer);

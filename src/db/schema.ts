@@ -128,6 +128,15 @@ export interface DestinationStatesTable {
   next_probe_at: number | null;
 }
 
+/** Dashboard sign-ins: only a hash of each session cookie is kept. */
+export interface DashboardSessionsTable {
+  /** sha256 hex of the cookie's value. */
+  id_hash: string;
+  csrf_token: string;
+  created_at: number;
+  expires_at: number;
+}
+
 export interface Database {
   events: EventsTable;
   calls: CallsTable;
@@ -136,4 +145,5 @@ export interface Database {
   webhook_tokens: WebhookTokensTable;
   deliveries: DeliveriesTable;
   destination_states: DestinationStatesTable;
+  dashboard_sessions: DashboardSessionsTable;
 }

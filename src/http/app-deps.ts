@@ -1,8 +1,10 @@
 import type { Clock } from '../clock.ts';
 import type { Config } from '../config/config.ts';
 import type { Db } from '../db/database.ts';
+import type { DashboardSessions } from '../dashboard/dashboard-sessions.ts';
 import type { DeliveryOutbox } from '../delivery/outbox.ts';
 import type { RecordingLinks } from '../delivery/recording-link.ts';
+import type { CallChanges } from '../live/call-changes.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { RecordingStore } from '../storage/recording-store.ts';
@@ -16,6 +18,8 @@ export interface AppDeps {
   config: Config;
   logger: Logger;
   clock: Clock;
+  /** When this process started: webhook silence counts from it until a first webhook arrives. */
+  startedAt: number;
   db: Db;
   store: RecordingStore;
   apiToken: string;
@@ -35,6 +39,10 @@ export interface AppDeps {
     /** New deliveries are due now: wakes this replica's delivery scheduler and tells the others. */
     due: () => void;
   };
+  /** Dashboard sign-ins; null with DASHBOARD=false (the API then takes only the bearer token). */
+  sessions: DashboardSessions | null;
+  /** Announces changed calls to every replica's live streams (GET /api/live). */
+  callChanges: CallChanges;
   /** Separate counts: guessing at the API must not lock out webhooks from the same address. */
   secretGuards: { webhook: SecretGuard; api: SecretGuard };
 }

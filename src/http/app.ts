@@ -1,3 +1,4 @@
+import fastifyCookie from '@fastify/cookie';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import secureJsonParse from 'secure-json-parse';
@@ -5,6 +6,8 @@ import { registerCallRoutes } from '../api/call-routes.ts';
 import { registerDeviceRoutes } from '../api/device-routes.ts';
 import { registerDeliveryRoutes } from '../api/delivery-routes.ts';
 import { registerHealthRoutes } from '../api/health-routes.ts';
+import { registerLiveRoutes } from '../api/live-routes.ts';
+import { registerSummaryRoutes } from '../api/summary-routes.ts';
 import { registerWebhookTokenRoutes } from '../api/webhook-token-routes.ts';
 import { registerMetricsRoutes } from '../metrics/metrics-routes.ts';
 import { registerDashboardRoutes } from '../dashboard/dashboard-routes.ts';
@@ -12,6 +15,7 @@ import { isDatabaseUnavailable } from '../db/database.ts';
 import { AppError, coerceError } from '../errors.ts';
 import { RECORDING_LINK_PATH } from '../delivery/recording-link.ts';
 import { redactUrl } from '../log/logger.ts';
+import { registerSessionRoutes } from '../dashboard/session-routes.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
 import type { AppDeps } from './app-deps.ts';
 
@@ -123,12 +127,17 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
     response.end(JSON.stringify({ error: `unsupported Expect header: ${JSON.stringify(request.headers.expect ?? '')}` }));
   });
 
+  // Cookies are read only for dashboard sessions; with the dashboard off, none is looked at.
+  if (deps.sessions !== null) void app.register(fastifyCookie);
   registerHealthRoutes(app, deps);
+  registerSessionRoutes(app, deps);
   registerWebhookRoutes(app, deps);
   registerCallRoutes(app, deps);
   registerDeviceRoutes(app, deps);
   registerWebhookTokenRoutes(app, deps);
   registerDeliveryRoutes(app, deps);
+  registerSummaryRoutes(app, deps);
+  registerLiveRoutes(app, deps);
   registerMetricsRoutes(app, deps);
   if (deps.config.dashboard.enabled) registerDashboardRoutes(app);
   return app;

@@ -45,6 +45,8 @@ export function createDeliverJob(deps: {
   timings: DeliveryTimings;
   /** Something changed that other replicas may be waiting on (a delivery settled, a destination unblocked). */
   announce: () => void;
+  /** A call's deliveries changed (for the live list); `null`: many calls' did. */
+  onCallChanged?: (callId: string | null) => void;
 }): DeliveryRunner {
   const { db, clock, logger, metrics } = deps;
 
@@ -69,6 +71,7 @@ export function createDeliverJob(deps: {
         logger.info({ destination: destination.name }, `[${destination.logTag}] ${destination.name} takes deliveries again; resuming what waited`);
       }
       deps.announce();
+      deps.onCallChanged?.(call.callId);
     } catch (caught) {
       await handleFailure(destination, delivery, signal, caught, context, count);
     }
@@ -99,6 +102,7 @@ export function createDeliverJob(deps: {
       case 'blocked': {
         const first = await blockDestination(db, { destination: destination.name, reason, now, nextProbeAt: now + (deps.timings.probeIntervalMs ?? BLOCKED_PROBE_INTERVAL_MS) });
         await releaseDelivery(db, delivery, { lastError: reason });
+        deps.onCallChanged?.(delivery.callId);
         count('blocked');
         logger.error(
           { ...context, reason },
@@ -111,6 +115,7 @@ export function createDeliverJob(deps: {
       case 'gone': {
         await disableDestination(db, { destination: destination.name, reason, now });
         const cancelled = await cancelPendingDeliveries(db, destination.name, `not sent: ${reason}`);
+        deps.onCallChanged?.(null);
         count('gone');
         logger.warn({ ...context, reason, cancelled }, `${tag} ⚠️ ${destination.name} disabled: ${reason}. ${cancelled} waiting deliveries cancelled; remove it from the settings, or once the receiver is fixed POST /api/destinations/reset`);
         return;
@@ -126,6 +131,7 @@ export function createDeliverJob(deps: {
         });
         if (runAt !== null) {
           await rescheduleDelivery(db, delivery, { runAt, lastError: reason, outcomeUnknown: error.code === DELIVERY_ERROR_CODES.answerLost });
+          deps.onCallChanged?.(delivery.callId);
           count('retry');
           logger.warn(
             { ...context, reason, code: error.code, next_attempt_at: new Date(runAt).toISOString() },
@@ -135,6 +141,7 @@ export function createDeliverJob(deps: {
         }
         const gaveUp = `gave up after ${formatDuration(deps.timings.maxWaitMs)} of retries (last error: ${reason})`;
         await giveUpDelivery(db, delivery, gaveUp);
+        deps.onCallChanged?.(delivery.callId);
         count('given_up');
         logger.error({ ...context, reason: gaveUp }, `${tag} ❌ ${describe(delivery)} to ${destination.name} ${gaveUp}`);
         deps.announce();
@@ -142,6 +149,7 @@ export function createDeliverJob(deps: {
       }
       case 'permanent': {
         await giveUpDelivery(db, delivery, reason);
+        deps.onCallChanged?.(delivery.callId);
         count('given_up');
         logger.error({ ...context, reason, code: error.code }, `${tag} ❌ ${describe(delivery)} to ${destination.name} refused: ${reason}`);
         deps.announce();

@@ -34,6 +34,8 @@ export interface FetchRecordingDeps {
   /** Deliveries an attached or failed recording causes, written in the same transaction. */
   outbox?: DeliveryOutbox;
   onDeliveriesAdded?: () => void;
+  /** After commit: the call's attachment, or its job's attempts, changed (for the live list). */
+  onCallChanged?: (callId: string) => void;
 }
 
 /**
@@ -106,6 +108,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
       if (deliveries > 0) deps.onDeliveriesAdded?.();
       count(attached ? 'attached' : 'superseded');
       if (attached) {
+        deps.onCallChanged?.(call.callId);
         metrics.downloadedBytes.inc(file.size);
         metrics.downloadDuration.observe({ mode }, (performance.now() - startedAt) / 1000);
         logger.info(
@@ -179,6 +182,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
 
     if (nextRunAt !== null) {
       await rescheduleFetchJob(db, job, { runAt: nextRunAt, action: context.mode === 'download' ? 'fetch-now' : 'poll', lastError: reason });
+      deps.onCallChanged?.(call.callId);
       const retryIn = formatWait(nextRunAt - now);
       // Only a 404 is the recording not published yet; anything else is something to look at.
       const notYet = error.code === 'NOT_FOUND';
@@ -208,6 +212,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
     });
     if (deliveries > 0) deps.onDeliveriesAdded?.();
     if (failed) {
+      deps.onCallChanged?.(call.callId);
       logger.error({ ...context, reason: finalReason, code: error.code }, `[WaVoIP Recording Webhook] ❌ Recording failed for call ${call.callId}: ${finalReason}`);
       return 'failed';
     }

@@ -21,6 +21,8 @@ export interface RetentionDeps {
   eventRetentionMs: number;
   /** Unset: recordings are never deleted. */
   recordingRetentionMs: number | undefined;
+  /** The calls whose recordings expired (for the live list). */
+  onCallsChanged?: (callIds: string[]) => void;
 }
 
 /**
@@ -50,13 +52,16 @@ export function createRetention(deps: RetentionDeps): PeriodicTask {
     let recordings = 0;
     while (!signal.aborted) {
       const batch = await listRecordingsAttachedBefore(db, before, RECORDING_BATCH);
+      const expired: string[] = [];
       for (const { callId, key } of batch) {
         if (signal.aborted) break;
         // File first: a crash in between leaves a call that is still attached and is expired on
         // the next run, never an expired call whose file lingers.
         await store.remove(key);
-        if (await expireRecording(db, callId, key, reason)) recordings += 1;
+        if (await expireRecording(db, callId, key, reason)) expired.push(callId);
       }
+      recordings += expired.length;
+      if (expired.length > 0) deps.onCallsChanged?.(expired);
       if (batch.length < RECORDING_BATCH) break;
       await nextTurn();
     }

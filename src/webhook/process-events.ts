@@ -50,6 +50,8 @@ export function createEventProcessor(deps: {
   /** Deliveries the call changes cause, written in the same transaction. */
   outbox?: DeliveryOutbox;
   onDeliveriesAdded?: () => void;
+  /** After commit: the calls the events changed (for the live list). */
+  onCallsChanged?: (callIds: string[]) => void;
 }) {
   const { db, clock, logger } = deps;
   let running: Promise<void> | null = null;
@@ -170,6 +172,8 @@ export function createEventProcessor(deps: {
         continue;
       }
       for (const outcome of applied.outcomes) logOutcome(outcome);
+      const changed = applied.outcomes.flatMap((outcome) => (outcome.next === null ? [] : [outcome.next.callId]));
+      if (changed.length > 0) deps.onCallsChanged?.(changed);
       if (applied.outcomes.some((outcome) => outcome.plan.action === 'fetch-now' || outcome.plan.action === 'poll')) {
         deps.onFetchScheduled();
       }

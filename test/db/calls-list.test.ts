@@ -33,10 +33,13 @@ const listQueries = () =>
     [page({ outcome: 'rejected' }), 'calls_outcome_newest'],
     [page({ outcome: 'rejected', since: 1_000_000 }), 'calls_outcome_newest'],
     [page({ deviceId: 'device-7' }), 'calls_device_newest'],
+    [page({ peerPhone: '+5511900000042' }), 'calls_peer_phone_newest'],
   ] as const;
 
 /** The phone filter is either of two columns: each through its own index, then the few matches sorted. */
 const phoneQuery = () => selectCallPage(db, page({ phone: '+5511900000042' }));
+/** The search by id prefix: a range of the ids' index (bytewise), then the few matches sorted. */
+const callIdPrefixQuery = () => selectCallPage(db, page({ callIdPrefix: 'call-1234' }));
 
 describe(`the call list in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}`, () => {
   // EXPLAIN QUERY PLAN and its wording are SQLite's. With no statistics its planner picks these
@@ -51,6 +54,8 @@ describe(`the call list in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}
     expect(phone).toMatch(/MULTI-INDEX OR/);
     expect(phone).toMatch(/INDEX calls_peer_phone_newest\b/);
     expect(phone).toMatch(/INDEX calls_device_phone_newest\b/);
+    const prefix = await sqlitePlan(callIdPrefixQuery());
+    expect(prefix).toMatch(/SEARCH calls USING INDEX sqlite_autoindex_calls_1 \(call_id>\? AND call_id<\?\)/);
   });
 
   // PostgreSQL's planner goes by statistics: the check stores what a busy service holds and analyzes.
@@ -71,6 +76,9 @@ describe(`the call list in ${testDialect === 'sqlite' ? 'SQLite' : 'PostgreSQL'}
     const phone = await postgresPlan(phoneQuery());
     expect(phone).toMatch(/calls_peer_phone_newest/);
     expect(phone).not.toMatch(/Seq Scan/);
+    const prefix = await postgresPlan(callIdPrefixQuery());
+    expect(prefix).toMatch(/(Index|Bitmap Index) Scan (using|on) calls_call_id_bytes\b/);
+    expect(prefix).not.toMatch(/Seq Scan/);
   });
 });
 

@@ -5,6 +5,7 @@ import * as fetchPriority from './003-fetch-priority.ts';
 import * as callDetails from './004-call-details.ts';
 import * as devicesAndTenants from './005-devices-and-tenants.ts';
 import * as deliveries from './006-deliveries.ts';
+import * as dashboard from './007-dashboard.ts';
 
 /** Every migration, in order. Listed in code so that nothing depends on scanning a directory at run time. */
 export const migrations: Record<string, Migration> = {
@@ -14,4 +15,5 @@ export const migrations: Record<string, Migration> = {
   '004-call-details': callDetails,
   '005-devices-and-tenants': devicesAndTenants,
   '006-deliveries': deliveries,
+  '007-dashboard': dashboard,
 };
