@@ -88,9 +88,9 @@ afterAll(async () => {
 
 /** A page of the dashboard, signed in, with its errors collected. */
 async function open(path: string, options: Parameters<typeof dashboardContext>[2] = {}) {
-  const { context, session } = await dashboardContext(browser, service, options);
+  const context = await dashboardContext(browser, service, options);
   const page = await context.newPage();
-  const errors = collectPageErrors(page, { session });
+  const errors = collectPageErrors(page);
   await page.goto(path);
   return { page, errors, close: () => context.close() };
 }
@@ -264,12 +264,12 @@ describeInChromium('the dashboard in Chromium', () => {
 
   it('a device silent for longer than WEBHOOK_SILENCE_WARNING is flagged', async () => {
     const quiet = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, WEBHOOK_SILENCE_WARNING: '1s' }));
-    const { context, session } = await dashboardContext(browser, quiet);
+    const context = await dashboardContext(browser, quiet);
     try {
       expect((await quiet.postWebhook({ ...DEVICE, id_session: 4242 })).status).toBe(200);
       await waitFor(async () => ((await (await quiet.api('/api/devices')).json()) as { devices: { silent: boolean }[] }).devices[0]?.silent === true, 'the device to fall silent');
       const page = await context.newPage();
-      const errors = collectPageErrors(page, { session });
+      const errors = collectPageErrors(page);
       await page.goto('/devices');
       await page.locator('tr[data-device="4242"] td.silent .badge.silent').waitFor();
       expect(await page.locator('tr[data-device="4242"] td.silent').textContent()).toBe('⚠ Silent');

@@ -32,51 +32,27 @@ export function launchChromium(): Promise<Browser> {
   });
 }
 
-/** Endpoints of the dashboard's server part (sessions, summary, live stream). */
-const SERVER_PART_PATHS = ['/api/session', '/api/summary', '/api/live'];
-
-export interface DashboardContext {
-  context: BrowserContext;
-  /** True when the service has the session endpoints, and the context signed in with a cookie. */
-  session: boolean;
-}
-
-/**
- * A browser context allowed to read the API: signed in with a session cookie where the service
- * has POST /api/session, else sending the API token on every request (a service without the
- * server part of the dashboard, whose API takes only the bearer token).
- */
+/** A browser context signed in as a person would be: the session cookie from POST /api/session. */
 export async function dashboardContext(
   browser: Browser,
   service: ServiceClient,
   options: { locale?: string; viewport?: { width: number; height: number } } = {},
-): Promise<DashboardContext> {
-  const base = { locale: options.locale ?? 'en-US', viewport: options.viewport ?? { width: 1280, height: 900 }, baseURL: service.url };
+): Promise<BrowserContext> {
   const signIn = await fetch(`${service.url}/api/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ password: API_TOKEN }) });
-  if (signIn.status === 404) {
-    return { context: await browser.newContext({ ...base, extraHTTPHeaders: { authorization: `Bearer ${API_TOKEN}` } }), session: false };
-  }
   expect(signIn.status).toBe(200);
   const cookie = /wavoip_session=([^;]+)/.exec(signIn.headers.get('set-cookie') ?? '')?.[1];
   if (cookie === undefined) throw new Error('POST /api/session set no wavoip_session cookie');
-  const context = await browser.newContext(base);
+  const context = await browser.newContext({ locale: options.locale ?? 'en-US', viewport: options.viewport ?? { width: 1280, height: 900 }, baseURL: service.url });
   await context.addCookies([{ name: 'wavoip_session', value: cookie, url: service.url, httpOnly: true, sameSite: 'Strict' }]);
-  return { context, session: true };
+  return context;
 }
 
-/**
- * Every uncaught exception and console error on the page. Without the server part, its
- * endpoints answer 404 (and the live stream is refused); those, and only those, are expected.
- */
-export function collectPageErrors(page: Page, { session }: { session: boolean }): string[] {
+/** Every uncaught exception and console error on the page: a test expects none. */
+export function collectPageErrors(page: Page): string[] {
   const errors: string[] = [];
   page.on('pageerror', (error) => errors.push(`uncaught: ${error.message}`));
   page.on('console', (message) => {
-    if (message.type() !== 'error') return;
-    const where = message.location().url;
-    const pathname = where ? new URL(where).pathname : '';
-    if (!session && (SERVER_PART_PATHS.includes(pathname) || message.text().includes('EventSource'))) return;
-    errors.push(`console: ${message.text()} (${where})`);
+    if (message.type() === 'error') errors.push(`console: ${message.text()} (${message.location().url})`);
   });
   return errors;
 }
