@@ -18,7 +18,17 @@ export function registerSummaryRoutes(app: FastifyInstance, deps: AppDeps): void
     async (api) => {
       api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
+      // Requests arriving while one is computed share its answer: every open page asks after the
+      // same live events, and counting calls by state is a pass over all of them.
+      let inFlight: Promise<Summary> | undefined;
       api.get('/summary', async () => {
+        inFlight ??= summarise().finally(() => {
+          inFlight = undefined;
+        });
+        return inFlight;
+      });
+
+      async function summarise() {
         const now = deps.clock.now();
         const [byState, jobs, lastWebhookAt, devicesSilent, readiness] = await Promise.all([
           countCallsByAttachmentState(deps.db),
@@ -40,7 +50,8 @@ export function registerSummaryRoutes(app: FastifyInstance, deps: AppDeps): void
           },
           devices_silent: devicesSilent,
         };
-      });
+      }
+      type Summary = Awaited<ReturnType<typeof summarise>>;
     },
     { prefix: '/api' },
   );

@@ -33,13 +33,21 @@ export function facts(pairs, className = 'facts') {
   return h('dl', { class: className }, pairs.filter(([, value]) => value !== null && value !== undefined && value !== '').map(([label, value]) => h('div', {}, h('dt', {}, label), h('dd', {}, value))));
 }
 
-/** Runs `action` once, `delayMs` after the last of a burst of calls. */
-export function debounce(action, delayMs) {
+/** Runs `action` once after a call, then at most once per `intervalMs` however often it is called. */
+export function throttle(action, intervalMs) {
   let timer;
-  const debounced = () => {
-    clearTimeout(timer);
-    timer = setTimeout(action, delayMs);
+  let lastRun = -Infinity;
+  const throttled = () => {
+    if (timer !== undefined) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      lastRun = Date.now();
+      action();
+    }, Math.max(0, lastRun + intervalMs - Date.now()));
   };
-  debounced.cancel = () => clearTimeout(timer);
-  return debounced;
+  throttled.cancel = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  return throttled;
 }

@@ -1,14 +1,19 @@
 import { get } from './api.js';
-import { debounce, fill, h } from './dom.js';
+import { fill, h, throttle } from './dom.js';
 import { absoluteTime, relativeTime } from './format.js';
 import { t } from './i18n.js';
 import { onLive } from './live.js';
 
 const REFRESH_MS = 30_000;
+/**
+ * On live events, at most this often: the counts cost the server a pass over every call, and a
+ * busy service sends events all the time to every open page.
+ */
+const LIVE_REFRESH_MS = 5_000;
 /** States worth a glance even at zero. */
 const ALWAYS_SHOWN = ['pending', 'failed', 'attached'];
 
-/** The strip under the header (GET /api/summary), and the silence banner; refreshed on live events and every 30 s. */
+/** The strip under the header (GET /api/summary), and the silence banner; refreshed on live events (at most every 5 s) and every 30 s. */
 export function startHealth(strip, banner) {
   let last = null;
   const refresh = async () => {
@@ -38,7 +43,7 @@ export function startHealth(strip, banner) {
     );
     fill(banner, webhooks.last_received_at ? t('banner.silent', { since: `${relativeTime(webhooks.last_received_at)} (${absoluteTime(webhooks.last_received_at)})` }) : t('banner.silentNever'));
   };
-  const soon = debounce(refresh, 1000);
+  const soon = throttle(refresh, LIVE_REFRESH_MS);
   const unsubscribe = onLive(soon);
   const timer = setInterval(refresh, REFRESH_MS);
   void refresh();

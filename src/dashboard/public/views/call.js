@@ -1,5 +1,5 @@
 import { get, post } from '../api.js';
-import { debounce, facts, fill, h } from '../dom.js';
+import { facts, fill, h, throttle } from '../dom.js';
 import { absoluteTime, bytes, duration, peerLabel, relativeTime, timeBoth } from '../format.js';
 import { t } from '../i18n.js';
 import { onLive } from '../live.js';
@@ -149,7 +149,7 @@ export function renderCall(main, { params: [callId], announce }) {
     );
   }
 
-  const reload = debounce(load, 300);
+  const reload = throttle(load, 300);
   const unsubscribe = onLive((event) => {
     if (event.type === 'resync' || event.calls.some((call) => call.whatsapp_call_id === callId)) reload();
   });

@@ -1,5 +1,5 @@
 import { get } from '../api.js';
-import { debounce, fill, h } from '../dom.js';
+import { fill, h, throttle } from '../dom.js';
 import { absoluteTime, duration, peerLabel, relativeTime, timeBoth } from '../format.js';
 import { t } from '../i18n.js';
 import { onLive } from '../live.js';
@@ -61,8 +61,8 @@ export function renderCalls(main, { query, navigate, announce }) {
   };
 
   // A changed call that is shown: its row is redrawn in place. One not shown, on the first page:
-  // the page is read again (once for a burst), so a new call appears at the top.
-  const reloadFirstPage = debounce(() => load({ announceNew: true }), 300);
+  // the page is read again (at most twice a second however busy), so a new call appears at the top.
+  const reloadFirstPage = throttle(() => load({ announceNew: true }), 500);
   const unsubscribe = onLive((event) => {
     if (event.type === 'resync') return void load();
     for (const call of event.calls) {
