@@ -17,8 +17,22 @@ export interface Tmpfs {
   unmount(): void;
 }
 
-/** Why the tmpfs tests cannot run here, or undefined when they can. */
+/**
+ * Why the tmpfs tests cannot run here, or undefined when they can. Where they cannot, they are
+ * skipped with a warning; CI sets TEST_REQUIRE_TMPFS=1 so that this fails the run instead, as
+ * TEST_REQUIRE_POSTGRES does for PostgreSQL.
+ */
 export function tmpfsUnavailableReason(): string | undefined {
+  const reason = probeTmpfs();
+  if (reason === undefined) return undefined;
+  if (process.env.TEST_REQUIRE_TMPFS === '1') {
+    throw new Error(`TEST_REQUIRE_TMPFS=1 but the disk-full and read-only tests cannot mount a tmpfs: ${reason}. Run the tests as root (CAP_SYS_ADMIN).`);
+  }
+  console.warn(`\n⚠ Cannot mount a tmpfs (${reason}): the disk-full and read-only tests are skipped. Run the tests as root to include them.\n`);
+  return reason;
+}
+
+function probeTmpfs(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root to mount a tmpfs';
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tmpfs-probe-'));
   try {
