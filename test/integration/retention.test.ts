@@ -2,20 +2,37 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Clock } from '../../src/clock.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 import { openTestDatabase, waitForEventsApplied } from '../support/test-database.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 
+/** Real time, moved by hand: the service reads every time from it (receive and attach times included). */
+class MovedClock implements Clock {
+  offsetMs = 0;
+  now(): number {
+    return Date.now() + this.offsetMs;
+  }
+}
+
+/**
+ * Retention runs every tenth of the shortest retention (at least every second): 30s keeps the
+ * wait for the next run short, and the clock is moved past the retention rather than waited for.
+ */
+const RETENTION = '30s';
+const RETENTION_MS = 30_000;
+
 let storage: FakeWavoipStorage;
 let service: InProcessService;
 let env: Record<string, string>;
+const clock = new MovedClock();
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
-  env = testEnvironment(storage.origin, await makeDataDir(), { EVENT_RETENTION: '2s' });
-  service = await startInProcessService(env);
+  env = testEnvironment(storage.origin, await makeDataDir(), { EVENT_RETENTION: RETENTION });
+  service = await startInProcessService(env, { clock });
 });
 afterAll(async () => {
   await service?.stop();
@@ -32,7 +49,9 @@ describe('EVENT_RETENTION', () => {
     const db = await openTestDatabase(env);
     try {
       const count = async (table: string) => (await db.get<{ n: number }>(`select count(*) as n from ${table}`))?.n;
-      await waitFor(async () => (await count('events')) === 0 && (await count('devices')) === 0, 'events and devices pruned', 20_000);
+      expect({ events: await count('events'), devices: await count('devices') }).toEqual({ events: 2, devices: 1 });
+      clock.offsetMs += RETENTION_MS + 1_000;
+      await waitFor(async () => (await count('events')) === 0 && (await count('devices')) === 0, 'events and devices pruned');
     } finally {
       await db.close();
     }
@@ -45,14 +64,25 @@ describe('EVENT_RETENTION', () => {
 });
 
 describe('RECORDING_RETENTION', () => {
-  it('is unset by default: the recording above outlived EVENT_RETENTION', async () => {
-    expect((await service.call('KEPT')).attachment.state).toBe('attached');
+  it('is unset by default: a recording outlives EVENT_RETENTION', async () => {
+    storage.setRoute('/KEPT-UNSET', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
+    await service.postWebhook({ type: 'RECORD', whatsapp_call_id: 'KEPT-UNSET', record_status: 'READY', record_url: storage.url('/KEPT-UNSET') });
+    await service.waitForAttachment('KEPT-UNSET', 'attached');
+    const runsBefore = service.logs().filter((line) => line.msg.startsWith('[Retention] Pruned')).length;
+    clock.offsetMs += RETENTION_MS + 1_000;
+    // A retention run after the clock moved: the event went, the recording stays.
+    await waitFor(() => service.logs().filter((line) => line.msg.startsWith('[Retention] Pruned')).length > runsBefore, 'a retention run');
+    const call = await service.call('KEPT-UNSET');
+    expect(call.events).toEqual([]);
+    expect(call.attachment).toMatchObject({ state: 'attached', size: ogg.length });
+    expect((await service.api('/api/calls/KEPT-UNSET/recording')).status).toBe(200);
   });
 
   it('deletes recordings attached longer ago, marks their calls expired and answers 410 for the audio', async () => {
     const dataDir = await makeDataDir();
-    const expiringEnv = testEnvironment(storage.origin, dataDir, { RECORDING_RETENTION: '2s' });
-    const expiring = await startInProcessService(expiringEnv);
+    const expiringEnv = testEnvironment(storage.origin, dataDir, { RECORDING_RETENTION: RETENTION });
+    const expiringClock = new MovedClock();
+    const expiring = await startInProcessService(expiringEnv, { clock: expiringClock });
     try {
       storage.setRoute('/EXPIRES', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
       await expiring.postWebhook({ type: 'RECORD', whatsapp_call_id: 'EXPIRES', record_status: 'READY', record_url: storage.url('/EXPIRES') });
@@ -61,10 +91,11 @@ describe('RECORDING_RETENTION', () => {
       const files = () => fs.readdirSync(recordingsDir).filter((name) => !name.startsWith('.'));
       expect(files()).toHaveLength(1);
 
+      expiringClock.offsetMs += RETENTION_MS + 1_000;
       const expired = await expiring.waitForAttachment('EXPIRES', 'expired');
       expect(expired.attachment).toMatchObject({
         state: 'expired',
-        reason: 'recording deleted after RECORDING_RETENTION (2s)',
+        reason: `recording deleted after RECORDING_RETENTION (${RETENTION})`,
         url: null,
         size: ogg.length,
         sha256: createHash('sha256').update(ogg).digest('hex'),
@@ -75,7 +106,7 @@ describe('RECORDING_RETENTION', () => {
       const audio = await expiring.api('/api/calls/EXPIRES/recording');
       expect(audio.status).toBe(410);
       expect(((await audio.json()) as { error: string }).error).toContain('RECORDING_RETENTION');
-      expect(expiring.logs().some((line) => line.msg === '[Retention] Deleted 1 recordings attached more than 2s ago')).toBe(true);
+      expect(expiring.logs().some((line) => line.msg === `[Retention] Deleted 1 recordings attached more than ${RETENTION} ago`)).toBe(true);
 
       // A late duplicate READY does not bring the deleted recording back.
       await expiring.postWebhook({ type: 'RECORD', whatsapp_call_id: 'EXPIRES', record_status: 'READY', record_url: storage.url('/EXPIRES') });
