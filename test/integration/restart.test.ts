@@ -36,7 +36,8 @@ function ageTempLocks(dataDir: string): void {
 describe('restarts and crashes', () => {
   it('keeps a scheduled poll across a crash (SIGKILL) and runs it after restart', async () => {
     const dataDir = await makeDataDir();
-    const env = testEnvironment(storage.origin, dataDir, { POLL_INITIAL_DELAY: '1500ms', POLL_MAX_DELAY: '1500ms' });
+    // The poll is due an hour on: it cannot run before the kill, however slow the machine.
+    const env = testEnvironment(storage.origin, dataDir, { POLL_INITIAL_DELAY: '1h', POLL_MAX_DELAY: '1h', POLL_MAX_WAIT: '4h' });
     const first = await start(env);
     await first.postWebhook({ type: 'CALL', whatsapp_call_id: 'RESTART-POLL', status: 'ACTIVE' });
     await first.postWebhook({ type: 'CALL', whatsapp_call_id: 'RESTART-POLL', status: 'ENDED', duration: 30 });
@@ -44,6 +45,15 @@ describe('restarts and crashes', () => {
     await first.kill('SIGKILL');
     expect(storage.requests('/RESTART-POLL')).toBe(0);
 
+    // The scheduled poll survived the crash; brought forward to now, the restarted service runs it.
+    const db = await openTestDatabase(env);
+    try {
+      const job = await db.get<{ run_at: number | string }>('select run_at from fetch_jobs where call_id = ?', ['RESTART-POLL']);
+      expect(Number(job?.run_at)).toBeGreaterThan(Date.now());
+      await db.run('update fetch_jobs set run_at = ? where call_id = ?', [Date.now(), 'RESTART-POLL']);
+    } finally {
+      await db.close();
+    }
     storage.setRoute('/RESTART-POLL', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
     const second = await start(env);
     const call = await second.waitForAttachment('RESTART-POLL');
