@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
-import { waitForEventsApplied } from '../support/test-database.ts';
+import { openTestDatabase, waitForEventsApplied } from '../support/test-database.ts';
 
 const audio = {
   mp3: fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url)),
@@ -230,9 +230,20 @@ describe('statuses that end the wait', () => {
     ['DISABLED', 'disabled'],
   ])('%s → %s, with no download', async (status, state) => {
     const callId = `END-${status}`;
-    await service.postWebhook({ type: 'CALL', whatsapp_call_id: callId, status: 'ENDED', duration: 2, direction: 'INCOMING' });
+    // The RECORD first: the call's end, coming after it, must not start a poll either.
     await service.postWebhook({ type: 'RECORD', whatsapp_call_id: callId, record_status: status, record_url: '' });
-    const call = await service.waitForAttachment(callId);
+    await service.postWebhook({ type: 'CALL', whatsapp_call_id: callId, status: 'ENDED', duration: 2, direction: 'INCOMING' });
+    await waitForEventsApplied(env);
+    const call = await service.call(callId);
     expect(call.attachment.state).toBe(state);
+    expect(call.events).toHaveLength(2);
+    // Nothing asked of the storage, and nothing scheduled to ask it later.
+    expect(storage.requests(`/${callId}`)).toBe(0);
+    const db = await openTestDatabase(env);
+    try {
+      expect(await db.get('select call_id from fetch_jobs where call_id = ?', [callId])).toBeUndefined();
+    } finally {
+      await db.close();
+    }
   });
 });
