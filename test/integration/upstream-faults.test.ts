@@ -546,7 +546,9 @@ describe('Retry-After is honoured (up to POLL_MAX_DELAY)', () => {
 // A service with a short POLL_MAX_WAIT: a fault that never clears ends "not available in time".
 // ---------------------------------------------------------------------------------------------
 describe('faults that never clear: failed "not available in time" at POLL_MAX_WAIT', () => {
-  const MAX_WAIT = '1500ms';
+  // Long enough for a second attempt after a stall (two 500 ms timeouts and a retry delay) even
+  // on a loaded machine; every case has a download slot of its own, so none waits for another's.
+  const MAX_WAIT = '2500ms';
   let storage: FakeWavoipStorage;
   let service: InProcessService;
   let refusedPort: number;
@@ -560,6 +562,7 @@ describe('faults that never clear: failed "not available in time" at POLL_MAX_WA
         POLL_INITIAL_DELAY: '100ms',
         POLL_MAX_DELAY: '400ms',
         POLL_MAX_WAIT: MAX_WAIT,
+        DOWNLOAD_CONCURRENCY: '32',
       }),
       { httpTimeouts: HTTP_TIMEOUTS },
     );
