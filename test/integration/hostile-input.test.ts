@@ -780,6 +780,23 @@ describe('webhook endpoint under fuzzing', () => {
     );
   });
 
+  it('the converse: the right token, in every form the webhook takes, always gets in', async () => {
+    const payload = '{"type":"RECORD","whatsapp_call_id":"QUERY-2","record_status":"MIXING"}';
+    const forms: { target: string; headers?: [string, string][] }[] = [
+      { target: `/webhooks/wavoip?token=${WEBHOOK_TOKEN}` },
+      { target: `/webhooks/wavoip?token=${percentEncode(WEBHOOK_TOKEN, /[]/)}` },
+      { target: `/webhooks/wavoip?a=1&token=${WEBHOOK_TOKEN}&b=%00` },
+      { target: '/webhooks/wavoip', headers: [['X-Webhook-Token', WEBHOOK_TOKEN]] },
+      { target: '/webhooks/wavoip', headers: [['x-webhook-token', WEBHOOK_TOKEN]] },
+      // The header wins over the query: a wrong query token beside the right header gets in.
+      { target: '/webhooks/wavoip?token=wrong', headers: [['X-Webhook-Token', WEBHOOK_TOKEN]] },
+    ];
+    for (const form of forms) {
+      const response = await postWebhook(payload, form);
+      expect(response.status, `${form.target} ${JSON.stringify(form.headers ?? [])}`).toBe(200);
+    }
+  });
+
   it('answers any Expect header with JSON, not a bare 417', async () => {
     const expectation = fc.oneof(
       fc.constantFrom('', ' ', 'foo', '100-continue', '100-continue, foo', '200-ok', '\xff'),
