@@ -68,6 +68,30 @@ describeInChromium('the dashboard with sessions, the live stream and the summary
     }
   });
 
+  it('after signing in goes back only to a page of this site: never to another site, nor to the sign-in page again', async () => {
+    const cases = [
+      ['/devices?from=link', '/devices?from=link'],
+      ['//evil.example/', '/'],
+      ['/\\evil.example/', '/'],
+      ['/\t/evil.example/', '/'],
+      ['https://evil.example/', '/'],
+      ['/sign-in?next=/devices', '/'],
+    ] as const;
+    for (const [next, expected] of cases) {
+      const context = await browser.newContext({ baseURL: service.url });
+      try {
+        const page = await context.newPage();
+        await page.goto(`/sign-in?next=${encodeURIComponent(next)}`);
+        await page.getByLabel('Password').fill(API_TOKEN);
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        await page.waitForURL((url) => url.origin === service.url && url.pathname + url.search === expected);
+        await page.getByRole('heading', { name: expected.startsWith('/devices') ? 'Devices' : 'Calls', level: 1 }).waitFor();
+      } finally {
+        await context.close();
+      }
+    }
+  });
+
   it('says when too many wrong passwords locked the address out (429)', async () => {
     // A service of its own: the lock-out shuts this address out of the API, bearer token and all.
     const lockable = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, AUTH_FAILURE_LIMIT: '3' }));
