@@ -132,6 +132,52 @@ describeInChromium('the dashboard with sessions, the live stream and the summary
     }
   });
 
+  it('a call that arrives while the page is still opening its live stream is listed too', async () => {
+    const context = await dashboardContext(browser, service);
+    try {
+      const page = await context.newPage();
+      const errors = collectPageErrors(page);
+      // The stream opens only once the list is read and a webhook has come in meanwhile.
+      let openStream = () => {};
+      const held = new Promise<void>((resolve) => (openStream = resolve));
+      await page.route('**/api/live', async (route) => {
+        await held;
+        await route.continue();
+      });
+      await page.goto('/');
+      await row(page, 'FIRST').waitFor();
+      expect((await service.postWebhook({ type: 'CALL', action: 'CREATE', whatsapp_call_id: 'BEFORE-STREAM', status: 'ACTIVE', direction: 'INCOMING', caller: '5521987650000', receiver: '5566999050312', id_session: 789 })).status).toBe(200);
+      await waitFor(async () => (await service.api('/api/calls/BEFORE-STREAM')).status === 200, 'the call stored');
+      expect(await row(page, 'BEFORE-STREAM').count()).toBe(0);
+      openStream();
+      await row(page, 'BEFORE-STREAM').waitFor();
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('the call page after a failed read: "Try again" shows the call', async () => {
+    const context = await dashboardContext(browser, service);
+    try {
+      const page = await context.newPage();
+      // No live stream: only the button may read the call again.
+      await page.route('**/api/live', (route) => route.abort());
+      let failing = true;
+      await page.route('**/api/calls/FIRST', (route) => (failing ? route.abort('connectionreset') : route.continue()));
+      await page.goto('/calls/FIRST');
+      const tryAgain = page.getByRole('button', { name: 'Try again' });
+      await tryAgain.waitFor();
+      failing = false;
+      await tryAgain.click();
+      await page.getByRole('heading', { name: 'Call with +5511911112222', level: 1 }).waitFor();
+      await page.locator('section[aria-labelledby="timeline-title"] .timeline li').first().waitFor();
+      expect(await page.getByRole('button', { name: 'Try again' }).count()).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('"Fetch now" (with the CSRF token) makes the call page show the recording once fetched', async () => {
     storage.setRoute('/LIVE-PENDING', { kind: 'status', status: 503 });
     await service.postReady('LIVE-PENDING', storage.url('/LIVE-PENDING'));
