@@ -229,6 +229,36 @@ describeInChromium('the dashboard with sessions, the live stream and the summary
     }
   });
 
+  it('the silence banner names when the last webhook came, and is not read out again on every refresh', async () => {
+    const quiet = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, WEBHOOK_SILENCE_WARNING: '1s' }));
+    try {
+      expect((await quiet.postWebhook({ type: 'CALL', action: 'CREATE', whatsapp_call_id: 'QUIET', status: 'ACTIVE', id_session: 789 })).status).toBe(200);
+      await waitFor(async () => ((await (await quiet.api('/api/summary')).json()) as { webhooks: { silent: boolean } }).webhooks.silent, 'the silence');
+      const { page, errors, close } = await open(quiet, '/');
+      try {
+        const banner = page.getByRole('alert').filter({ hasText: 'No webhook has arrived since' });
+        await banner.waitFor();
+        const { last_received_at: last } = ((await (await quiet.api('/api/summary')).json()) as { webhooks: { last_received_at: string } }).webhooks;
+        const absolute = await page.evaluate(`new Intl.DateTimeFormat('en', { dateStyle: 'medium', timeStyle: 'medium' }).format(new Date(${JSON.stringify(last)}))`);
+        expect(await banner.textContent()).toContain(`since ${absolute}.`);
+        // An alert is read out whenever its text is touched: a refresh with nothing new leaves it be.
+        await page.evaluate(`window.bannerChanges = 0; new MutationObserver((records) => (window.bannerChanges += records.length)).observe(document.getElementById('banner'), { childList: true, characterData: true, subtree: true })`);
+        const refreshed = page.waitForResponse((response) => response.url().endsWith('/api/summary'));
+        // A change that is no webhook: the page refreshes its health strip.
+        expect((await quiet.api('/api/calls/QUIET/retry', { method: 'POST' })).status).toBe(202);
+        await refreshed;
+        await page.getByRole('region', { name: 'Service health' }).getByText('Ready').waitFor();
+        await page.evaluate('new Promise((resolve) => setTimeout(resolve, 100))');
+        expect(await page.evaluate('window.bannerChanges')).toBe(0);
+        expect(errors).toEqual([]);
+      } finally {
+        await close();
+      }
+    } finally {
+      await quiet.stop();
+    }
+  });
+
   it('searches by phone number and by call id', async () => {
     const { page, errors, close } = await open(service, '/');
     try {
