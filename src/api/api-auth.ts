@@ -14,6 +14,9 @@ const SAFE_METHODS = new Set(['GET', 'HEAD']);
  * dashboard session cookie, which must bring its `X-CSRF-Token` for anything but GET and HEAD.
  */
 export async function checkApiAccess(deps: AuthDeps, request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+  // Call data, for this reader only: a cookie, unlike an Authorization header, does not keep a
+  // shared cache from storing an answer, and a browser should keep no copy past sign-out.
+  reply.header('cache-control', 'private, no-store');
   const cookie = deps.sessions === null || request.headers.authorization !== undefined ? undefined : request.cookies[SESSION_COOKIE];
   if (cookie === undefined || deps.sessions === null) return checkApiToken(deps, request, reply);
   const session = await deps.sessions.find(cookie);

@@ -63,7 +63,8 @@ describe('the dashboard pages', () => {
 
   it('an unknown asset, another version, or the raw shell under /assets is 404', async () => {
     const { hash } = loadDashboardAssets();
-    for (const asset of [`/assets/${hash}/nope.js`, `/assets/0000000000000000/app.js`, `/assets/${hash}/index.html`, `/assets/${hash}/../dashboard-routes.ts`]) {
+    for (const asset of [`/assets/${hash}/nope.js`, `/assets/0000000000000000/app.js`, `/assets/${hash}/index.html`, `/assets/${hash}/..%2fdashboard-routes.ts`, `/assets/${hash}/views/..%2f..%2fdashboard-routes.ts`, `/assets/${hash}/views/..%2findex.html`]) {
+      // (A plain "/../" or "%2e%2e" never leaves the client: fetch resolves it. An encoded slash reaches the server.)
       expect((await fetch(`${service.url}${asset}`)).status, asset).toBe(404);
     }
   });

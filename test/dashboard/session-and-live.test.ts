@@ -68,6 +68,30 @@ describeInChromium('the dashboard with sessions, the live stream and the summary
     }
   });
 
+  it('after signing in goes back only to a page of this site: never to another site, nor to the sign-in page again', async () => {
+    const cases = [
+      ['/devices?from=link', '/devices?from=link'],
+      ['//evil.example/', '/'],
+      ['/\\evil.example/', '/'],
+      ['/\t/evil.example/', '/'],
+      ['https://evil.example/', '/'],
+      ['/sign-in?next=/devices', '/'],
+    ] as const;
+    for (const [next, expected] of cases) {
+      const context = await browser.newContext({ baseURL: service.url });
+      try {
+        const page = await context.newPage();
+        await page.goto(`/sign-in?next=${encodeURIComponent(next)}`);
+        await page.getByLabel('Password').fill(API_TOKEN);
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        await page.waitForURL((url) => url.origin === service.url && url.pathname + url.search === expected);
+        await page.getByRole('heading', { name: expected.startsWith('/devices') ? 'Devices' : 'Calls', level: 1 }).waitFor();
+      } finally {
+        await context.close();
+      }
+    }
+  });
+
   it('says when too many wrong passwords locked the address out (429)', async () => {
     // A service of its own: the lock-out shuts this address out of the API, bearer token and all.
     const lockable = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, AUTH_FAILURE_LIMIT: '3' }));
@@ -105,6 +129,52 @@ describeInChromium('the dashboard with sessions, the live stream and the summary
       expect(errors).toEqual([]);
     } finally {
       await close();
+    }
+  });
+
+  it('a call that arrives while the page is still opening its live stream is listed too', async () => {
+    const context = await dashboardContext(browser, service);
+    try {
+      const page = await context.newPage();
+      const errors = collectPageErrors(page);
+      // The stream opens only once the list is read and a webhook has come in meanwhile.
+      let openStream = () => {};
+      const held = new Promise<void>((resolve) => (openStream = resolve));
+      await page.route('**/api/live', async (route) => {
+        await held;
+        await route.continue();
+      });
+      await page.goto('/');
+      await row(page, 'FIRST').waitFor();
+      expect((await service.postWebhook({ type: 'CALL', action: 'CREATE', whatsapp_call_id: 'BEFORE-STREAM', status: 'ACTIVE', direction: 'INCOMING', caller: '5521987650000', receiver: '5566999050312', id_session: 789 })).status).toBe(200);
+      await waitFor(async () => (await service.api('/api/calls/BEFORE-STREAM')).status === 200, 'the call stored');
+      expect(await row(page, 'BEFORE-STREAM').count()).toBe(0);
+      openStream();
+      await row(page, 'BEFORE-STREAM').waitFor();
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('the call page after a failed read: "Try again" shows the call', async () => {
+    const context = await dashboardContext(browser, service);
+    try {
+      const page = await context.newPage();
+      // No live stream: only the button may read the call again.
+      await page.route('**/api/live', (route) => route.abort());
+      let failing = true;
+      await page.route('**/api/calls/FIRST', (route) => (failing ? route.abort('connectionreset') : route.continue()));
+      await page.goto('/calls/FIRST');
+      const tryAgain = page.getByRole('button', { name: 'Try again' });
+      await tryAgain.waitFor();
+      failing = false;
+      await tryAgain.click();
+      await page.getByRole('heading', { name: 'Call with +5511911112222', level: 1 }).waitFor();
+      await page.locator('section[aria-labelledby="timeline-title"] .timeline li').first().waitFor();
+      expect(await page.getByRole('button', { name: 'Try again' }).count()).toBe(0);
+    } finally {
+      await context.close();
     }
   });
 
@@ -150,6 +220,36 @@ describeInChromium('the dashboard with sessions, the live stream and the summary
           await page.getByText('No webhook has arrived yet.').waitFor();
         }
         await screenshot(page, 'devices-silent-banner');
+        expect(errors).toEqual([]);
+      } finally {
+        await close();
+      }
+    } finally {
+      await quiet.stop();
+    }
+  });
+
+  it('the silence banner names when the last webhook came, and is not read out again on every refresh', async () => {
+    const quiet = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), { ...NO_POLLING, WEBHOOK_SILENCE_WARNING: '1s' }));
+    try {
+      expect((await quiet.postWebhook({ type: 'CALL', action: 'CREATE', whatsapp_call_id: 'QUIET', status: 'ACTIVE', id_session: 789 })).status).toBe(200);
+      await waitFor(async () => ((await (await quiet.api('/api/summary')).json()) as { webhooks: { silent: boolean } }).webhooks.silent, 'the silence');
+      const { page, errors, close } = await open(quiet, '/');
+      try {
+        const banner = page.getByRole('alert').filter({ hasText: 'No webhook has arrived since' });
+        await banner.waitFor();
+        const { last_received_at: last } = ((await (await quiet.api('/api/summary')).json()) as { webhooks: { last_received_at: string } }).webhooks;
+        const absolute = await page.evaluate(`new Intl.DateTimeFormat('en', { dateStyle: 'medium', timeStyle: 'medium' }).format(new Date(${JSON.stringify(last)}))`);
+        expect(await banner.textContent()).toContain(`since ${absolute}.`);
+        // An alert is read out whenever its text is touched: a refresh with nothing new leaves it be.
+        await page.evaluate(`window.bannerChanges = 0; new MutationObserver((records) => (window.bannerChanges += records.length)).observe(document.getElementById('banner'), { childList: true, characterData: true, subtree: true })`);
+        const refreshed = page.waitForResponse((response) => response.url().endsWith('/api/summary'));
+        // A change that is no webhook: the page refreshes its health strip.
+        expect((await quiet.api('/api/calls/QUIET/retry', { method: 'POST' })).status).toBe(202);
+        await refreshed;
+        await page.getByRole('region', { name: 'Service health' }).getByText('Ready').waitFor();
+        await page.evaluate('new Promise((resolve) => setTimeout(resolve, 100))');
+        expect(await page.evaluate('window.bannerChanges')).toBe(0);
         expect(errors).toEqual([]);
       } finally {
         await close();

@@ -124,7 +124,10 @@ describe('the session cookie on the API', () => {
     clock.offsetMs = 0;
     const { cookie } = await signedIn();
     for (const path of ['/api/calls', '/api/calls/SESSION-PENDING', '/api/devices', '/api/summary', '/api/destinations']) {
-      expect((await withCookie(path, cookie)).status, path).toBe(200);
+      const response = await withCookie(path, cookie);
+      expect(response.status, path).toBe(200);
+      // No cache, shared or the browser's, keeps call data read with a cookie.
+      expect(response.headers.get('cache-control'), path).toBe('private, no-store');
     }
     expect((await withCookie('/metrics', cookie)).status).toBe(401);
     expect((await service.api('/metrics')).status).toBe(200);

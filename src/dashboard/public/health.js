@@ -41,7 +41,10 @@ export function startHealth(strip, banner) {
       downloads.running ? h('span', { class: 'stat' }, `${t('health.running')} `, h('strong', {}, String(downloads.running))) : null,
       h('span', { class: 'stat' }, `${t('health.oldest')} `, h('strong', { title: absoluteTime(downloads.oldest_waiting_since) }, downloads.oldest_waiting_since ? relativeTime(downloads.oldest_waiting_since) : t('health.none'))),
     );
-    fill(banner, webhooks.last_received_at ? t('banner.silent', { since: `${relativeTime(webhooks.last_received_at)} (${absoluteTime(webhooks.last_received_at)})` }) : t('banner.silentNever'));
+    // The banner is an alert: screen readers read it out whenever its text changes, so it names a
+    // fixed time (not "5 minutes ago", which would change, and be read out, on every refresh).
+    const warning = webhooks.last_received_at ? t('banner.silent', { since: absoluteTime(webhooks.last_received_at) }) : t('banner.silentNever');
+    if (banner.textContent !== warning) fill(banner, warning);
   };
   const soon = throttle(refresh, LIVE_REFRESH_MS);
   const unsubscribe = onLive(soon);

@@ -6,11 +6,6 @@
 const listeners = new Set();
 let source = null;
 let reconnectTimer;
-/**
- * The stream says only what changes while it is open: after a drop (the browser reconnecting, or
- * us after a refusal), what changed in between is read again.
- */
-let dropped = false;
 /** The browser reconnects by itself after a dropped stream; after a refusal it gives up, and so we try again later. */
 const RECONNECT_AFTER_REFUSAL_MS = 15_000;
 
@@ -33,12 +28,10 @@ export function startLive() {
     if (Array.isArray(calls)) emit({ type: 'calls', calls });
   });
   source.addEventListener('resync', () => emit({ type: 'resync' }));
-  source.addEventListener('open', () => {
-    if (dropped) emit({ type: 'resync' });
-    dropped = false;
-  });
+  // The stream says only what changes while it is open: whatever changed before it opened (the
+  // first time, while the page read its list in parallel; later, while it was down) is read again.
+  source.addEventListener('open', () => emit({ type: 'resync' }));
   source.addEventListener('error', () => {
-    dropped = true;
     if (source?.readyState !== EventSource.CLOSED) return;
     source = null;
     reconnectTimer = setTimeout(startLive, RECONNECT_AFTER_REFUSAL_MS);

@@ -21,17 +21,28 @@ export function renderCall(main, { params: [callId], announce }) {
   const actionStatus = h('p', { class: 'action-status', role: 'status' });
   const loading = loadingNotice();
   const grid = h('div', { class: 'call-grid' }, recording, service, deliveries, timeline);
-  fill(main, h('p', { class: 'back' }, h('a', { href: '/', 'data-nav': '' }, `← ${t('call.back')}`)), top, loading);
+  const back = h('p', { class: 'back' }, h('a', { href: '/', 'data-nav': '' }, `← ${t('call.back')}`));
+  fill(main, back, top, loading);
 
+  // Only the answer to the last read started is drawn (the first and a live reload can overlap).
+  let latestLoad = 0;
   const load = async () => {
+    const thisLoad = ++latestLoad;
+    let answer;
     try {
-      detail = await get(path);
+      answer = await get(path);
     } catch (error) {
-      if (error.status === 401) return;
-      fill(main, h('p', { class: 'back' }, h('a', { href: '/', 'data-nav': '' }, `← ${t('call.back')}`)), heading(callId), error.status === 404 ? h('p', { class: 'notice' }, t('call.notFound')) : errorNotice(error, load));
+      if (thisLoad !== latestLoad || error.status === 401) return;
+      detail = null;
+      title.textContent = callId;
+      fill(main, back, title, error.status === 404 ? h('p', { class: 'notice' }, t('call.notFound')) : errorNotice(error, load));
       return;
     }
+    if (thisLoad !== latestLoad) return;
+    detail = answer;
     if (loading.isConnected) loading.replaceWith(grid);
+    // After a failed read ("Try again", or a call not found that has since arrived): drawn anew.
+    else if (!grid.isConnected) fill(main, back, fill(top, title, about), grid);
     draw();
   };
 

@@ -29,16 +29,21 @@ export function renderCalls(main, { query, navigate, announce }) {
   const pager = h('nav', { class: 'pager', 'aria-label': t('calls.paging') });
   fill(main, heading(t('calls.title')), filterForm(query, navigate), status, table, pager);
 
+  // Reads overlap (the first, a resync as the live stream opens, a live reload): only the answer
+  // to the last one started is drawn, so an older list never replaces a newer one.
+  let latestLoad = 0;
   const load = async ({ announceNew = false } = {}) => {
+    const thisLoad = ++latestLoad;
     let page;
     try {
       page = await get(`/api/calls?${apiQuery(query)}`);
     } catch (error) {
-      if (error.status === 401) return;
+      if (thisLoad !== latestLoad || error.status === 401) return;
       fill(status, errorNotice(error, () => load()));
       table.hidden = true;
       return;
     }
+    if (thisLoad !== latestLoad) return;
     const fresh = page.calls.filter((call) => !shownIds.has(call.whatsapp_call_id));
     if (announceNew && fresh.length > 0) {
       announce(fresh.length === 1 ? t('calls.announceNew', { peer: peerLabel(fresh[0]) }) : t('calls.announceMany', { count: fresh.length }));

@@ -18,14 +18,18 @@ export function renderDevices(main) {
     tbody);
   fill(main, heading(t('devices.title')), status, table, more);
 
+  // Only the answer to the last read started is drawn (a resync can overlap the first read or "More").
+  let latestLoad = 0;
   const load = async (cursor = null) => {
+    const thisLoad = ++latestLoad;
     let page;
     try {
       page = await get(`/api/devices${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ''}`);
     } catch (error) {
-      if (error.status !== 401) fill(status, errorNotice(error, () => load()));
+      if (thisLoad === latestLoad && error.status !== 401) fill(status, errorNotice(error, () => load()));
       return;
     }
+    if (thisLoad !== latestLoad) return;
     const cell = (column, ...content) => h('td', { class: column, 'data-label': t(`devices.col.${column}`) }, ...content);
     const rows = page.devices.map((device) => h('tr', { 'data-device': device.id_session },
       cell('device', h('code', {}, device.id_session)),

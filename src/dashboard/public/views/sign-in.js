@@ -35,8 +35,14 @@ export function renderSignIn(main, { navigate }) {
   password.focus();
 }
 
-/** Where to go after signing in: the page the user was sent here from, on this site only. */
+/**
+ * Where to go after signing in: the page the user was sent here from, on this site only. Read as
+ * the browser reads a URL (it drops tabs and line breaks, takes a backslash for "/"), so that
+ * "/<tab>/evil.example" is seen as another site; that, and the sign-in page itself, lead to the calls.
+ */
 function returnPath() {
   const next = new URLSearchParams(location.search).get('next') ?? '/';
-  return next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
+  if (!next.startsWith('/')) return '/';
+  const target = new URL(next, location.origin);
+  return target.origin === location.origin && target.pathname !== '/sign-in' ? target.pathname + target.search + target.hash : '/';
 }
