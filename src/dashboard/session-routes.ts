@@ -51,6 +51,9 @@ export function registerSessionRoutes(app: FastifyInstance, deps: AppDeps): void
           if (check.result === 'locked-out') return sendRefusal(reply, check, 'wrong password');
           return reply.code(401).send({ error: 'wrong password', field: 'password' });
         }
+        // Signing in again ends the session the browser had: one browser, one live session.
+        const previous = request.cookies[SESSION_COOKIE];
+        if (previous !== undefined) await sessions.signOut(previous);
         const session = await sessions.signIn();
         void reply.setCookie(SESSION_COOKIE, session.cookie, { ...cookieOptions(request), maxAge: Math.floor(sessions.ttlMs / 1000) });
         request.log.info('Dashboard: signed in');
@@ -60,6 +63,8 @@ export function registerSessionRoutes(app: FastifyInstance, deps: AppDeps): void
 
     scope.get('/api/session', async (request, reply) => {
       const found = await findSession(sessions, request);
+      // A dead cookie is dropped, rather than sent with every request until it expires.
+      if (found === null && request.cookies[SESSION_COOKIE] !== undefined) void reply.clearCookie(SESSION_COOKIE, cookieOptions(request));
       if (found === null) return sendSignedOut(reply);
       return presentSession(found.session);
     });

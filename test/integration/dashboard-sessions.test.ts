@@ -171,6 +171,23 @@ describe('the session cookie on the API', () => {
     expect((await withCookie('/api/session', cookie)).status).toBe(401);
   });
 
+  it('signing in again from a browser with a session ends that session; a dead cookie is cleared by GET /api/session', async () => {
+    clock.offsetMs = 0;
+    const first = await signedIn();
+    const again = await signIn(service, PASSWORD, { cookie: first.cookie });
+    expect(again.status).toBe(200);
+    const second = sessionCookie(again);
+    expect(second).not.toBe(first.cookie);
+    expect((await withCookie('/api/calls', second)).status).toBe(200);
+    expect((await withCookie('/api/calls', first.cookie)).status).toBe(401);
+
+    const dead = await withCookie('/api/session', first.cookie);
+    expect(dead.status).toBe(401);
+    expect(dead.headers.getSetCookie().find((line) => line.startsWith('wavoip_session=;'))).toMatch(/Expires=Thu, 01 Jan 1970|Max-Age=0/);
+    // Without a cookie there is nothing to clear.
+    expect((await fetch(`${service.url}/api/session`)).headers.getSetCookie()).toEqual([]);
+  });
+
   it('a session ends DASHBOARD_SESSION_TTL after sign-in, and the next sign-in prunes it from the database', async () => {
     clock.offsetMs = 0;
     const { cookie } = await signedIn();
