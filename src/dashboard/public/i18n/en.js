@@ -10,6 +10,11 @@ export default {
   'loading': 'Loading…',
   'error.load': 'Could not load: {error}',
   'error.network': 'The service could not be reached. Check your connection and try again.',
+  'error.forbidden': 'This page is out of date for your session. Reload the page.',
+  'error.notFound': 'Not found.',
+  'error.conflict': 'Its state changed meanwhile; the page shows it as it is now.',
+  'error.busy': 'Too many requests. Try again in a moment.',
+  'error.server': 'The service had a problem. Try again shortly.',
   'retryLoad': 'Try again',
 
   'signIn.title': 'Sign in',

@@ -10,6 +10,11 @@ export default {
   'loading': 'Carregando…',
   'error.load': 'Não foi possível carregar: {error}',
   'error.network': 'Não foi possível falar com o serviço. Verifique a conexão e tente de novo.',
+  'error.forbidden': 'Esta página ficou desatualizada para a sua sessão. Recarregue a página.',
+  'error.notFound': 'Não encontrado.',
+  'error.conflict': 'O estado mudou nesse meio-tempo; a página mostra como está agora.',
+  'error.busy': 'Muitas solicitações. Tente de novo em instantes.',
+  'error.server': 'O serviço teve um problema. Tente de novo daqui a pouco.',
   'retryLoad': 'Tentar de novo',
 
   'signIn.title': 'Entrar',

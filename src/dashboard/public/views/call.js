@@ -3,7 +3,7 @@ import { facts, fill, h, throttle } from '../dom.js';
 import { absoluteTime, bytes, duration, peerLabel, relativeTime, timeBoth } from '../format.js';
 import { t } from '../i18n.js';
 import { onLive } from '../live.js';
-import { directionLabel, errorNotice, heading, loadingNotice, stateBadge } from './common.js';
+import { directionLabel, errorNotice, explainError, heading, loadingNotice, stateBadge } from './common.js';
 
 /** One call: its recording, what the service does about it, its deliveries and its events. */
 export function renderCall(main, { params: [callId], announce }) {
@@ -18,7 +18,8 @@ export function renderCall(main, { params: [callId], announce }) {
   const service = h('section', { class: 'panel', 'aria-labelledby': 'service-title' });
   const deliveries = h('section', { class: 'panel', 'aria-labelledby': 'deliveries-title' });
   const timeline = h('section', { class: 'panel', 'aria-labelledby': 'timeline-title' });
-  const actionStatus = h('p', { class: 'action-status', role: 'status' });
+  // Focusable: the button that was pressed is redrawn, and focus lands here rather than on <body>.
+  const actionStatus = h('p', { class: 'action-status', role: 'status', tabindex: '-1' });
   const loading = loadingNotice();
   const grid = h('div', { class: 'call-grid' }, recording, service, deliveries, timeline);
   const back = h('p', { class: 'back' }, h('a', { href: '/', 'data-nav': '' }, `← ${t('call.back')}`));
@@ -120,10 +121,13 @@ export function renderCall(main, { params: [callId], announce }) {
       detail = { ...detail, ...call };
       draw();
       actionStatus.textContent = t('call.retried');
+      actionStatus.focus();
       announce(t('call.retried'));
     } catch (error) {
       button.disabled = false;
-      actionStatus.textContent = t('call.retryFailed', { error: error.message });
+      actionStatus.textContent = t('call.retryFailed', { error: explainError(error) });
+      // A 409: the call changed meanwhile; show it as it is.
+      if (error.status === 409) void load();
     }
   }
 

@@ -14,8 +14,23 @@ export const directionLabel = (direction) =>
 /** What to show while loading, and when loading failed (with a way to try again). */
 export const loadingNotice = () => h('p', { class: 'notice', role: 'status' }, t('loading'));
 
+/**
+ * What went wrong, in the page's language: the service's own words (English) only for an answer
+ * the page has no text of its own for.
+ */
+export function explainError(error) {
+  const status = error?.status;
+  if (!status) return t('error.network');
+  if (status === 403) return t('error.forbidden');
+  if (status === 404) return t('error.notFound');
+  if (status === 409) return t('error.conflict');
+  if (status === 429) return t('error.busy');
+  if (status >= 500) return t('error.server');
+  return error.message;
+}
+
 export function errorNotice(error, retry) {
-  const text = error?.status ? t('error.load', { error: error.message }) : t('error.network');
+  const text = error?.status ? t('error.load', { error: explainError(error) }) : t('error.network');
   return h('div', { class: 'notice error', role: 'alert' }, h('p', {}, text), retry ? h('button', { type: 'button', onclick: retry }, t('retryLoad')) : null);
 }
 

@@ -1,7 +1,7 @@
 import { ApiError, signIn } from '../api.js';
 import { fill, h } from '../dom.js';
 import { t } from '../i18n.js';
-import { heading } from './common.js';
+import { explainError, heading } from './common.js';
 
 /** The password (or API token) form; on success, back to the page the user came from. */
 export function renderSignIn(main, { navigate }) {
@@ -24,7 +24,7 @@ export function renderSignIn(main, { navigate }) {
       navigate(returnPath(), { replace: true });
     } catch (caught) {
       const status = caught instanceof ApiError ? caught.status : 0;
-      fill(error, status === 401 ? t('signIn.wrong') : status === 429 ? t('signIn.locked', { seconds: caught.retryAfter ?? '…' }) : t('signIn.failed', { error: caught.message }));
+      fill(error, status === 401 ? t('signIn.wrong') : status === 429 ? t('signIn.locked', { seconds: caught.retryAfter ?? '…' }) : t('signIn.failed', { error: explainError(caught) }));
       password.select();
       password.focus();
     } finally {
