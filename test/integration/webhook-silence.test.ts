@@ -91,15 +91,16 @@ describe('WEBHOOK_SILENCE_WARNING', () => {
     const sentAt = restartClock.now();
     expect((await first.postWebhook({ type: 'DEVICE', action: 'UPDATE', id_session: 9, status: 'open' })).status).toBe(200);
     await first.stop();
-    // The restarted service starts a whole period after the webhook: counted from its own start-up
-    // it would have nothing to say yet.
-    restartClock.offsetMs += SILENCE_MS;
+    // The restarted service starts a period and a half after the webhook: counted from its own
+    // start-up it would have nothing to say yet, and would say 10s of silence a period later.
+    restartClock.offsetMs += SILENCE_MS * 1.5;
     const second = await startInProcessService(env, { clock: restartClock });
     try {
       await waitFor(() => silenceWarnings(second).length > 0, 'a warning after the restart');
       const [warning] = silenceWarnings(second);
       expect(warning!.last_webhook_at).not.toBeNull();
       expect(Date.parse(String(warning!.last_webhook_at))).toBeGreaterThanOrEqual(sentAt);
+      expect(warning!.silent_for_ms).toBeGreaterThanOrEqual(SILENCE_MS * 1.5);
       expect(warning!.msg).toContain(`No webhook has arrived for 10s (since ${String(warning!.last_webhook_at)})`);
     } finally {
       await second.stop();
