@@ -253,6 +253,7 @@ describe('with DASHBOARD=false', () => {
       const database = await openTestDatabase(env);
       const sessions = await database.all<{ id_hash: string; csrf_token: string; created_at: number; expires_at: number }>('select * from dashboard_sessions');
       await database.close();
+      expect(sessions.length).toBeGreaterThan(0);
       const offDatabase = await openTestDatabase({ ...env, DATA_DIR: off.dataDir });
       try {
         for (const row of sessions) {

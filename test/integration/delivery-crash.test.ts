@@ -59,7 +59,10 @@ describe('deliveries across a SIGKILL', () => {
     release();
 
     const second = await start(env);
-    await waitFor(async () => (await deliveryRows(env)).every((row) => row.state === 'delivered'), 'the delivery to be made after restart');
+    await waitFor(async () => {
+      const rows = await deliveryRows(env);
+      return rows.length === 1 && rows.every((row) => row.state === 'delivered');
+    }, 'the delivery to be made after restart');
     const rows = await deliveryRows(env);
     expect(rows).toHaveLength(1);
     const ids = receiver.received().map((each) => each.id);

@@ -229,21 +229,40 @@ describe('statuses that end the wait', () => {
     ['EMPTY_RECORDING', 'empty'],
     ['DISABLED', 'disabled'],
   ])('%s → %s, with no download', async (status, state) => {
-    const callId = `END-${status}`;
-    // The RECORD first: the call's end, coming after it, must not start a poll either.
-    await service.postWebhook({ type: 'RECORD', whatsapp_call_id: callId, record_status: status, record_url: '' });
-    await service.postWebhook({ type: 'CALL', whatsapp_call_id: callId, status: 'ENDED', duration: 2, direction: 'INCOMING' });
-    await waitForEventsApplied(env);
-    const call = await service.call(callId);
-    expect(call.attachment.state).toBe(state);
-    expect(call.events).toHaveLength(2);
-    // Nothing asked of the storage, and nothing scheduled to ask it later.
-    expect(storage.requests(`/${callId}`)).toBe(0);
-    const db = await openTestDatabase(env);
+    // The only download slot held by another call: a fetch job for this one, were one made, would
+    // wait in the table (and be seen there) instead of running and being dropped at once.
+    const slotEnv = testEnvironment(storage.origin, await makeDataDir(), { DOWNLOAD_CONCURRENCY: '1' });
+    const narrow = await startInProcessService(slotEnv);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
     try {
-      expect(await db.get('select call_id from fetch_jobs where call_id = ?', [callId])).toBeUndefined();
+      const holder = `HOLD-${status}`;
+      storage.setRoute(`/${holder}`, { kind: 'held', until: released, then: { kind: 'body', body: audio.ogg, contentType: 'audio/ogg' } });
+      await narrow.postWebhook({ type: 'RECORD', whatsapp_call_id: holder, record_status: 'READY', record_url: storage.url(`/${holder}`) });
+      await waitFor(() => storage.requests(`/${holder}`) === 1, 'the only download slot to be taken');
+
+      const callId = `END-${status}`;
+      // The RECORD first: the call's end, coming after it, must not start a poll either.
+      await narrow.postWebhook({ type: 'RECORD', whatsapp_call_id: callId, record_status: status, record_url: '' });
+      await narrow.postWebhook({ type: 'CALL', whatsapp_call_id: callId, status: 'ENDED', duration: 2, direction: 'INCOMING' });
+      await waitForEventsApplied(slotEnv);
+      const call = await narrow.call(callId);
+      expect(call.attachment.state).toBe(state);
+      expect(call.events).toHaveLength(2);
+      // Nothing scheduled to ask the storage, and, once the slot is free, nothing asked of it.
+      const db = await openTestDatabase(slotEnv);
+      try {
+        expect(await db.all('select call_id from fetch_jobs')).toEqual([{ call_id: holder }]);
+      } finally {
+        await db.close();
+      }
+      release();
+      await narrow.waitForAttachment(holder, 'attached');
+      expect(storage.requests(`/${callId}`)).toBe(0);
+      expect((await narrow.call(callId)).attachment.state).toBe(state);
     } finally {
-      await db.close();
+      release();
+      await narrow.stop();
     }
   });
 });

@@ -79,6 +79,7 @@ describe('two processes on one DATA_DIR', () => {
     const partials = await downloadsUnderWay(old, dataDir, inFlight);
 
     const next = await start(env);
+    expect(partials).toHaveLength(inFlight.length);
     expect(partials.every((file) => fs.existsSync(file))).toBe(true);
     old.child.kill('SIGTERM');
     await waitFor(

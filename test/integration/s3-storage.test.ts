@@ -67,8 +67,9 @@ describe('recordings in S3 (RECORDINGS_STORAGE=s3://recordings/calls)', () => {
 
     const key = `calls/${recordingKeyFor('S3-CALL-1', call.attachment.sha256 as string, 'mp3')}`;
     expect((await inspector.send(new HeadObjectCommand({ Bucket: 'recordings', Key: key }))).ContentLength).toBe(mp3.length);
+    // The one object for this call is that one (other tests' recordings share the bucket).
     const listing = await inspector.send(new ListObjectsV2Command({ Bucket: 'recordings' }));
-    expect((listing.Contents ?? []).map((object) => object.Key)).toEqual([key]);
+    expect((listing.Contents ?? []).map((object) => object.Key).filter((each) => each?.includes('S3-CALL-1'))).toEqual([key]);
     // Downloaded to DATA_DIR/tmp (this process's area there), uploaded, and gone from there; no
     // local recordings directory.
     expect(localTempFiles()).toEqual([]);
@@ -76,7 +77,9 @@ describe('recordings in S3 (RECORDINGS_STORAGE=s3://recordings/calls)', () => {
   });
 
   it('serves the recording from S3: whole, as a Range, and HEAD', async () => {
-    const whole = await service.api('/api/calls/S3-CALL-1/recording');
+    await postReady('S3-SERVED', mp3, 'audio/mpeg');
+    await service.waitForAttachment('S3-SERVED', 'attached');
+    const whole = await service.api('/api/calls/S3-SERVED/recording');
     expect(whole.status).toBe(200);
     expect(whole.headers.get('content-type')).toBe('audio/mpeg');
     expect(whole.headers.get('content-length')).toBe(String(mp3.length));
@@ -87,13 +90,13 @@ describe('recordings in S3 (RECORDINGS_STORAGE=s3://recordings/calls)', () => {
       ['bytes=1000-2047', 1000, 2047],
       ['bytes=-1', mp3.length - 1, mp3.length - 1],
     ] as const) {
-      const partial = await service.api('/api/calls/S3-CALL-1/recording', { headers: { range } });
+      const partial = await service.api('/api/calls/S3-SERVED/recording', { headers: { range } });
       expect(partial.status).toBe(206);
       expect(partial.headers.get('content-range')).toBe(`bytes ${start}-${end}/${mp3.length}`);
       expect(Buffer.from(await partial.arrayBuffer()).equals(mp3.subarray(start, end + 1))).toBe(true);
     }
 
-    const head = await service.api('/api/calls/S3-CALL-1/recording', { method: 'HEAD' });
+    const head = await service.api('/api/calls/S3-SERVED/recording', { method: 'HEAD' });
     expect(head.status).toBe(200);
     expect(head.headers.get('content-length')).toBe(String(mp3.length));
     expect(head.headers.get('content-type')).toBe('audio/mpeg');

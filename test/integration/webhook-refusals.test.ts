@@ -37,11 +37,23 @@ describe('a refused webhook', () => {
     expect(line).toMatchObject({ client: '127.0.0.1', status, reason, msg: `[WaVoIP Webhook] Refused a webhook from 127.0.0.1 (${status}): ${reason}` });
   });
 
-  it('never puts the token or the body in the log', () => {
-    const log = JSON.stringify(service.logs());
-    expect(log).not.toContain(WEBHOOK_TOKEN);
-    expect(log).not.toContain('not-the-token-123');
-    expect(log).not.toContain(SECRET_IN_BODY);
+  it('never puts the token or the body in the log', async () => {
+    // A service of its own (repeated refusals from one address are only counted): its refusals,
+    // each with a secret to leak, logged before its log is read.
+    const own = await startInProcessService(testEnvironment(storage.origin, await makeDataDir(), NO_POLLING));
+    try {
+      expect((await own.postWebhook({ type: 'RECORD', whatsapp_call_id: 'r7' }, { token: 'not-the-token-123' })).status).toBe(401);
+      expect((await own.postWebhook(`{"type":"RECORD","note":"${SECRET_IN_BODY}"`)).status).toBe(400);
+      expect((await own.postWebhook({ type: 'RECORD', note: SECRET_IN_BODY })).status).toBe(400);
+      const refused = () => own.logs().filter((line) => line.msg.startsWith('[WaVoIP Webhook] Refused'));
+      await waitFor(() => refused().length === 3, 'the three refusals to be logged');
+      const log = JSON.stringify(own.logs());
+      expect(log).not.toContain(WEBHOOK_TOKEN);
+      expect(log).not.toContain('not-the-token-123');
+      expect(log).not.toContain(SECRET_IN_BODY);
+    } finally {
+      await own.stop();
+    }
   });
 
   it('repeated from one address is logged once, then counted, and the count logged', async () => {

@@ -736,8 +736,14 @@ describe('3. Authentication: every API route wants the API token; health stays o
     if (method !== 'HEAD') expect(((await response.json()) as { error: string }).error).toMatch(/API token/);
   });
 
-  it('did not retry the failed call for any of the refused POSTs', async () => {
-    expect((await service.call('AUTH-FAILED')).attachment.state).toBe('failed');
+  it('does not retry the failed call for a refused POST, whatever wrong credential it brings', async () => {
+    const before = await service.call('AUTH-FAILED');
+    expect(before.attachment.state).toBe('failed');
+    for (const { credential, headers, query } of WRONG_CREDENTIALS) {
+      const response = await fetch(`${service.url}/api/calls/AUTH-FAILED/retry${query ? `?${query}` : ''}`, { method: 'POST', headers });
+      expect(response.status, credential).toBe(401);
+    }
+    expect((await service.call('AUTH-FAILED')).attachment).toEqual(before.attachment);
   });
 
   it.each(API_ROUTES.filter(({ method }) => method !== 'POST' && method !== 'DELETE'))('control: the right token gets $method $route', async ({ method, route }) => {
