@@ -260,13 +260,16 @@ describeInChromium('the dashboard with sessions, the live stream and the summary
   });
 
   it('searches by phone number and by call id', async () => {
+    // A call of its own, with a number no other test uses.
+    expect((await service.postWebhook({ type: 'CALL', action: 'CREATE', whatsapp_call_id: 'SEARCHED', status: 'ENDED', direction: 'INCOMING', caller: '5531977776666', receiver: '5566999050312', id_session: 789, duration: 3 })).status).toBe(200);
+    await waitFor(async () => (await service.api('/api/calls/SEARCHED')).status === 200, 'the searched call');
     const { page, errors, close } = await open(service, '/');
     try {
       await row(page, 'FIRST').waitFor();
-      await page.getByRole('searchbox', { name: 'Search' }).fill('+5521987654321');
+      await page.getByRole('searchbox', { name: 'Search' }).fill('+5531977776666');
       await page.getByRole('button', { name: 'Apply' }).click();
-      await waitFor(async () => (await page.locator('tbody tr').count()) === 1 && (await row(page, 'LIVE-NEW').count()) === 1, 'the call with that number');
-      expect(new URL(page.url()).searchParams.get('q')).toBe('+5521987654321');
+      await waitFor(async () => (await page.locator('tbody tr').count()) === 1 && (await row(page, 'SEARCHED').count()) === 1, 'the call with that number');
+      expect(new URL(page.url()).searchParams.get('q')).toBe('+5531977776666');
       await page.getByRole('searchbox', { name: 'Search' }).fill('FIR');
       await page.getByRole('button', { name: 'Apply' }).click();
       await waitFor(async () => (await page.locator('tbody tr').count()) === 1 && (await row(page, 'FIRST').count()) === 1, 'the call with that id');
