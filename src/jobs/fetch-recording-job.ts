@@ -84,6 +84,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
         client: deps.client,
         maxBytes: deps.maxBytes,
         tmpDir: deps.store.tmpDir,
+        storageHeadroomBytes: deps.store.tmpHeadroomBytes,
         signal,
       });
       const key = recordingKeyFor(call.callId, file.sha256, file.extension);

@@ -194,6 +194,7 @@ export async function createS3RecordingStore(options: S3RecordingStoreOptions): 
 
   return {
     tmpDir: temp.path,
+    tmpHeadroomBytes: temp.headroomBytes,
 
     async put(tempPath, key, signal) {
       const objectKey = objectKeyOf(key);

@@ -9,6 +9,7 @@ import type { HttpClient } from '../../src/download/http-client.ts';
 import { connectionFailure, downloadRecording, parseRetryAfter } from '../../src/download/download-recording.ts';
 import type { DownloadedRecording } from '../../src/download/download-recording.ts';
 import { parseAllowlist } from '../../src/download/url-guard.ts';
+import { DATABASE_HEADROOM_BYTES } from '../../src/storage/storage-faults.ts';
 import { startFakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import type { FakeBehaviour, FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 
@@ -42,6 +43,7 @@ function download(url: string, overrides: { maxBytes?: number; signal?: AbortSig
     client,
     maxBytes: overrides.maxBytes ?? 10 * 1024 * 1024,
     tmpDir,
+    storageHeadroomBytes: DATABASE_HEADROOM_BYTES,
     signal: overrides.signal ?? new AbortController().signal,
   });
 }

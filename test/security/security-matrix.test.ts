@@ -33,6 +33,7 @@ import { createHttpClient, type HttpClient } from '../../src/download/http-clien
 import { lookupPublicAddress, parseAllowlist, type AllowlistEntry } from '../../src/download/url-guard.ts';
 import { AppError } from '../../src/errors.ts';
 import { recordingKeyFor } from '../../src/storage/recording-store.ts';
+import { DATABASE_HEADROOM_BYTES } from '../../src/storage/storage-faults.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import {
   API_TOKEN,
@@ -171,7 +172,7 @@ describe('1. SSRF: the downloader refuses every internal target and connects to 
   const realisticAllowlist = () => parseAllowlist(`${storageHost},storage.wavoip.com`);
 
   function download(url: string, allowlist: readonly AllowlistEntry[]): Promise<DownloadedRecording> {
-    return downloadRecording({ url, allowlist, client, maxBytes: 10 * 1024 * 1024, tmpDir, signal: new AbortController().signal });
+    return downloadRecording({ url, allowlist, client, maxBytes: 10 * 1024 * 1024, tmpDir, storageHeadroomBytes: DATABASE_HEADROOM_BYTES, signal: new AbortController().signal });
   }
 
   async function refusal(pending: Promise<DownloadedRecording>, code = 'URL_REFUSED'): Promise<AppError> {
@@ -409,6 +410,7 @@ describe('1. SSRF control: the trap does see a fetch the guard permits', () => {
         client,
         maxBytes: 10 * 1024 * 1024,
         tmpDir,
+        storageHeadroomBytes: DATABASE_HEADROOM_BYTES,
         signal: new AbortController().signal,
       });
       expect(result.sha256).toBe(sha256(mp3));
