@@ -16,7 +16,7 @@ import type { SniffedAudio } from './sniff-audio.ts';
 import { checkRecordingUrl } from './url-guard.ts';
 import type { AllowlistEntry } from './url-guard.ts';
 
-export interface DownloadRecordingOptions {
+interface DownloadRecordingOptions {
   url: string;
   allowlist: readonly AllowlistEntry[];
   client: HttpClient;

@@ -17,7 +17,7 @@ import type { RecordingStore } from '../storage/recording-store.ts';
 import { formatWait } from '../units.ts';
 import type { FetchJobRunner } from './fetch-scheduler.ts';
 
-export interface FetchRecordingDeps {
+interface FetchRecordingDeps {
   db: Db;
   store: RecordingStore;
   client: HttpClient;

@@ -14,7 +14,7 @@ import type { Logger } from '../log/logger.ts';
  * should wait half an hour for it). The whole of it is here: the change, the log line saying
  * what was done, the scheduler woken and the live list told; a caller only answers.
  */
-export interface FetchRetryDeps {
+interface FetchRetryDeps {
   db: Db;
   clock: Clock;
   logger: Logger;
