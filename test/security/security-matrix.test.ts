@@ -21,7 +21,6 @@
  * Scattered tests cover much of this too (test/download, test/storage, test/integration); they
  * stay. Nothing here measures time.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -47,9 +46,9 @@ import {
   type InProcessService,
 } from '../support/service-harness.ts';
 import { openTestDatabase, testDialect, type TestDatabase } from '../support/test-database.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const mp3 = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url));
-const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const REDIRECT_STATUSES = [301, 302, 307, 308] as const;
 /** Short client timeouts: a row that wrongly connects somewhere fails fast instead of hanging. */
 const HTTP_TIMEOUTS = { connectTimeoutMs: 2_000, headersTimeoutMs: 2_000, bodyTimeoutMs: 2_000 };
