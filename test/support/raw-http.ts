@@ -15,7 +15,7 @@ export interface RawRequest {
   body?: Buffer | string;
 }
 
-export interface RawAnswer {
+interface RawAnswer {
   status: number;
   headers: Map<string, string>;
   body: Buffer;
@@ -26,7 +26,7 @@ export interface RawResponse extends RawAnswer {
 }
 
 /** The first final answer in the bytes read, or what it still lacks. */
-export type ParsedAnswer = { complete: true; answer: RawAnswer } | { complete: false; missing: string };
+type ParsedAnswer = { complete: true; answer: RawAnswer } | { complete: false; missing: string };
 
 /** How long a request may go unanswered before the test calls it a hang. */
 const NO_ANSWER_MS = 20_000;

@@ -6,7 +6,7 @@ const WAV_HEADER_BYTES = 44;
  * The 44-byte header of a canonical PCM WAV file `totalBytes` long in all (16 kHz, mono, 16-bit):
  * followed by `totalBytes - 44` bytes of samples, it is a file the service sniffs and parses as audio.
  */
-export function wavHeader(totalBytes: number): Buffer {
+function wavHeader(totalBytes: number): Buffer {
   const header = Buffer.alloc(WAV_HEADER_BYTES);
   header.write('RIFF', 0);
   header.writeUInt32LE(totalBytes - 8, 4);
