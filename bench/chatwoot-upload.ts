@@ -4,7 +4,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { makeDataDir } from '../test/support/service-harness.ts';
 import { startFakeChatwoot } from '../test/support/fake-chatwoot.ts';
-import { median, REPO_ROOT, round, writeWavFile } from './support.ts';
+import { median, REPO_ROOT, round } from './support.ts';
+import { writeWavFile } from '../test/support/wav.ts';
 
 const MiB = 1024 * 1024;
 const REPETITIONS = 7;

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../src/config/config.ts';
 import { makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../test/support/service-harness.ts';
-import { listAttachedCalls, median, round, startFileServer, writeWavFile } from './support.ts';
+import { listAttachedCalls, median, round, startFileServer } from './support.ts';
+import { writeWavFile } from '../test/support/wav.ts';
 
 /** Posts `count` READY events at once and waits until `attachedAfter` calls are attached in all. */
 async function downloadAll(service: ChildService, origin: string, prefix: string, count: number, attachedAfter: number): Promise<number> {

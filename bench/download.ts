@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../test/support/service-harness.ts';
-import { median, readMemory, resetPeakMemory, round, startFileServer, writeWavFile } from './support.ts';
+import { median, readMemory, resetPeakMemory, round, startFileServer } from './support.ts';
+import { writeWavFile } from '../test/support/wav.ts';
 
 const MiB = 1024 * 1024;
 const REPETITIONS = 3;

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeDataDir, startChildService, testEnvironment, waitFor, type ChildService } from '../test/support/service-harness.ts';
-import { listAttachedCalls, percentile, round, startFileServer, writeWavFile } from './support.ts';
+import { listAttachedCalls, percentile, round, startFileServer } from './support.ts';
+import { writeWavFile } from '../test/support/wav.ts';
 
 const WARM_UP_CALLS = 10;
 

@@ -115,25 +115,4 @@ export async function startFileServer(options: { file: string; contentType: stri
   };
 }
 
-/** A WAV file of `bytes` bytes: a real header followed by silence, written sparse so it is quick to make. */
-export function writeWavFile(file: string, bytes: number): void {
-  const header = Buffer.alloc(44);
-  header.write('RIFF', 0);
-  header.writeUInt32LE(bytes - 8, 4);
-  header.write('WAVEfmt ', 8);
-  header.writeUInt32LE(16, 16);
-  header.writeUInt16LE(1, 20); // PCM
-  header.writeUInt16LE(1, 22); // mono
-  header.writeUInt32LE(16_000, 24);
-  header.writeUInt32LE(32_000, 28);
-  header.writeUInt16LE(2, 32);
-  header.writeUInt16LE(16, 34);
-  header.write('data', 36);
-  header.writeUInt32LE(bytes - 44, 40);
-  const fd = fs.openSync(file, 'w');
-  fs.writeSync(fd, header);
-  fs.ftruncateSync(fd, bytes);
-  fs.closeSync(fd);
-}
-
 export const round = (value: number, digits = 1) => Number(value.toFixed(digits));

@@ -2,7 +2,7 @@
  * The one error type of the service. `statusCode` is the HTTP status when the error reaches
  * a client; `retryable` tells a job whether trying again later can help (false: fail now).
  */
-export interface AppErrorOptions {
+interface AppErrorOptions {
   code: string;
   statusCode?: number;
   retryable?: boolean;

@@ -223,7 +223,14 @@ export async function startService(config: Config, logger: Logger, options: Serv
     recordingRetentionMs: config.recordingRetentionMs,
     onCallsChanged: (callIds) => callChanges.announce(callIds),
   });
-  const silenceMonitor = createWebhookSilenceMonitor({ db, clock, logger, thresholdMs: config.webhookSilenceWarningMs, startedAt });
+  const silenceMonitor = createWebhookSilenceMonitor({
+    db,
+    clock,
+    logger,
+    thresholdMs: config.webhookSilenceWarningMs,
+    startedAt,
+    webhookPath: WEBHOOK_PATH,
+  });
   // A process killed while this one runs (or just before it started) leaves an area that looks
   // owned until its lock goes stale: swept later, not only at the next start.
   // A replica of an older release writing during a rolling update leaves calls without the

@@ -69,19 +69,11 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
 
       api.post<{ Params: CallParams }>('/calls/:id/retry', async (request, reply) => {
         const callId = request.params.id;
-        const outcome = await retryFetch(deps.db, callId, deps.clock.now(), deps.config);
+        const outcome = await retryFetch(deps, callId);
         if (outcome.result === 'unknown') return sendUnknownCall(reply, callId);
         if (outcome.result === 'refused') {
           return reply.code(409).send({ error: `call ${callId} is ${outcome.state}; only a failed or pending recording can be retried` });
         }
-        deps.logger.info(
-          { call_id: callId, was: outcome.was },
-          outcome.was === 'failed'
-            ? `[WaVoIP Recording Webhook] Retry requested for call ${callId}`
-            : `[WaVoIP Recording Webhook] Next attempt for call ${callId} brought forward to now`,
-        );
-        deps.fetchJobsDue();
-        deps.callChanges.announce([callId]);
         const [call, job] = await Promise.all([findCall(deps.db, callId), findFetchJob(deps.db, callId)]);
         return reply.code(202).send(presentCall(call as StoredCall, job));
       });
@@ -100,12 +92,7 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
         },
         async (request, reply) => {
           const { state } = request.query;
-          const retried = await retryAllFetches(deps.db, state, deps.clock.now(), deps.config);
-          deps.logger.info({ state, retried }, `[WaVoIP Recording Webhook] Retry of every ${state} call requested: ${retried} to fetch now`);
-          if (retried > 0) {
-            deps.fetchJobsDue();
-            deps.callChanges.announceResync();
-          }
+          const retried = await retryAllFetches(deps, state);
           return reply.code(202).send({ state, retried });
         },
       );

@@ -14,7 +14,7 @@ export const RECORDING_QUERY_SCHEMA = {
   additionalProperties: false,
 } as const;
 
-export interface RecordingFile {
+interface RecordingFile {
   callId: string;
   key: string;
   /** As stored; rows from older releases may hold an upstream's header verbatim. */
@@ -78,7 +78,7 @@ export async function sendRecording(
  * call id may hold anything a webhook sent (quotes, slashes, control characters). No
  * `filename*`: it would only repeat this ASCII name.
  */
-export function recordingFileName(callId: string, key: string): string {
+function recordingFileName(callId: string, key: string): string {
   const id = callId.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 100);
   const extension = /\.([a-z0-9]{1,10})$/.exec(key)?.[1];
   return `call-${id}${extension === undefined ? '' : `.${extension}`}`;

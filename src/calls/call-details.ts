@@ -12,7 +12,7 @@ export type CallDirection = (typeof CALL_DIRECTIONS)[number];
 export const CALL_OUTCOMES = ['in_progress', 'answered', 'missed', 'rejected', 'failed'] as const;
 export type CallOutcome = (typeof CALL_OUTCOMES)[number];
 
-export interface CallDetails {
+interface CallDetails {
   direction: CallDirection | null;
   /** The other party: the caller of an incoming call, the receiver of an outgoing one. E.164. */
   peerPhone: string | null;

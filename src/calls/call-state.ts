@@ -45,7 +45,7 @@ export interface CallFacts {
 export const ATTACHMENT_STATES = ['pending', 'attached', 'failed', 'empty', 'disabled', 'none', 'expired'] as const;
 export type AttachmentState = (typeof ATTACHMENT_STATES)[number];
 
-export interface Attachment {
+interface Attachment {
   state: AttachmentState;
   reason: string | null;
 }

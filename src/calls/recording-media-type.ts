@@ -31,7 +31,7 @@ const MEDIA_TYPE_BY_EXTENSION: ReadonlyMap<string, string> = new Map([
 const RECORDING_MEDIA_TYPES: ReadonlySet<string> = new Set(MEDIA_TYPE_BY_EXTENSION.values());
 
 /** What a client gets when neither the stored type nor the key names a format of the list. */
-export const UNKNOWN_RECORDING_MEDIA_TYPE = 'application/octet-stream';
+const UNKNOWN_RECORDING_MEDIA_TYPE = 'application/octet-stream';
 
 /** The media type (`type/subtype`, no parameters) for a format file-type detected; undefined if not in the list. */
 export function recordingMediaTypeFor(extension: string): string | undefined {

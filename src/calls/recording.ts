@@ -8,7 +8,7 @@ export function buildRecordingUrl(template: string, whatsappCallId: string): str
   return template.replaceAll(CALL_ID_PLACEHOLDER, encodeURIComponent(whatsappCallId));
 }
 
-export interface AttemptUrl {
+interface AttemptUrl {
   url: string;
   /** Whether this attempt takes the hinted URL. */
   hinted: boolean;

@@ -30,14 +30,14 @@ export interface RecordEvent {
   deviceId: string | null;
 }
 
-export interface DeviceEvent {
+interface DeviceEvent {
   type: 'DEVICE';
   deviceId: string | null;
   phone: string | null;
   status: string | null;
 }
 
-export interface UnknownEvent {
+interface UnknownEvent {
   type: 'UNKNOWN';
   /** The `type` the sender gave, if any, kept for the log line. */
   declaredType: string | null;

@@ -58,7 +58,7 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 }
 
-export interface DashboardConfig {
+interface DashboardConfig {
   /** False: no pages at `/`, and no sign-in (the API takes only the bearer token). */
   enabled: boolean;
   /** Unset: people sign in with the API token. Set: with this password, or the API token. */
@@ -359,7 +359,7 @@ function parseRecordingsStorage(
   );
 }
 
-export function isWebhookSecret(text: string): boolean {
+function isWebhookSecret(text: string): boolean {
   const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(text);
   if (match === null) return false;
   const bytes = Buffer.from(match[1] as string, 'base64').length;

@@ -7,7 +7,7 @@ import path from 'node:path';
  * so neither the API nor the webhook is ever open by default. Each is kept in DATA_DIR, readable
  * by its owner only, where the CLI (`webhook-url`, `calls`…) and the operator find it again.
  */
-export const TOKEN_FILE_NAMES = { api: 'api-token', webhook: 'webhook-token', 'outbound-webhook': 'outbound-webhook-secret' } as const;
+const TOKEN_FILE_NAMES = { api: 'api-token', webhook: 'webhook-token', 'outbound-webhook': 'outbound-webhook-secret' } as const;
 export type TokenKind = keyof typeof TOKEN_FILE_NAMES;
 
 export function tokenFile(dataDir: string, kind: TokenKind): string {

@@ -11,13 +11,13 @@ const PUBLIC_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'publ
 const SHELL_FILE = 'index.html';
 /** Where the shell names its assets' folder; replaced once, at start-up. */
 const ASSET_BASE_MARK = '%ASSET_BASE%';
-export const DASHBOARD_PAGES = ['/', '/calls/:id', '/devices', '/sign-in'] as const;
+const DASHBOARD_PAGES = ['/', '/calls/:id', '/devices', '/sign-in'] as const;
 
 /**
  * Nothing but our own files, no inline script or style, nothing framed or framing, no form
  * sent elsewhere: a hostile webhook payload shown on a page has nothing to run with.
  */
-export const DASHBOARD_CSP_DIRECTIVES = {
+const DASHBOARD_CSP_DIRECTIVES = {
   defaultSrc: ["'none'"],
   scriptSrc: ["'self'"],
   styleSrc: ["'self'"],

@@ -7,7 +7,7 @@ import type { DbOrTrx } from './database.ts';
 import { isPostgres } from './dialect.ts';
 import type { CallsTable } from './schema.ts';
 
-export interface Recording extends RecordingFacts {
+interface Recording extends RecordingFacts {
   /** Null once RECORDING_RETENTION deleted the file: the facts stay as a record. */
   key: string | null;
   attachedAt: number;

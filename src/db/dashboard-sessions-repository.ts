@@ -1,6 +1,6 @@
 import type { DbOrTrx } from './database.ts';
 
-export interface DashboardSession {
+interface DashboardSession {
   idHash: string;
   csrfToken: string;
   createdAt: number;

@@ -5,8 +5,8 @@ import type { Db, DbOrTrx } from './database.ts';
 import { isPostgres } from './dialect.ts';
 import type { DeliveriesTable } from './schema.ts';
 
-export const DELIVERY_STATES = ['pending', 'delivered', 'given_up', 'cancelled'] as const;
-export type DeliveryState = (typeof DELIVERY_STATES)[number];
+const DELIVERY_STATES = ['pending', 'delivered', 'given_up', 'cancelled'] as const;
+type DeliveryState = (typeof DELIVERY_STATES)[number];
 
 export interface Delivery {
   id: string;
@@ -150,7 +150,7 @@ export async function claimDueDeliveries(
 }
 
 /** The claim's query, exported so a test can check its plan. */
-export function selectDueDeliveries(db: DbOrTrx, now: number, destinations: string[], limit: number, running: string[] = []) {
+function selectDueDeliveries(db: DbOrTrx, now: number, destinations: string[], limit: number, running: string[] = []) {
   return db
     .selectFrom('deliveries as d')
     .selectAll()

@@ -5,7 +5,7 @@ import type { DbOrTrx } from './database.ts';
  * 403, a 404 on its address), probed once in a while and resumed by a success; or `disabled`
  * by its receiver (a 410 Gone), for good. Kept in the database, so every replica sees it.
  */
-export interface DestinationState {
+interface DestinationState {
   destination: string;
   state: 'blocked' | 'disabled';
   reason: string;

@@ -3,7 +3,7 @@ import type { DeviceStatus } from '../devices/device-status.ts';
 import type { DbOrTrx } from './database.ts';
 import type { DevicesTable } from './schema.ts';
 
-export interface DeviceUpdate {
+interface DeviceUpdate {
   deviceId: string;
   /** The webhook's receive time. */
   seenAt: number;
@@ -79,7 +79,7 @@ export async function findDevice(db: DbOrTrx, deviceId: string): Promise<StoredD
   return row ? toStoredDevice(row) : null;
 }
 
-export interface DevicePageQuery {
+interface DevicePageQuery {
   tenant?: string | undefined;
   status?: DeviceStatus | undefined;
   /** true: only devices silent since `silentBefore`; false: only the others. */

@@ -5,7 +5,7 @@ import { createDatabaseSignal, type DatabaseSignal, type DatabaseSignalOptions }
  * replica starts it at once rather than at its next scan. A lost notification only delays the
  * job until a replica's next scan.
  */
-export type FetchJobSignal = DatabaseSignal;
+type FetchJobSignal = DatabaseSignal;
 
 export function createFetchJobSignal(deps: Pick<DatabaseSignalOptions, 'db' | 'database' | 'logger' | 'onAnnounced'>): FetchJobSignal {
   return createDatabaseSignal({

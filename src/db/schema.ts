@@ -1,7 +1,7 @@
 import type { Generated } from 'kysely';
 
 /** Times are milliseconds since the epoch, stored as integers on every dialect. */
-export interface EventsTable {
+interface EventsTable {
   seq: Generated<number>;
   event_id: string;
   received_at: number;
@@ -120,7 +120,7 @@ export interface DeliveriesTable {
   external_ids: string | null;
 }
 
-export interface DestinationStatesTable {
+interface DestinationStatesTable {
   destination: string;
   state: string;
   reason: string;
@@ -129,7 +129,7 @@ export interface DestinationStatesTable {
 }
 
 /** Dashboard sign-ins: only a hash of each session cookie is kept. */
-export interface DashboardSessionsTable {
+interface DashboardSessionsTable {
   /** sha256 hex of the cookie's value. */
   id_hash: string;
   csrf_token: string;

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import SQLite from 'better-sqlite3';
 import { AppError } from '../errors.ts';
 
-export interface BackupResult {
+interface BackupResult {
   bytes: number;
   calls: number;
 }

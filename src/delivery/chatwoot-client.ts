@@ -23,7 +23,7 @@ export interface ChatwootClientOptions {
   connections?: number;
 }
 
-export interface ChatwootTimeouts {
+interface ChatwootTimeouts {
   connectTimeoutMs: number;
   /** Until the answer's headers arrive, counted again whenever the upload makes progress. */
   headersTimeoutMs: number;
@@ -31,24 +31,24 @@ export interface ChatwootTimeouts {
   bodyTimeoutMs: number;
 }
 
-export const DEFAULT_CHATWOOT_TIMEOUTS: Readonly<ChatwootTimeouts> = Object.freeze({
+const DEFAULT_CHATWOOT_TIMEOUTS: Readonly<ChatwootTimeouts> = Object.freeze({
   connectTimeoutMs: 10_000,
   // Chatwoot stores an attachment (often to S3) before it answers.
   headersTimeoutMs: 60_000,
   bodyTimeoutMs: 30_000,
 });
 
-export interface CallOptions {
+interface CallOptions {
   signal?: AbortSignal;
 }
 
-export interface ChatwootContact {
+interface ChatwootContact {
   id: number;
   name: string | null;
   phoneNumber: string | null;
 }
 
-export interface ChatwootConversation {
+interface ChatwootConversation {
   /** The account-scoped display id: the one every URL uses. */
   id: number;
   inboxId: number;
@@ -56,7 +56,7 @@ export interface ChatwootConversation {
   contactId: number | null;
 }
 
-export interface ChatwootInbox {
+interface ChatwootInbox {
   id: number;
   name: string | null;
   /** e.g. `Channel::Api`, `Channel::Whatsapp`. */

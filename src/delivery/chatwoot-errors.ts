@@ -33,7 +33,7 @@ export function chatwootError(code: ChatwootErrorCode, message: string, extra: {
 /** What a 404 of this request means: the account or inbox in the settings, or a record we hold an id of. */
 export type NotFoundMeans = 'blocked' | 'gone';
 
-export interface FailedResponse {
+interface FailedResponse {
   operation: string;
   status: number;
   headers: Record<string, string | string[] | undefined>;
@@ -106,7 +106,7 @@ function errorCode(error: Error): string | undefined {
 }
 
 /** Chatwoot's error bodies: `{"message"}` (validation), `{"error"}`, or `{"errors": [...]}`. */
-export function chatwootSaid(text: string): string {
+function chatwootSaid(text: string): string {
   try {
     const body = JSON.parse(text) as { message?: unknown; error?: unknown; errors?: unknown };
     if (typeof body.message === 'string') return body.message;

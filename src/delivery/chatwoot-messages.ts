@@ -6,7 +6,7 @@ import type { AttachmentState } from '../calls/call-state.ts';
  * facts, these functions only word them. Times are shown in UTC and say so: the service does not
  * know the agents' time zone.
  */
-export type ChatwootLanguage = 'en' | 'pt-BR';
+type ChatwootLanguage = 'en' | 'pt-BR';
 
 export interface CallSummaryFacts {
   direction: CallDirection | null;
@@ -143,7 +143,7 @@ export function formatClock(totalSeconds: number): string {
 }
 
 /** `2026-12-03 04:51:29 UTC`, or in pt-BR `03/12/2026 04:51:29 UTC`. */
-export function formatUtc(ms: number, language: ChatwootLanguage): string {
+function formatUtc(ms: number, language: ChatwootLanguage): string {
   const iso = new Date(ms).toISOString();
   const [date = '', time = ''] = [iso.slice(0, 10), iso.slice(11, 19)];
   const [year, month, day] = date.split('-');

@@ -48,7 +48,7 @@ export const DELIVERY_ERROR_CODES = {
   answerLost: 'DELIVERY_ANSWER_LOST',
 } as const;
 
-export type DeliveryFailure = 'retry' | 'blocked' | 'gone' | 'permanent';
+type DeliveryFailure = 'retry' | 'blocked' | 'gone' | 'permanent';
 
 export function classifyDeliveryError(error: AppError): DeliveryFailure {
   if (error.code === DELIVERY_ERROR_CODES.blocked) return 'blocked';

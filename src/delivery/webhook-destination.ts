@@ -12,7 +12,7 @@ import { AppError, coerceError } from '../errors.ts';
 import { DELIVERY_ERROR_CODES, type Destination, type DeliveryReceipt } from './destination.ts';
 import type { RecordingLinks } from './recording-link.ts';
 
-export const WEBHOOK_EVENT_TYPES: Record<DeliveryKind, string> = {
+const WEBHOOK_EVENT_TYPES: Record<DeliveryKind, string> = {
   call: 'call.ended',
   recording: 'recording.attached',
   recording_unavailable: 'recording.unavailable',
@@ -91,14 +91,14 @@ export function createWebhookDestination(deps: { url: string; secret: string; cl
  * Zapier and n8n catch URLs), so none of those is shown; the hash tells apart two receivers on one
  * host, which a redacted URL would not (they would share one name, and one of them get nothing).
  */
-export function describeWebhookUrl(text: string): string {
+function describeWebhookUrl(text: string): string {
   const url = new URL(text);
   const rest = url.pathname === '/' && url.search === '' && url.username === '' && url.password === '' ? '' : '/…';
   return `${url.origin}${rest}#${createHash('sha256').update(text).digest('hex').slice(0, 8)}`;
 }
 
 /** The event's JSON: its type, when the fact became known, and the call as the API shows it. */
-export function webhookEvent(delivery: Delivery, call: StoredCall, now: number, links: RecordingLinks) {
+function webhookEvent(delivery: Delivery, call: StoredCall, now: number, links: RecordingLinks) {
   const { attachment, ...fields } = presentCall(call);
   const recording = call.recording;
   return {

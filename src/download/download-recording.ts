@@ -9,14 +9,14 @@ import type { Dispatcher } from 'undici';
 import { parseFile } from 'music-metadata';
 import type { RecordingFacts } from '../calls/recording.ts';
 import { AppError, coerceError } from '../errors.ts';
-import { assertRoom, assertRoomForRecording, DATABASE_HEADROOM_BYTES, measureFreeSpace, removeTempFile, storageFault } from '../storage/storage-faults.ts';
+import { assertRoom, assertRoomForRecording, measureFreeSpace, removeTempFile, storageFault } from '../storage/storage-faults.ts';
 import type { HttpClient } from './http-client.ts';
 import { sniffAudio, SNIFF_BYTES } from './sniff-audio.ts';
 import type { SniffedAudio } from './sniff-audio.ts';
 import { checkRecordingUrl } from './url-guard.ts';
 import type { AllowlistEntry } from './url-guard.ts';
 
-export interface DownloadRecordingOptions {
+interface DownloadRecordingOptions {
   url: string;
   allowlist: readonly AllowlistEntry[];
   client: HttpClient;
@@ -24,8 +24,8 @@ export interface DownloadRecordingOptions {
   /** Must be on the same filesystem as the store, so moving the file in is an atomic rename. */
   tmpDir: string;
   signal: AbortSignal;
-  /** Free space a download must leave on tmpDir's disk (default DATABASE_HEADROOM_BYTES). */
-  storageHeadroomBytes?: number;
+  /** Free space the download must leave on tmpDir's disk: the store's `tmpHeadroomBytes`. */
+  storageHeadroomBytes: number;
 }
 
 export interface DownloadedRecording extends RecordingFacts {
@@ -54,7 +54,7 @@ export async function downloadRecording(options: DownloadRecordingOptions): Prom
   const { signal } = options;
   // Measured before the request: once the headers are in, the body is read at once (see
   // writeBodyToFile), never after waiting for the disk.
-  const headroom = options.storageHeadroomBytes ?? DATABASE_HEADROOM_BYTES;
+  const headroom = options.storageHeadroomBytes;
   const free = await measureFreeSpace(options.tmpDir);
   assertRoom(free, { needed: 0, written: 0, headroom });
   const { response, finalUrl } = await requestFollowingRedirects(options);

@@ -10,19 +10,19 @@ export interface HttpClientTimeouts {
   bodyTimeoutMs: number;
 }
 
-export const DEFAULT_HTTP_TIMEOUTS: Readonly<HttpClientTimeouts> = Object.freeze({
+const DEFAULT_HTTP_TIMEOUTS: Readonly<HttpClientTimeouts> = Object.freeze({
   connectTimeoutMs: 10_000,
   headersTimeoutMs: 30_000,
   bodyTimeoutMs: 30_000,
 });
 
-export interface HttpRequestOptions {
+interface HttpRequestOptions {
   signal: AbortSignal;
   /** From checkRecordingUrl: the exact host:port is allow-listed, so private addresses are fine. */
   allowPrivate: boolean;
 }
 
-export interface OutboundRequest {
+interface OutboundRequest {
   method: 'POST' | 'GET' | 'PUT' | 'PATCH' | 'DELETE';
   headers: Record<string, string>;
   body?: string | Buffer | NodeJS.ReadableStream;

@@ -14,7 +14,7 @@ export type AllowlistEntry =
   | { kind: 'subdomains'; suffix: string }
   | { kind: 'host-port'; host: string; port: number };
 
-export interface CheckedUrl {
+interface CheckedUrl {
   url: URL;
   /** True only when the exact host:port is an entry; the caller then skips the DNS guard. */
   allowPrivate: boolean;

@@ -20,7 +20,7 @@ import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
 import type { AppDeps } from './app-deps.ts';
 
 /** WaVoIP's documented events are a few hundred bytes; production consumers cap at 64 KB too. */
-export const WEBHOOK_BODY_LIMIT = 64 * 1024;
+const WEBHOOK_BODY_LIMIT = 64 * 1024;
 /**
  * WaVoIP's events are flat objects. A deeper body is refused at the door, so that nothing
  * downstream (serialising it back in the API, say) can run out of stack on it.

@@ -28,7 +28,7 @@ export function trackRequestsInFlight(server: Server) {
   };
 }
 
-export type RequestsInFlight = ReturnType<typeof trackRequestsInFlight>;
+type RequestsInFlight = ReturnType<typeof trackRequestsInFlight>;
 
 /**
  * Stops listening (new connections are refused, idle keep-alive ones closed, a request

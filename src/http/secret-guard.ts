@@ -7,7 +7,7 @@ import { secretsMatch } from './secrets.ts';
 /** Both how long wrong secrets are counted and how long a lock-out lasts. */
 export const SECRET_FAILURE_WINDOW_SECONDS = 60;
 
-export type SecretCheck = { result: 'ok' } | { result: 'wrong' } | { result: 'locked-out'; retryAfterSeconds: number };
+type SecretCheck = { result: 'ok' } | { result: 'wrong' } | { result: 'locked-out'; retryAfterSeconds: number };
 
 export interface SecretGuard {
   /**
@@ -17,7 +17,7 @@ export interface SecretGuard {
   check(clientIp: string, presented: unknown, expected: string | ((presented: unknown) => boolean)): Promise<SecretCheck>;
 }
 
-export interface SecretGuardOptions {
+interface SecretGuardOptions {
   /** AUTH_FAILURE_LIMIT: wrong secrets an address may present within the window. */
   maxFailures: number;
   /**

@@ -17,7 +17,7 @@ import type { DeliveryOutcome, Metrics } from '../metrics/metrics.ts';
 import { formatDuration, formatWait } from '../units.ts';
 import { BLOCKED_PROBE_INTERVAL_MS, type DeliveryRunner } from './delivery-scheduler.ts';
 
-export interface DeliveryTimings {
+interface DeliveryTimings {
   /** The first retry's wait; it doubles (±25%) up to `maxDelayMs`. */
   initialDelayMs: number;
   maxDelayMs: number;

@@ -103,5 +103,3 @@ export function createDeliveryScheduler(deps: {
     },
   };
 }
-
-export type DeliveryScheduler = ReturnType<typeof createDeliveryScheduler>;

@@ -17,7 +17,7 @@ import type { RecordingStore } from '../storage/recording-store.ts';
 import { formatWait } from '../units.ts';
 import type { FetchJobRunner } from './fetch-scheduler.ts';
 
-export interface FetchRecordingDeps {
+interface FetchRecordingDeps {
   db: Db;
   store: RecordingStore;
   client: HttpClient;
@@ -84,6 +84,7 @@ export function createFetchRecordingJob(deps: FetchRecordingDeps): FetchJobRunne
         client: deps.client,
         maxBytes: deps.maxBytes,
         tmpDir: deps.store.tmpDir,
+        storageHeadroomBytes: deps.store.tmpHeadroomBytes,
         signal,
       });
       const key = recordingKeyFor(call.callId, file.sha256, file.extension);

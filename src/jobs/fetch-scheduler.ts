@@ -51,5 +51,3 @@ export function createFetchScheduler(deps: {
     },
   });
 }
-
-export type FetchScheduler = ReturnType<typeof createFetchScheduler>;

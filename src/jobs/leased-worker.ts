@@ -11,7 +11,7 @@ interface Running {
   watchdog?: NodeJS.Timeout;
 }
 
-export interface LeasedWorkerOptions<Item> {
+interface LeasedWorkerOptions<Item> {
   clock: Clock;
   logger: Logger;
   concurrency: number;
@@ -232,5 +232,3 @@ export function createLeasedWorker<Item>(options: LeasedWorkerOptions<Item>) {
     },
   };
 }
-
-export type LeasedWorker = ReturnType<typeof createLeasedWorker>;

@@ -13,7 +13,7 @@ const EVENT_BATCH = 1_000;
 const RECORDING_BATCH = 100;
 const LONGEST_INTERVAL_MS = 3_600_000;
 
-export interface RetentionDeps {
+interface RetentionDeps {
   db: Db;
   store: RecordingStore;
   clock: Clock;

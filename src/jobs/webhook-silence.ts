@@ -5,7 +5,6 @@ import type { Logger } from '../log/logger.ts';
 import { findLatestEventReceivedAt } from '../db/events-repository.ts';
 import { toE164 } from '../calls/phone-number.ts';
 import { formatDuration } from '../units.ts';
-import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
 import { createPeriodicTask, type PeriodicTask } from './periodic.ts';
 
 const LONGEST_INTERVAL_MS = 60_000;
@@ -24,9 +23,17 @@ interface Warned {
  * usual fault is a device whose panel never got the webhook URL, which otherwise goes unnoticed
  * until someone looks for a recording. Each device that has sent webhooks and then gone quiet
  * that long is named too, on the same schedule: its panel lost the URL, or the device is off.
+ * `webhookPath` is where the service takes webhooks, for the warning to say where to point the panel.
  */
-export function createWebhookSilenceMonitor(deps: { db: Db; clock: Clock; logger: Logger; thresholdMs: number; startedAt: number }): PeriodicTask {
-  const { db, clock, logger, thresholdMs, startedAt } = deps;
+export function createWebhookSilenceMonitor(deps: {
+  db: Db;
+  clock: Clock;
+  logger: Logger;
+  thresholdMs: number;
+  startedAt: number;
+  webhookPath: string;
+}): PeriodicTask {
+  const { db, clock, logger, thresholdMs, startedAt, webhookPath } = deps;
   let warned: Warned = { since: Number.NaN, periods: 0 };
   // Silent devices only: an entry goes once its device is heard from again.
   let warnedDevices = new Map<string, Warned>();
@@ -50,7 +57,7 @@ export function createWebhookSilenceMonitor(deps: { db: Db; clock: Clock; logger
       { last_webhook_at: lastWebhookAt === null ? null : new Date(lastWebhookAt).toISOString(), silent_for_ms: now - since },
       `[WaVoIP Webhook] No webhook has arrived for ${formatDuration(next.periods * thresholdMs)} ` +
         `(${lastWebhookAt === null ? 'none has ever arrived; counting from start-up' : `since ${new Date(lastWebhookAt).toISOString()}`}). ` +
-        `If devices are making calls, check that each device's WaVoIP panel sends its webhook to https://your-host${WEBHOOK_PATH}?token=<WEBHOOK_TOKEN> and that this address is reachable.`,
+        `If devices are making calls, check that each device's WaVoIP panel sends its webhook to https://your-host${webhookPath}?token=<WEBHOOK_TOKEN> and that this address is reachable.`,
     );
   }
 

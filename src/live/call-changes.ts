@@ -17,7 +17,7 @@ const RESYNC_PAYLOAD = '*';
 const PING_INTERVAL_MS = 15_000;
 
 /** Server-sent events, each written once and sent as the same text to every stream. */
-export const SSE_RESYNC = 'event: resync\ndata: {}\n\n';
+const SSE_RESYNC = 'event: resync\ndata: {}\n\n';
 const SSE_PING = ': ping\n\n';
 
 /** One open live stream (GET /api/live): what it is sent, and how it is ended. */

@@ -27,7 +27,7 @@ export interface Metrics {
   deliveries: Counter<'destination' | 'kind' | 'outcome'>;
 }
 
-export interface MetricsSources {
+interface MetricsSources {
   db: Db;
   clock: Clock;
   /** The moment from which silence is counted while no webhook has ever arrived. */
@@ -43,7 +43,7 @@ export interface MetricsSources {
  * for each would swamp Prometheus. Only silent devices get one, the most recently silent first
  * (a device long dead is likely retired); devices_silent counts them all.
  */
-export const MAX_SILENT_DEVICE_SERIES = 100;
+const MAX_SILENT_DEVICE_SERIES = 100;
 
 const PREFIX = 'wavoip_recordings_';
 

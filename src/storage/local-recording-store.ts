@@ -21,6 +21,7 @@ export async function createLocalRecordingStore(dir: string, { headroomBytes = D
 
   return {
     tmpDir: temp.path,
+    tmpHeadroomBytes: temp.headroomBytes,
 
     async put(tempPath, key) {
       const target = pathOf(key);

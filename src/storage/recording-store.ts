@@ -43,6 +43,11 @@ export interface RecordingStore {
    */
   readonly tmpDir: string;
   /**
+   * Free space a download into `tmpDir` must leave on its disk: the database's headroom
+   * (DATABASE_HEADROOM_BYTES), which `check()` also holds the store to.
+   */
+  readonly tmpHeadroomBytes: number;
+  /**
    * Makes sure `tmpDir` exists and is held by this process: taken again after a start on a
    * read-only disk, a lost lock, or the area deleted under it. Throws a storage error (with
    * the disk's reason) while it cannot be.

@@ -194,6 +194,7 @@ export async function createS3RecordingStore(options: S3RecordingStoreOptions): 
 
   return {
     tmpDir: temp.path,
+    tmpHeadroomBytes: temp.headroomBytes,
 
     async put(tempPath, key, signal) {
       const objectKey = objectKeyOf(key);
@@ -294,7 +295,7 @@ interface SdkError extends Error {
  * The SDK's error is not kept as the cause: its fields (the string to sign, the access key id…)
  * would reach the log through the error serialiser. Only its name and message are.
  */
-export function s3Fault(operation: string, caught: unknown, note = ''): AppError {
+function s3Fault(operation: string, caught: unknown, note = ''): AppError {
   if (caught instanceof AppError) return caught;
   const error = coerceError(caught) as SdkError;
   const cause = new Error(error.message);

@@ -68,7 +68,7 @@ export async function removeTempFile(path: string): Promise<boolean> {
  */
 export const DATABASE_HEADROOM_BYTES = 64 * 1024 ** 2;
 
-export interface RoomCheck {
+interface RoomCheck {
   /** Bytes of the recording still to be written; 0 when its length is not known. */
   needed: number;
   /** Bytes of it already written to the temp file, for the message. */

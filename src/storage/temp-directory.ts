@@ -128,6 +128,8 @@ export async function openTempDirectory(
 
   return {
     path: area,
+    /** Free space a write here must leave on the disk (the database's headroom). */
+    headroomBytes,
     keepOwnership,
     discard,
     retryStranded,

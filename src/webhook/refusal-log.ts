@@ -8,7 +8,7 @@ import { formatDuration } from '../units.ts';
  * failing flood the log. The first refusal of a reason from an address is logged at once; its
  * repeats are counted and logged as one line per window while they go on.
  */
-export interface RefusalLog {
+interface RefusalLog {
   /** `reason` must never hold the token or the body: it is logged as it is. */
   record(refusal: { reason: string; client: string; status: number }): void;
   /** Logs the counts of windows that have ended; runs every window by itself once started. */

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -16,6 +15,7 @@ import {
   seriousAccessibilityViolations,
   type MediaElement,
 } from './support/browser.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 const HOSTILE_NAME = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>';
@@ -186,7 +186,7 @@ describeInChromium('the dashboard in Chromium', () => {
 
       expect(await page.getByRole('link', { name: /Download/ }).getAttribute('href')).toBe('/api/calls/IN-ANSWERED/recording?download=1');
       const facts = await page.locator('.panel').first().innerText();
-      expect(facts).toContain(createHash('sha256').update(ogg).digest('hex'));
+      expect(facts).toContain(sha256(ogg));
       expect(facts).toMatch(/Size\s+24\.2 kB/);
       expect(facts).toMatch(/Codec\s+\S+/);
       expect(facts).toMatch(/Container\s+\S+/);

@@ -1,6 +1,3 @@
-import { createHash } from 'node:crypto';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,14 +9,16 @@ import { createChatwootClient } from '../../src/delivery/chatwoot-client.ts';
 import type { ChatwootClient, ChatwootClientOptions } from '../../src/delivery/chatwoot-client.ts';
 import { ChatwootErrorCode } from '../../src/delivery/chatwoot-errors.ts';
 import { AppError } from '../../src/errors.ts';
-import { REPO_ROOT, writeWavFile } from '../../bench/support.ts';
+import { REPO_ROOT } from '../../bench/support.ts';
 import { startFakeChatwoot } from '../support/fake-chatwoot.ts';
 import type { FakeChatwoot } from '../support/fake-chatwoot.ts';
+import { freePort } from '../support/free-port.ts';
+import { sha256 } from '../support/sha256.ts';
+import { writeWavFile } from '../support/wav.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures/audio');
 const UPLOAD_CHILD = join(import.meta.dirname, '../support/chatwoot-upload-child.ts');
 const run = promisify(execFile);
-const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 let chatwoot: FakeChatwoot;
 let client: ChatwootClient;
@@ -325,13 +324,7 @@ describe('failures are classified for the engine, and never carry the token', ()
   });
 
   it('a server that cannot be reached is retryable, and the request was never sent', async () => {
-    const port = await new Promise<number>((resolve) => {
-      const server = createServer();
-      server.listen(0, '127.0.0.1', () => {
-        const { port: free } = server.address() as AddressInfo;
-        server.close(() => resolve(free));
-      });
-    });
+    const port = await freePort();
     const error = await failure(makeClient({ url: `http://127.0.0.1:${port}` }).findContactByPhone('+5511987654321'));
     expect(error).toMatchObject({ code: ChatwootErrorCode.unavailable, retryable: true });
   });

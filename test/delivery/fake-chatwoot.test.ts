@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startFakeChatwoot } from '../support/fake-chatwoot.ts';
 import type { FakeChatwoot } from '../support/fake-chatwoot.ts';
+import { sha256 } from '../support/sha256.ts';
 
 /**
  * The fake must refuse what Chatwoot refuses, or the client's tests would prove nothing: these
@@ -152,7 +152,7 @@ describe('fake Chatwoot: conversations and messages', () => {
       expect(posted.body.attachments[0].file_type).toBe(fileType);
     }
     const stored = chatwoot.messages(conversation).at(0)?.attachments[0];
-    expect(stored?.sha256).toBe(createHash('sha256').update(mp3).digest('hex'));
+    expect(stored?.sha256).toBe(sha256(mp3));
     expect(stored?.bytes().equals(mp3)).toBe(true);
     expect(stored).toMatchObject({ contentType: 'audio/mpeg', fileName: 'call.mp3', size: mp3.length });
   });

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,8 +8,10 @@ import type { HttpClient } from '../../src/download/http-client.ts';
 import { connectionFailure, downloadRecording, parseRetryAfter } from '../../src/download/download-recording.ts';
 import type { DownloadedRecording } from '../../src/download/download-recording.ts';
 import { parseAllowlist } from '../../src/download/url-guard.ts';
+import { DATABASE_HEADROOM_BYTES } from '../../src/storage/storage-faults.ts';
 import { startFakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import type { FakeBehaviour, FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures/audio');
 const mp3 = await readFile(join(FIXTURES, 'call-pt-br-9s.mp3'));
@@ -42,6 +43,7 @@ function download(url: string, overrides: { maxBytes?: number; signal?: AbortSig
     client,
     maxBytes: overrides.maxBytes ?? 10 * 1024 * 1024,
     tmpDir,
+    storageHeadroomBytes: DATABASE_HEADROOM_BYTES,
     signal: overrides.signal ?? new AbortController().signal,
   });
 }
@@ -57,10 +59,6 @@ async function downloadFailure(promise: Promise<DownloadedRecording>): Promise<A
   return error as AppError;
 }
 
-function sha256Of(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
 describe('downloadRecording of real audio', () => {
   it.each([
     { name: 'mp3', bytes: mp3, served: 'audio/mpeg', contentType: 'audio/mpeg', extension: 'mp3', container: 'MPEG', codec: 'MPEG 2 Layer 3' },
@@ -71,19 +69,19 @@ describe('downloadRecording of real audio', () => {
 
     const result = await download(storage.url('/call-1'));
 
-    expect(result).toMatchObject({ size: bytes.length, sha256: sha256Of(bytes), finalUrl: storage.url('/call-1'), ...expected });
+    expect(result).toMatchObject({ size: bytes.length, sha256: sha256(bytes), finalUrl: storage.url('/call-1'), ...expected });
     expect(result.durationSeconds).toBeGreaterThan(8.5);
     expect(result.durationSeconds).toBeLessThan(10);
     expect(result.tempPath.startsWith(tmpDir)).toBe(true);
     expect(result.tempPath.endsWith('.part')).toBe(true);
-    expect(sha256Of(await readFile(result.tempPath))).toBe(sha256Of(bytes));
+    expect(sha256(await readFile(result.tempPath))).toBe(sha256(bytes));
   });
 
   it('streams a chunked body with no Content-Length', async () => {
     storage.setRoute('/long-call', { kind: 'body', body: wav, contentType: 'audio/wav', chunked: true });
     const result = await download(storage.url('/long-call'));
     expect(result.size).toBe(wav.length);
-    expect(result.sha256).toBe(sha256Of(wav));
+    expect(result.sha256).toBe(sha256(wav));
   });
 
   it('names the sniffed type, bare, whatever the declared one says', async () => {
@@ -121,7 +119,7 @@ describe('downloadRecording of real audio', () => {
       const error = await downloadFailure(download(storage.url('/late')));
       expect(error).toMatchObject({ code: 'NOT_FOUND', retryable: true });
     }
-    await expect(download(storage.url('/late'))).resolves.toMatchObject({ sha256: sha256Of(mp3) });
+    await expect(download(storage.url('/late'))).resolves.toMatchObject({ sha256: sha256(mp3) });
     expect(storage.requests('/late')).toBe(4);
   });
 });
@@ -188,7 +186,7 @@ describe('downloadRecording failures', () => {
       const result = await download(storage.url('/a'), { allowlist });
 
       expect(result.finalUrl).toBe(other.url('/final'));
-      expect(result.sha256).toBe(sha256Of(mp3));
+      expect(result.sha256).toBe(sha256(mp3));
       await rm(result.tempPath);
     } finally {
       await other.close();
@@ -220,7 +218,7 @@ describe('downloadRecording failures', () => {
     expect(storage.requests('/hop-6')).toBe(0);
     // Five redirects (hop-1 → … → hop-6) are still fine.
     const result = await download(storage.url('/hop-1'));
-    expect(result.sha256).toBe(sha256Of(mp3));
+    expect(result.sha256).toBe(sha256(mp3));
     await rm(result.tempPath);
   });
 

@@ -1,13 +1,12 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { NO_POLLING, makeDataDir, runCli, startInProcessService, testEnvironment, type InProcessService } from '../support/service-harness.ts';
 import { testDialect } from '../support/test-database.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
-const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 let storage: FakeWavoipStorage;
 

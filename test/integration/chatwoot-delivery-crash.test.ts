@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeChatwoot, type FakeChatwoot, type FakeMessage } from '../support/fake-chatwoot.ts';
@@ -15,10 +14,11 @@ import {
   type InProcessService,
 } from '../support/service-harness.ts';
 import { databaseEnvironment, openTestDatabase, testDialect } from '../support/test-database.ts';
+import { sha256 } from '../support/sha256.ts';
 
 /** Chatwoot deliveries across a SIGKILL, two replicas, and a backfill of calls from before Chatwoot was configured. */
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
-const oggSha256 = createHash('sha256').update(ogg).digest('hex');
+const oggSha256 = sha256(ogg);
 
 let storage: FakeWavoipStorage;
 let chatwoot: FakeChatwoot;
@@ -85,7 +85,7 @@ describe('Chatwoot deliveries across crashes, replicas and backfills', () => {
     }, 'both deliveries made after restart');
     expect(sourceIds(chatwoot)).toEqual(['wavoip:CW-KILL:call', 'wavoip:CW-KILL:recording']);
     const audio = allMessages(chatwoot)[1]?.attachments[0];
-    expect(createHash('sha256').update(audio!.bytes()).digest('hex')).toBe(oggSha256);
+    expect(sha256(audio!.bytes())).toBe(oggSha256);
     expect(second.logs().some((line) => line.msg.startsWith('[Chatwoot] ✅ Call summary posted to conversation'))).toBe(true);
   });
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -6,9 +5,10 @@ import { startFakeChatwoot, type FakeChatwoot, type FakeMessage } from '../suppo
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { S3RVER_CREDENTIALS, startS3rver } from '../support/s3rver.ts';
 import { makeDataDir, NO_POLLING, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
-const oggSha256 = createHash('sha256').update(ogg).digest('hex');
+const oggSha256 = sha256(ogg);
 const FAST_RETRIES = { deliveryRetry: { initialDelayMs: 50, maxDelayMs: 200, probeIntervalMs: 200 } };
 const PEER = '+5511987654321';
 
@@ -105,7 +105,7 @@ describe('delivering calls to Chatwoot', () => {
     expect(recording).toMatchObject({ private: true, sourceId: 'wavoip:CW-ATTACHED:recording', content: '🎙️ Recording of the call with +5511987654321 (00:09)' });
     const [audio] = recording!.attachments;
     expect(audio).toMatchObject({ fileType: 'audio', contentType: 'audio/ogg', fileName: expect.stringMatching(/^call-\d{8}-\d{6}-5511987654321\.ogg$/) });
-    expect(createHash('sha256').update(audio!.bytes()).digest('hex')).toBe(oggSha256);
+    expect(sha256(audio!.bytes())).toBe(oggSha256);
 
     expect(deliveries.map((delivery) => [delivery.destination, delivery.kind, delivery.state, delivery.attempts])).toEqual([
       [`chatwoot:${chatwoot.accountId}`, 'call', 'delivered', 1],
@@ -229,7 +229,7 @@ describe('delivering calls to Chatwoot', () => {
       await waitForDelivered(service, 'CW-S3', 2);
       const audio = messagesFor(chatwoot, 'CW-S3')[1]?.attachments[0];
       expect(audio?.fileType).toBe('audio');
-      expect(createHash('sha256').update(audio!.bytes()).digest('hex')).toBe(oggSha256);
+      expect(sha256(audio!.bytes())).toBe(oggSha256);
       const temp = fs.readdirSync(path.join(service.dataDir, 'tmp'), { recursive: true, withFileTypes: true }).filter((entry) => entry.isFile() && entry.name.startsWith('chatwoot-'));
       expect(temp).toEqual([]);
       await service.stop();

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { freePort, makeDataDir, runCli, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+import { makeDataDir, runCli, startChildService, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+import { freePort } from '../support/free-port.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import {
   type ChildService,
 } from '../support/service-harness.ts';
 import { databaseEnvironment, ensureDatabase, openTestDatabase, testDialect, type TestDatabase } from '../support/test-database.ts';
+import { sha256 } from '../support/sha256.ts';
 
 /**
  * Several replicas of the service on one PostgreSQL database, as a platform runs them behind a
@@ -23,7 +23,7 @@ const CALLS = 500;
 const REPLICAS = 3;
 const CONCURRENCY = 4;
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
-const oggSha256 = createHash('sha256').update(ogg).digest('hex');
+const oggSha256 = sha256(ogg);
 
 const ATTACHED = '[WaVoIP Recording Webhook] ✅ Recording attached successfully';
 const callIdOf = (index: number) => `FLEET-${String(index).padStart(3, '0')}`;

@@ -9,7 +9,6 @@
  * sent when the signal arrives. `Expect: 100-continue` makes the service say when it has read a
  * request's headers (and so counts it as in flight) before the test sends its body.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -28,7 +27,10 @@ import {
   type ChildService,
   type InProcessService,
 } from '../support/service-harness.ts';
+import { parseHttpAnswer, RawConnection } from '../support/raw-http.ts';
+import { sha256 } from '../support/sha256.ts';
 import { openTestDatabase, testDialect } from '../support/test-database.ts';
+import { silentWav } from '../support/wav.ts';
 
 let storage: FakeWavoipStorage;
 const children: ChildService[] = [];
@@ -57,97 +59,12 @@ const portOf = (url: string) => Number(new URL(url).port);
 const databaseFile = (dataDir: string) => path.join(dataDir, 'wavoip-recordings.sqlite');
 const WEBHOOK_TARGET = `/webhooks/wavoip?token=${WEBHOOK_TOKEN}`;
 
-/** A 16 MiB WAV (header, then silence): more than loopback buffers hold, so a reader that pauses keeps its answer in flight. */
-function makeLargeWav(bytes: number): Buffer {
-  const wav = Buffer.alloc(bytes);
-  wav.write('RIFF', 0);
-  wav.writeUInt32LE(bytes - 8, 4);
-  wav.write('WAVEfmt ', 8);
-  wav.writeUInt32LE(16, 16);
-  wav.writeUInt16LE(1, 20); // PCM
-  wav.writeUInt16LE(1, 22); // mono
-  wav.writeUInt32LE(16_000, 24);
-  wav.writeUInt32LE(32_000, 28);
-  wav.writeUInt16LE(2, 32);
-  wav.writeUInt16LE(16, 34);
-  wav.write('data', 36);
-  wav.writeUInt32LE(bytes - 44, 40);
-  return wav;
+/** A raw connection, closed after the test whatever happened. */
+async function openConnection(port: number): Promise<RawConnection> {
+  const connection = await RawConnection.open(port);
+  connections.push(connection);
+  return connection;
 }
-
-/** One raw HTTP/1.1 connection: the test writes bytes and reads what came back, and sees when the server closes it. */
-class RawConnection {
-  private readonly chunks: Buffer[] = [];
-  private receivedBytes = 0;
-  closed = false;
-
-  private constructor(readonly socket: net.Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.chunks.push(chunk);
-      this.receivedBytes += chunk.length;
-    });
-    socket.on('close', () => (this.closed = true));
-    // A reset when the server closes the connection is judged by what arrived.
-    socket.on('error', () => {});
-  }
-
-  static open(port: number): Promise<RawConnection> {
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(port, '127.0.0.1');
-      socket.once('error', reject);
-      socket.once('connect', () => {
-        socket.off('error', reject);
-        const connection = new RawConnection(socket);
-        connections.push(connection);
-        resolve(connection);
-      });
-    });
-  }
-
-  write(data: string | Buffer): void {
-    this.socket.write(data);
-  }
-
-  received(): Buffer {
-    return Buffer.concat(this.chunks);
-  }
-
-  receivedCount(): number {
-    return this.receivedBytes;
-  }
-
-  /** Waits for the first final (non-1xx) answer to arrive whole. */
-  async response(what: string): Promise<RawAnswer> {
-    let answer: RawAnswer | undefined;
-    await waitFor(() => (answer = parseAnswer(this.received())) !== undefined, `${what}: a complete answer (got ${preview(this.received())})`);
-    return answer as RawAnswer;
-  }
-}
-
-interface RawAnswer {
-  status: number;
-  headers: Map<string, string>;
-  body: Buffer;
-}
-
-/** The first final answer in `data` once it is complete (Content-Length), else undefined. */
-function parseAnswer(data: Buffer): RawAnswer | undefined {
-  let offset = 0;
-  for (;;) {
-    const headEnd = data.indexOf('\r\n\r\n', offset);
-    if (headEnd === -1) return undefined;
-    const [statusLine = '', ...lines] = data.subarray(offset, headEnd).toString('latin1').split('\r\n');
-    const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1]);
-    const headers = new Map(lines.map((line) => [line.slice(0, line.indexOf(':')).trim().toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]));
-    offset = headEnd + 4;
-    if (status < 200) continue; // 100 Continue
-    const length = Number(headers.get('content-length'));
-    if (data.length - offset < length) return undefined;
-    return { status, headers, body: data.subarray(offset, offset + length) };
-  }
-}
-
-const preview = (data: Buffer) => JSON.stringify(data.subarray(0, 300).toString('latin1'));
 
 /** Headers of a webhook POST announcing `length` bytes, asking the server to confirm it read them. */
 function webhookHead(port: number, length: number): string {
@@ -164,7 +81,7 @@ function webhookHead(port: number, length: number): string {
 
 /** Opens a webhook POST, waits until the service has read its headers, and sends the first `sent` bytes of `body`. */
 async function startWebhook(port: number, body: Buffer, sent: number): Promise<RawConnection> {
-  const connection = await RawConnection.open(port);
+  const connection = await openConnection(port);
   connection.write(webhookHead(port, body.length));
   await waitFor(() => connection.received().toString('latin1').startsWith('HTTP/1.1 100 Continue\r\n'), 'the service to read the webhook headers');
   connection.write(body.subarray(0, sent));
@@ -215,7 +132,8 @@ describe('graceful shutdown (SIGTERM)', () => {
   it('answers the requests in flight, refuses new connections, drops idle ones, closes the database and exits 0', async () => {
     const dataDir = await makeDataDir();
     const env = testEnvironment(storage.origin, dataDir, NO_POLLING);
-    const recording = makeLargeWav(16 * 1024 * 1024);
+    // 16 MiB: more than loopback buffers hold, so a reader that pauses keeps its answer in flight.
+    const recording = silentWav(16 * 1024 * 1024);
     storage.setRoute('/GRACEFUL-RECORDING', { kind: 'body', body: recording, contentType: 'audio/wav' });
     const service = await startChild(env);
     const port = portOf(service.url);
@@ -223,12 +141,12 @@ describe('graceful shutdown (SIGTERM)', () => {
     await service.waitForAttachment('GRACEFUL-RECORDING', 'attached');
 
     // An idle keep-alive connection: answered once, left open.
-    const idle = await RawConnection.open(port);
+    const idle = await openConnection(port);
     idle.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
     expect((await idle.response('GET /healthz')).headers.get('connection')).toBe('keep-alive');
 
     // A recording being read by a client that has paused: its answer is in flight.
-    const download = await RawConnection.open(port);
+    const download = await openConnection(port);
     // Paused on its first chunk: polling for it instead left the whole 16 MiB time to arrive.
     download.socket.once('data', () => download.socket.pause());
     download.write(`GET /api/calls/GRACEFUL-RECORDING/recording HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAuthorization: Bearer ${API_TOKEN}\r\n\r\n`);
@@ -264,7 +182,7 @@ describe('graceful shutdown (SIGTERM)', () => {
     const sent = await download.response('the recording');
     expect(sent.status).toBe(200);
     expect(sent.body.length).toBe(recording.length);
-    expect(createHash('sha256').update(sent.body).digest('hex')).toBe(createHash('sha256').update(recording).digest('hex'));
+    expect(sha256(sent.body)).toBe(sha256(recording));
 
     expect(await service.exited).toBe(0);
     const messages = service.logs().map((line) => line.msg);
@@ -294,7 +212,7 @@ describe('graceful shutdown (SIGTERM)', () => {
     expect(await service.exited).toBe(0);
 
     await waitFor(() => stalled.closed, 'the stalled connection to be closed');
-    expect(parseAnswer(stalled.received())).toBeUndefined();
+    expect(parseHttpAnswer(stalled.received(), { closed: true }).complete).toBe(false);
     const messages = service.logs().map((line) => line.msg);
     expect(messages).toContain('Shutting down: 1 connection still open after 0.3s (1 request unfinished); closing it');
     expect(messages).toContain('Shutting down: database closed');
@@ -318,7 +236,7 @@ describe('request timeout and shutdown grace', () => {
 
     const body = Buffer.from(JSON.stringify({ type: 'CALL', whatsapp_call_id: 'SLOW-BODY', status: 'ACTIVE' }));
     const stalledBody = await startWebhook(port, body, 10);
-    const stalledHeaders = await RawConnection.open(port);
+    const stalledHeaders = await openConnection(port);
     stalledHeaders.write(`POST ${WEBHOOK_TARGET} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: appl`);
 
     for (const [connection, what] of [
@@ -339,7 +257,7 @@ describe('request timeout and shutdown grace', () => {
     const port = portOf(service.url);
     const body = Buffer.from(JSON.stringify({ type: 'CALL', whatsapp_call_id: 'STALLED-AT-STOP', status: 'ACTIVE' }));
     const stalledBody = await startWebhook(port, body, 10);
-    const stalledHeaders = await RawConnection.open(port);
+    const stalledHeaders = await openConnection(port);
     stalledHeaders.write(`POST ${WEBHOOK_TARGET} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: appl`);
     // Once the service answers on another connection, it has read what the stalled one sent.
     expect((await service.postWebhook({ type: 'CALL', whatsapp_call_id: 'BEFORE-STOP', status: 'ACTIVE' })).status).toBe(200);

@@ -16,7 +16,6 @@
  *
  * HOSTILE_FUZZ_SCALE=20 multiplies every property's number of runs (raise --testTimeout too).
  */
-import { createHash } from 'node:crypto';
 import net from 'node:net';
 import fs from 'node:fs';
 import v8 from 'node:v8';
@@ -34,6 +33,16 @@ import {
   waitFor,
   type InProcessService,
 } from '../support/service-harness.ts';
+import {
+  describeRawRequest as describeRequest,
+  previewBytes as preview,
+  requestHead as rawRequestHead,
+  sendRawRequest,
+  sendRawRequestParts,
+  type RawRequest,
+  type RawResponse,
+} from '../support/raw-http.ts';
+import { sha256 } from '../support/sha256.ts';
 import { openTestDatabase, type TestDatabase } from '../support/test-database.ts';
 
 const mp3 = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url));
@@ -67,7 +76,6 @@ const countEvents = async (where: string, params: unknown[] = []) =>
  * stored with (a hash, not the text: the memory test must not measure what the test keeps).
  */
 const acknowledged = new Map<string, string>();
-const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
 beforeAll(async () => {
   storage = await startFakeWavoipStorage();
@@ -99,122 +107,12 @@ afterEach(async () => {
   expectNoPollution();
 });
 
-// ---------------------------------------------------------------------------------------------
-// A raw HTTP/1.1 client: bytes in, bytes out, one connection per request (Connection: close).
-// ---------------------------------------------------------------------------------------------
-
-interface RawRequest {
-  method: string;
-  /** The request-target, written as latin1: characters U+0080–U+00FF go out as single raw bytes. */
-  target: string;
-  /** Raw header lines, latin1 like the target. */
-  headers?: readonly (readonly [string, string])[];
-  /** With a body, Content-Length is sent too. */
-  body?: Buffer | string;
-}
-
-interface RawResponse {
-  request: RawRequest;
-  status: number;
-  headers: Map<string, string>;
-  body: Buffer;
-}
-
-const NO_ANSWER_MS = 10_000;
-
-function requestHead(request: RawRequest): Buffer {
-  const lines = [`${request.method} ${request.target} HTTP/1.1`, `Host: 127.0.0.1:${port}`, 'Connection: close'];
-  for (const [name, value] of request.headers ?? []) lines.push(`${name}: ${value}`);
-  if (request.body !== undefined) lines.push(`Content-Length: ${Buffer.byteLength(request.body)}`);
-  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
-}
-
-/** Sends one request and reads the answer until the server closes the connection. */
-function send(request: RawRequest): Promise<RawResponse> {
-  return sendParts(request, [Buffer.concat([requestHead(request), toBuffer(request.body ?? '')])]);
-}
-
-/** Like `send`, but writes `parts` one after another with `pauseMs` between them (a slow client). */
-function sendParts(request: RawRequest, parts: Buffer[], pauseMs = 0): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(port, '127.0.0.1');
-    const received: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no complete answer within ${NO_ANSWER_MS} ms (a hang) to ${describeRequest(request)}`));
-    }, NO_ANSWER_MS);
-    socket.on('data', (chunk: Buffer) => received.push(chunk));
-    // An early answer (401, 413) can race our writes into a reset: judge by what arrived.
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      clearTimeout(timer);
-      try {
-        resolve(parseResponse(request, Buffer.concat(received)));
-      } catch (caught) {
-        reject(caught);
-      }
-    });
-    void (async () => {
-      for (const [index, part] of parts.entries()) {
-        if (index > 0 && pauseMs > 0) await sleep(pauseMs);
-        if (socket.destroyed) return;
-        socket.write(part);
-      }
-    })();
-  });
-}
-
-function parseResponse(request: RawRequest, data: Buffer): RawResponse {
-  let offset = 0;
-  for (;;) {
-    const headEnd = data.indexOf('\r\n\r\n', offset);
-    if (headEnd === -1) {
-      throw new Error(`connection closed without a complete answer to ${describeRequest(request)}: ${preview(data)}`);
-    }
-    const [statusLine = '', ...headerLines] = data.subarray(offset, headEnd).toString('latin1').split('\r\n');
-    const match = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
-    if (!match) throw new Error(`not an HTTP answer to ${describeRequest(request)}: ${preview(data)}`);
-    const status = Number(match[1]);
-    const headers = new Map<string, string>();
-    for (const line of headerLines) {
-      const colon = line.indexOf(':');
-      headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
-    }
-    offset = headEnd + 4;
-    if (status < 200) continue; // 100 Continue: the real answer follows
-    const rest = data.subarray(offset);
-    let body: Buffer;
-    if (request.method === 'HEAD' || status === 204 || status === 304) body = Buffer.alloc(0);
-    else if (/chunked/i.test(headers.get('transfer-encoding') ?? '')) body = decodeChunked(rest, request);
-    else if (headers.has('content-length')) {
-      const length = Number(headers.get('content-length'));
-      if (rest.length < length) throw new Error(`truncated answer (${rest.length} of ${length} bytes) to ${describeRequest(request)}`);
-      body = rest.subarray(0, length);
-    } else body = rest;
-    return { request, status, headers, body };
-  }
-}
-
-function decodeChunked(data: Buffer, request: RawRequest): Buffer {
-  const chunks: Buffer[] = [];
-  let offset = 0;
-  for (;;) {
-    const lineEnd = data.indexOf('\r\n', offset);
-    if (lineEnd === -1) throw new Error(`truncated chunked answer to ${describeRequest(request)}`);
-    const size = Number.parseInt(data.subarray(offset, lineEnd).toString('latin1'), 16);
-    if (!Number.isFinite(size)) throw new Error(`bad chunk size in the answer to ${describeRequest(request)}`);
-    if (size === 0) return Buffer.concat(chunks);
-    chunks.push(data.subarray(lineEnd + 2, lineEnd + 2 + size));
-    offset = lineEnd + 2 + size + 2;
-  }
-}
-
+// A raw HTTP/1.1 client (test/support/raw-http.ts): one connection per request (Connection: close).
+const send = (request: RawRequest) => sendRawRequest(port, request);
+const sendParts = (request: RawRequest, parts: Buffer[], pauseMs?: number) => sendRawRequestParts(port, request, parts, pauseMs);
+const requestHead = (request: RawRequest) => rawRequestHead(port, request);
 const toBuffer = (body: Buffer | string) => (typeof body === 'string' ? Buffer.from(body, 'utf8') : body);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const preview = (data: Buffer) => JSON.stringify(data.toString('latin1').slice(0, 300));
-const describeRequest = (request: RawRequest) =>
-  `${request.method} ${JSON.stringify(request.target.slice(0, 200))} headers ${JSON.stringify((request.headers ?? []).map(([n, v]) => [n.slice(0, 60), v.slice(0, 60)]))}` +
-  (request.body === undefined ? '' : ` body ${preview(toBuffer(request.body)).slice(0, 200)}`);
 
 /** The properties every answer must have: no 5xx, and every 4xx is JSON with an `error` string. */
 function checkAnswer(response: RawResponse): void {

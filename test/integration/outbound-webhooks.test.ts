@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -7,13 +6,13 @@ import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-
 import { makeDataDir, NO_POLLING, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 import { openTestDatabase } from '../support/test-database.ts';
 
-const sha256Hex = (text: string) => createHash('sha256').update(text).digest('hex');
 /** How a receiver's URL is shown: its origin, and the start of the whole URL's sha256 (the path may hold a key). */
-const shownUrl = (url: string) => `${new URL(url).origin}/…#${sha256Hex(url).slice(0, 8)}`;
+const shownUrl = (url: string) => `${new URL(url).origin}/…#${sha256(url).slice(0, 8)}`;
 import { OUTBOUND_SECRET, startWebhookReceiver, type ReceiverAnswer, type WebhookReceiver } from '../support/webhook-receiver.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
-const oggSha256 = createHash('sha256').update(ogg).digest('hex');
+const oggSha256 = sha256(ogg);
 /** Retries within a test's patience; the schedule's shape is the pure scheduleRetry's, tested on its own. */
 const FAST_RETRIES = { deliveryRetry: { initialDelayMs: 50, maxDelayMs: 200, probeIntervalMs: 200 } };
 
@@ -310,7 +309,7 @@ describe('signed outbound webhooks', () => {
     services.push(service);
     await endCall(service, 'WH-SECRETS');
     const [delivery] = await waitForDelivered(service, 'WH-SECRETS', 1);
-    const shown = `webhook:http://${new URL(receiver.url).host}/…#${sha256Hex(keyed).slice(0, 8)}`;
+    const shown = `webhook:http://${new URL(receiver.url).host}/…#${sha256(keyed).slice(0, 8)}`;
     expect(delivery?.destination).toBe(shown);
     const everything = [
       JSON.stringify(service.logs()),

@@ -1,17 +1,16 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 import { openTestDatabase, waitForEventsApplied } from '../support/test-database.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const audio = {
   mp3: fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url)),
   ogg: fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url)),
   wav: fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url)),
 };
-const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 let storage: FakeWavoipStorage;
 let service: InProcessService;

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { NO_POLLING, makeDataDir, startInProcessService, testEnvironment, type InProcessService } from '../support/service-harness.ts';
 import { openTestDatabase } from '../support/test-database.ts';
+import { sha256 } from '../support/sha256.ts';
 
 // How GET /api/calls/:id/recording answers: a Content-Type of our own whatever the upstream
 // declared or older releases stored, headers that keep browsers from running the bytes, a safe
@@ -16,7 +16,6 @@ const oggWithScript = Buffer.concat([ogg, Buffer.from('<script>alert(document.co
 const HOSTILE_TYPE = 'audio/ogg;,text/html';
 // No control characters: the webhook refuses those in a call id.
 const EVIL_CALL_ID = `x"; filename="evil.html/..\\%0d%0aSet-Cookie: a=b; <script>'`;
-const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 let storage: FakeWavoipStorage;
 let env: Record<string, string>;

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +5,7 @@ import { OWNER_STALE_MS } from '../../src/storage/temp-directory.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { NO_POLLING, childServicesKilledAfterEach, makeDataDir, partialDownloads, tempRoot, testEnvironment, waitFor } from '../support/service-harness.ts';
 import { openTestDatabase } from '../support/test-database.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 const wav = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url));
@@ -57,7 +57,7 @@ describe('restarts and crashes', () => {
     storage.setRoute('/RESTART-POLL', { kind: 'body', body: ogg, contentType: 'audio/ogg' });
     const second = await start(env);
     const call = await second.waitForAttachment('RESTART-POLL');
-    expect(call.attachment).toMatchObject({ state: 'attached', sha256: createHash('sha256').update(ogg).digest('hex') });
+    expect(call.attachment).toMatchObject({ state: 'attached', sha256: sha256(ogg) });
   });
 
   it('leaves no partial file when killed mid-download, and downloads again after restart', async () => {
@@ -74,7 +74,7 @@ describe('restarts and crashes', () => {
     storage.setRoute('/KILLED-MID-DOWNLOAD', { kind: 'body', body: wav, contentType: 'audio/wav' });
     const second = await start(env);
     const call = await second.waitForAttachment('KILLED-MID-DOWNLOAD');
-    expect(call.attachment).toMatchObject({ state: 'attached', size: wav.length, sha256: createHash('sha256').update(wav).digest('hex') });
+    expect(call.attachment).toMatchObject({ state: 'attached', size: wav.length, sha256: sha256(wav) });
     expect(partialDownloads(dataDir)).toEqual([]);
     expect(second.logs().some((line) => /partial download/.test(line.msg))).toBe(true);
   });

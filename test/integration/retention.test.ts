@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,6 +5,7 @@ import type { Clock } from '../../src/clock.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
 import { openTestDatabase, waitForEventsApplied } from '../support/test-database.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 
@@ -98,7 +98,7 @@ describe('RECORDING_RETENTION', () => {
         reason: `recording deleted after RECORDING_RETENTION (${RETENTION})`,
         url: null,
         size: ogg.length,
-        sha256: createHash('sha256').update(ogg).digest('hex'),
+        sha256: sha256(ogg),
         content_type: 'audio/ogg',
       });
       expect(expired.attachment.attached_at).not.toBeNull();

@@ -5,15 +5,15 @@
  * too, whose download then failed on rename and was fetched again): every recording is fetched
  * once and attached once, and what a dead process left is still cleaned up.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { NO_POLLING, childServicesKilledAfterEach, makeDataDir, partialDownloads, tempRoot, testEnvironment, waitFor, type ChildService } from '../support/service-harness.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const wav = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url));
-const wavSha256 = createHash('sha256').update(wav).digest('hex');
+const wavSha256 = sha256(wav);
 
 let storage: FakeWavoipStorage;
 

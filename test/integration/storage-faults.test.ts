@@ -14,7 +14,7 @@
  * Needs root to mount a tmpfs; skipped, saying so, where that is not possible. Nothing here
  * asserts how long anything took.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -25,6 +25,7 @@ import { OWNER_STALE_MS } from '../../src/storage/temp-directory.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, startInProcessService, testEnvironment, waitFor, type CallView, type InProcessService } from '../support/service-harness.ts';
 import { mountTmpfs, tmpfsUnavailableReason, type Tmpfs } from '../support/tmpfs.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const MiB = 1024 ** 2;
 const fixture = {
@@ -47,7 +48,6 @@ function loopedWav(source: Buffer, times: number): Buffer {
 }
 
 const bigWav = loopedWav(fixture.wav, 40); // about 11.4 MiB, six minutes
-const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 /** Polls the retries of the job as fast as the test env lets them come; no give-up meanwhile. */
 const FAST_RETRIES = { POLL_INITIAL_DELAY: '100ms', POLL_MAX_DELAY: '300ms', POLL_MAX_WAIT: '10m' } as const;

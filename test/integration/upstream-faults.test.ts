@@ -9,13 +9,14 @@
  * `next_attempt_at` against when the storage saw the request and when the service logged the
  * failure, both taken from the same process clock.
  */
-import { createHash, pbkdf2 } from 'node:crypto';
+import { pbkdf2 } from 'node:crypto';
 import fs from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeBehaviour, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { makeDataDir, startInProcessService, testEnvironment, waitFor, type CallView, type InProcessService } from '../support/service-harness.ts';
+import { freePort } from '../support/free-port.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const audio = {
   mp3: fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url)),
@@ -23,7 +24,6 @@ const audio = {
   wav: fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url)),
 };
 const html = Buffer.from('<!DOCTYPE html><html><head><title>Not Found</title></head><body><h1>Recording not published</h1></body></html>');
-const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const half = (bytes: Buffer) => Math.floor(bytes.length / 2);
 const good: FakeBehaviour = { kind: 'body', body: audio.ogg, contentType: 'audio/ogg' };
 
@@ -37,15 +37,6 @@ const RETRY_LOG = /retrying in|next poll in/;
 const RESET_REASON = `Recording body truncated: received ${half(audio.ogg)} bytes, then the connection ended before the body did (other side closed)`;
 const TRUNCATED_REASON = `Recording body truncated: received ${half(audio.ogg)} of ${audio.ogg.length} bytes (other side closed)`;
 const ATTEMPT_LOG = /^\[WaVoIP (Recording Webhook\] Downloading|Poll\] Checking)/;
-
-/** A loopback port nothing listens on: bound once by the OS, then released. */
-async function unusedLoopbackPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /**
  * Keeps every libuv pool thread of this process (the service's too) busy for a moment, the way
@@ -116,7 +107,7 @@ describe('POLL_MAX_WAIT 60s: retried then attached, or failed at once', () => {
     storage = await startFakeWavoipStorage();
     inner = await startFakeWavoipStorage();
     inner.setRoute('/secret', { kind: 'body', body: audio.ogg, contentType: 'audio/ogg' });
-    refusedPort = await unusedLoopbackPort();
+    refusedPort = await freePort();
     const allowlist = [new URL(storage.origin).host, `127.0.0.1:${refusedPort}`, 'localhost'].join(',');
     service = await startInProcessService(
       testEnvironment(storage.origin, await makeDataDir(), {
@@ -555,7 +546,7 @@ describe('faults that never clear: failed "not available in time" at POLL_MAX_WA
 
   beforeAll(async () => {
     storage = await startFakeWavoipStorage();
-    refusedPort = await unusedLoopbackPort();
+    refusedPort = await freePort();
     service = await startInProcessService(
       testEnvironment(storage.origin, await makeDataDir(), {
         RECORDING_URL_ALLOWLIST: `${new URL(storage.origin).host},127.0.0.1:${refusedPort}`,

@@ -4,7 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import {
   NO_POLLING,
-  freePort,
   makeDataDir,
   runCli,
   startChildService,
@@ -12,6 +11,7 @@ import {
   testEnvironment,
   type ChildService,
 } from '../support/service-harness.ts';
+import { freePort } from '../support/free-port.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 const PUBLIC_URL = 'https://recordings.example.com';

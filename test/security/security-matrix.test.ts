@@ -21,7 +21,6 @@
  * Scattered tests cover much of this too (test/download, test/storage, test/integration); they
  * stay. Nothing here measures time.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -33,6 +32,7 @@ import { createHttpClient, type HttpClient } from '../../src/download/http-clien
 import { lookupPublicAddress, parseAllowlist, type AllowlistEntry } from '../../src/download/url-guard.ts';
 import { AppError } from '../../src/errors.ts';
 import { recordingKeyFor } from '../../src/storage/recording-store.ts';
+import { DATABASE_HEADROOM_BYTES } from '../../src/storage/storage-faults.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import {
   API_TOKEN,
@@ -46,9 +46,9 @@ import {
   type InProcessService,
 } from '../support/service-harness.ts';
 import { openTestDatabase, testDialect, type TestDatabase } from '../support/test-database.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const mp3 = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.mp3', import.meta.url));
-const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 const REDIRECT_STATUSES = [301, 302, 307, 308] as const;
 /** Short client timeouts: a row that wrongly connects somewhere fails fast instead of hanging. */
 const HTTP_TIMEOUTS = { connectTimeoutMs: 2_000, headersTimeoutMs: 2_000, bodyTimeoutMs: 2_000 };
@@ -171,7 +171,7 @@ describe('1. SSRF: the downloader refuses every internal target and connects to 
   const realisticAllowlist = () => parseAllowlist(`${storageHost},storage.wavoip.com`);
 
   function download(url: string, allowlist: readonly AllowlistEntry[]): Promise<DownloadedRecording> {
-    return downloadRecording({ url, allowlist, client, maxBytes: 10 * 1024 * 1024, tmpDir, signal: new AbortController().signal });
+    return downloadRecording({ url, allowlist, client, maxBytes: 10 * 1024 * 1024, tmpDir, storageHeadroomBytes: DATABASE_HEADROOM_BYTES, signal: new AbortController().signal });
   }
 
   async function refusal(pending: Promise<DownloadedRecording>, code = 'URL_REFUSED'): Promise<AppError> {
@@ -409,6 +409,7 @@ describe('1. SSRF control: the trap does see a fetch the guard permits', () => {
         client,
         maxBytes: 10 * 1024 * 1024,
         tmpDir,
+        storageHeadroomBytes: DATABASE_HEADROOM_BYTES,
         signal: new AbortController().signal,
       });
       expect(result.sha256).toBe(sha256(mp3));

@@ -1,7 +1,5 @@
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
@@ -11,14 +9,15 @@ import { AppError } from '../../src/errors.ts';
 import { createS3Client } from '../../src/storage/create-recording-store.ts';
 import type { RecordingStore } from '../../src/storage/recording-store.ts';
 import { createS3RecordingStore, type S3RecordingStoreOptions } from '../../src/storage/s3-recording-store.ts';
+import { freePort } from '../support/free-port.ts';
 import { waitFor } from '../support/service-harness.ts';
 import { S3RVER_CREDENTIALS, startS3Proxy, startS3rver, type ProxiedRequest, type RunningS3rver, type S3Proxy } from '../support/s3rver.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const MiB = 1024 * 1024;
 const PART_SIZE = 5 * MiB;
 /** Three parts of 5, 5 and 2 MiB. */
 const large = randomBytes(12 * MiB);
-const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 let s3: RunningS3rver;
 let proxy: S3Proxy;
@@ -64,15 +63,6 @@ async function failure(promise: Promise<unknown>): Promise<AppError> {
     return error as AppError;
   }
   throw new Error('expected a failure');
-}
-
-/** A loopback port nothing listens on: taken, then released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 const isPart = (partNumber: number) => (request: ProxiedRequest) =>
@@ -155,7 +145,7 @@ describe('S3 recording store: put', () => {
   });
 
   it('fails clearly and retryably when S3 cannot be reached, and keeps the temp file for the job to discard', async () => {
-    const down = await storeFor(`http://127.0.0.1:${await closedPort()}`);
+    const down = await storeFor(`http://127.0.0.1:${await freePort()}`);
     const temp = await writeTemp('a.part', 'hello');
     const error = await failure(down.put(temp, 'unreachable-1.ogg'));
     expect(error).toMatchObject({ code: 'STORAGE_S3', retryable: true });
@@ -299,7 +289,7 @@ describe('S3 recording store: check', () => {
   });
 
   it('fails clearly when the endpoint is down', async () => {
-    const down = await storeFor(`http://127.0.0.1:${await closedPort()}`);
+    const down = await storeFor(`http://127.0.0.1:${await freePort()}`);
     const error = await failure(down.check());
     expect(error).toMatchObject({ code: 'STORAGE_S3', retryable: true });
     expect(error.message).toMatch(/^Recording storage \(S3\) could not be reached \(connect ECONNREFUSED 127\.0\.0\.1:\d+\): could not write the probe object s3:\/\/recordings\/calls\//);

@@ -3,7 +3,7 @@
  * act on, the room a download leaves the database, and what the downloader and the local store
  * do on a disk that is really full or really read-only (a tmpfs, when the tests run as root).
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -28,6 +28,7 @@ import {
 } from '../../src/storage/storage-faults.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { mountTmpfs, tmpfsUnavailableReason, type Tmpfs } from '../support/tmpfs.ts';
+import { sha256 } from '../support/sha256.ts';
 
 const wav = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.wav', import.meta.url));
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
@@ -251,7 +252,7 @@ describe.skipIf(unavailable !== undefined)(`on a real full or read-only disk (tm
     expect(storage.requests('/small')).toBe(0);
     // The same recording fits once no headroom is asked: the refusal was the headroom's.
     const file = await download(storage.url('/small'), 0);
-    expect(file.sha256).toBe(createHash('sha256').update(ogg).digest('hex'));
+    expect(file.sha256).toBe(sha256(ogg));
   });
 
   it('EROFS → STORAGE_READ_ONLY when the temp file cannot even be created', async () => {

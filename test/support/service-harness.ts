@@ -3,7 +3,6 @@ import { existsSync, readdirSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -35,15 +34,6 @@ export async function runCli(env: Record<string, string>, ...args: string[]): Pr
     const failure = caught as { code: number; stdout: string; stderr: string };
     return { code: failure.code, stdout: failure.stdout, stderr: failure.stderr };
   }
-}
-
-/** A loopback port nothing listens on right now (for a service that must know its port before it starts). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Where a local-storage service keeps its partial downloads, one area per process. */
@@ -181,6 +171,7 @@ export interface CallView {
   peer_phone_raw: string | null;
   peer_name: string | null;
   device_phone: string | null;
+  tenant: string | null;
   device_phone_raw: string | null;
   call_type: string | null;
   started_at: string;
