@@ -1,5 +1,6 @@
 import fastifyCookie from '@fastify/cookie';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
@@ -18,6 +19,9 @@ import { redactUrl } from '../log/logger.ts';
 import { registerSessionRoutes } from '../dashboard/session-routes.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
 import type { AppDeps } from './app-deps.ts';
+import { answerClientError } from './client-errors.ts';
+import { registerOpenApi } from './openapi.ts';
+import type { App } from './schemas.ts';
 
 /** WaVoIP's documented events are a few hundred bytes; production consumers cap at 64 KB too. */
 export const WEBHOOK_BODY_LIMIT = 64 * 1024;
@@ -47,7 +51,7 @@ interface AppOptions {
   requestTimeoutMs?: number;
 }
 
-export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstance {
+export function buildApp(deps: AppDeps, options: AppOptions = {}): App {
   const requestTimeoutMs = options.requestTimeoutMs ?? HTTP_REQUEST_TIMEOUT_MS;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
@@ -75,7 +79,8 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
     // Unknown query parameters are refused by name rather than silently dropped (a typo like
     // `status=failed` for `state=failed` would otherwise list every call).
     ajv: { customOptions: { removeAdditional: false } },
-  });
+    clientErrorHandler: answerClientError,
+  }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Only JSON is taken anywhere; Fastify would otherwise hand plain text to the routes. Its own
   // JSON parser drops the parse error, and the sender deserves to know what was wrong.
@@ -129,17 +134,21 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
 
   // Cookies are read only for dashboard sessions; with the dashboard off, none is looked at.
   if (deps.sessions !== null) void app.register(fastifyCookie);
-  registerHealthRoutes(app, deps);
-  registerSessionRoutes(app, deps);
-  registerWebhookRoutes(app, deps);
-  registerCallRoutes(app, deps);
-  registerDeviceRoutes(app, deps);
-  registerWebhookTokenRoutes(app, deps);
-  registerDeliveryRoutes(app, deps);
-  registerSummaryRoutes(app, deps);
-  registerLiveRoutes(app, deps);
-  registerMetricsRoutes(app, deps);
-  if (deps.config.dashboard.enabled) registerDashboardRoutes(app);
+  // Before the routes: the document is built from each route's schema as it is added.
+  registerOpenApi(app);
+  void app.register(async (routes: App) => {
+    registerHealthRoutes(routes, deps);
+    registerSessionRoutes(routes, deps);
+    registerWebhookRoutes(routes, deps);
+    registerCallRoutes(routes, deps);
+    registerDeviceRoutes(routes, deps);
+    registerWebhookTokenRoutes(routes, deps);
+    registerDeliveryRoutes(routes, deps);
+    registerSummaryRoutes(routes, deps);
+    registerLiveRoutes(routes, deps);
+    registerMetricsRoutes(routes, deps);
+    if (deps.config.dashboard.enabled) registerDashboardRoutes(routes);
+  });
   return app;
 }
 
