@@ -80,6 +80,8 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): App {
     // `status=failed` for `state=failed` would otherwise list every call).
     ajv: { customOptions: { removeAdditional: false } },
     clientErrorHandler: answerClientError,
+    // Its 503 while closing has a body of another shape; the onRequest hook below answers instead.
+    return503OnClosing: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Only JSON is taken anywhere; Fastify would otherwise hand plain text to the routes. Its own
@@ -125,6 +127,15 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): App {
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: `no route for ${request.method} ${redactRequestUrl(request.url).split('?')[0]}` }),
   );
+
+  // A request arriving on an open connection while the service shuts down: sent to another replica.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) return reply.code(503).header('connection', 'close').send({ error: 'the service is shutting down; try again' });
+  });
 
   // Node answers an Expect header other than 100-continue by itself, with an empty 417.
   app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
