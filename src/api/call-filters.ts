@@ -1,44 +1,33 @@
-import { ATTACHMENT_STATES, type AttachmentState } from '../calls/call-state.ts';
-import { CALL_DIRECTIONS, CALL_OUTCOMES, type CallDirection, type CallOutcome } from '../calls/call-details.ts';
+import { ATTACHMENT_STATES } from '../calls/call-state.ts';
+import { CALL_DIRECTIONS, CALL_OUTCOMES } from '../calls/call-details.ts';
 import { toE164 } from '../calls/phone-number.ts';
 import type { CallPageQuery } from '../db/calls-repository.ts';
+import { stringEnum } from '../http/schemas.ts';
 import { TENANT_QUERY_SCHEMA } from './webhook-token-routes.ts';
+import { Type, type Static } from 'typebox';
 
 /** The query string of GET /api/calls: filters, all combinable, and the page. */
-export interface ListQuery {
-  state?: AttachmentState;
-  tenant?: string;
-  direction?: CallDirection;
-  outcome?: CallOutcome;
-  device?: string;
-  phone?: string;
-  since?: string;
-  until?: string;
-  /** Search: a phone number (the other party's), or the start of a whatsapp_call_id. */
-  q?: string;
-  limit: number;
-  cursor?: string;
-}
-
-export const LIST_QUERY_SCHEMA = {
-  type: 'object',
-  properties: {
-    state: { type: 'string', enum: [...ATTACHMENT_STATES] },
-    tenant: TENANT_QUERY_SCHEMA,
-    direction: { type: 'string', enum: [...CALL_DIRECTIONS] },
-    outcome: { type: 'string', enum: [...CALL_OUTCOMES] },
+export const LIST_QUERY_SCHEMA = Type.Object(
+  {
+    state: Type.Optional(stringEnum(ATTACHMENT_STATES)),
+    tenant: Type.Optional(TENANT_QUERY_SCHEMA),
+    direction: Type.Optional(stringEnum(CALL_DIRECTIONS)),
+    outcome: Type.Optional(stringEnum(CALL_OUTCOMES)),
     // No control characters: no device id holds one, and PostgreSQL would fail on a NUL.
-    device: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' },
-    phone: { type: 'string', maxLength: 64 },
-    since: { type: 'string', maxLength: 64 },
-    until: { type: 'string', maxLength: 64 },
+    device: Type.Optional(Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$', description: 'A device id (id_session)' })),
+    phone: Type.Optional(Type.String({ maxLength: 64, description: 'Either party, with its country code (digits or E.164)' })),
+    since: Type.Optional(Type.String({ maxLength: 64, description: 'ISO 8601 date or time with its offset' })),
+    until: Type.Optional(Type.String({ maxLength: 64, description: 'ISO 8601 date or time with its offset' })),
     // Call ids are up to 128 characters and hold no control character (PostgreSQL fails on a NUL).
-    q: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$' },
-    limit: { type: 'integer', minimum: 1, maximum: 200, default: 50 },
-    cursor: { type: 'string', maxLength: 512 },
+    q: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f\\u007f]+$', description: "Search: the other party's phone number, or the start of a whatsapp_call_id" }),
+    ),
+    limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+    cursor: Type.Optional(Type.String({ maxLength: 512, description: 'next_cursor of the previous page' })),
   },
-  additionalProperties: false,
-} as const;
+  { additionalProperties: false },
+);
+export type ListQuery = Static<typeof LIST_QUERY_SCHEMA>;
 
 export type CallFilters = Omit<CallPageQuery, 'limit' | 'after'>;
 

@@ -1,28 +1,46 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import { Type } from 'typebox';
 import { findCall, listCalls, type StoredCall } from '../db/calls-repository.ts';
 import { listCallDeliveries } from '../db/deliveries-repository.ts';
 import { listCallEvents } from '../db/events-repository.ts';
 import { findFetchJob, findFetchJobs } from '../db/fetch-jobs-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { retryAllFetches, retryFetch } from '../jobs/retry-fetch.ts';
+import { API_SECURITY, AUTH_ERRORS, BODY_ERRORS, CSRF_ERROR, errorBody, nullable, SERVER_ERRORS, stringEnum, type App } from '../http/schemas.ts';
 import { checkApiAccess } from './api-auth.ts';
-import { LIST_QUERY_SCHEMA, readCallFilters, type ListQuery } from './call-filters.ts';
-import { presentCall, presentDelivery, presentEvent } from './call-view.ts';
-import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
+import { LIST_QUERY_SCHEMA, readCallFilters } from './call-filters.ts';
+import { CallDetailsSchema, CallSchema, presentCall, presentDelivery, presentEvent } from './call-view.ts';
+import { RECORDING_QUERY_SCHEMA, RECORDING_RESPONSES, sendRecording } from './recording-response.ts';
 
-interface CallParams {
-  id: string;
-}
+const CALL_PARAMS = Type.Object({ id: Type.String({ description: 'The whatsapp_call_id' }) });
+const UNKNOWN_CALL = { 404: errorBody('No call with this whatsapp_call_id') } as const;
+const TAGS = ['calls'];
 
 /** The read API: everything under /api needs the API token or a dashboard session (src/api/api-auth.ts). */
-export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function registerCallRoutes(app: App, deps: AppDeps): void {
   void app.register(
-    async (api) => {
+    async (api: App) => {
       api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
-      api.get<{ Querystring: ListQuery }>(
+      api.get(
         '/calls',
-        { schema: { querystring: LIST_QUERY_SCHEMA } },
+        {
+          schema: {
+            summary: 'List calls, newest first, by page',
+            tags: TAGS,
+            security: API_SECURITY,
+            querystring: LIST_QUERY_SCHEMA,
+            response: {
+              200: Type.Object(
+                { calls: Type.Array(CallSchema), next_cursor: nullable(Type.String({ description: 'Pass as `cursor` for the next page; null on the last' })) },
+                { additionalProperties: false, description: 'A page of calls' },
+              ),
+              400: errorBody('A filter or the cursor was refused; `field` names it'),
+              ...AUTH_ERRORS,
+              ...SERVER_ERRORS,
+            },
+          },
+        },
         async (request, reply) => {
           // The schema lets "Infinity" through as an integer; SQLite would refuse it with a 500.
           if (!Number.isSafeInteger(request.query.limit)) {
@@ -42,7 +60,18 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
         },
       );
 
-      api.get<{ Params: CallParams }>('/calls/:id', async (request, reply) => {
+      api.get(
+        '/calls/:id',
+        {
+          schema: {
+            summary: 'One call, with its deliveries and the events received for it',
+            tags: TAGS,
+            security: API_SECURITY,
+            params: CALL_PARAMS,
+            response: { 200: Type.Object(CallDetailsSchema.properties, { additionalProperties: false, description: 'The call' }), ...UNKNOWN_CALL, ...AUTH_ERRORS, ...SERVER_ERRORS },
+          },
+        },
+        async (request, reply) => {
         const call = await findCall(deps.db, request.params.id);
         if (call === null) return sendUnknownCall(reply, request.params.id);
         const [job, events, deliveries] = await Promise.all([
@@ -51,9 +80,27 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           listCallDeliveries(deps.db, call.callId),
         ]);
         return { ...presentCall(call, job), deliveries: deliveries.map(presentDelivery), events: events.map(presentEvent) };
-      });
+        },
+      );
 
-      api.get<{ Params: CallParams; Querystring: RecordingQuery }>('/calls/:id/recording', { schema: { querystring: RECORDING_QUERY_SCHEMA } }, async (request, reply) => {
+      api.get(
+        '/calls/:id/recording',
+        {
+          schema: {
+            summary: "The call's recording; HEAD, Range, If-None-Match and If-Range are honoured",
+            tags: TAGS,
+            security: API_SECURITY,
+            params: CALL_PARAMS,
+            querystring: RECORDING_QUERY_SCHEMA,
+            response: {
+              ...RECORDING_RESPONSES,
+              404: errorBody('No such call, or it has no recording'),
+              410: errorBody('The recording was deleted by RECORDING_RETENTION'),
+              ...AUTH_ERRORS,
+            },
+          },
+        },
+        async (request, reply) => {
         const call = await findCall(deps.db, request.params.id);
         if (call === null) return sendUnknownCall(reply, request.params.id);
         if (call.attachment.state === 'expired') {
@@ -65,9 +112,29 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
           return reply.code(404).send({ error: `call ${call.callId} has no recording (attachment is ${call.attachment.state})` });
         }
         return sendRecording(request, reply, deps, { callId: call.callId, key, contentType: call.recording.contentType, sha256: call.recording.sha256, size: stat.size });
-      });
+        },
+      );
 
-      api.post<{ Params: CallParams }>('/calls/:id/retry', async (request, reply) => {
+      api.post(
+        '/calls/:id/retry',
+        {
+          schema: {
+            summary: "Fetch a failed call's recording again, or a pending one now",
+            tags: TAGS,
+            security: API_SECURITY,
+            params: CALL_PARAMS,
+            response: {
+              202: Type.Object(CallSchema.properties, { additionalProperties: false, description: 'The call, its fetch scheduled for now' }),
+              ...UNKNOWN_CALL,
+              409: errorBody('The recording is neither failed nor pending'),
+              ...BODY_ERRORS,
+              ...AUTH_ERRORS,
+              ...CSRF_ERROR,
+              ...SERVER_ERRORS,
+            },
+          },
+        },
+        async (request, reply) => {
         const callId = request.params.id;
         const outcome = await retryFetch(deps, callId);
         if (outcome.result === 'unknown') return sendUnknownCall(reply, callId);
@@ -76,17 +143,26 @@ export function registerCallRoutes(app: FastifyInstance, deps: AppDeps): void {
         }
         const [call, job] = await Promise.all([findCall(deps.db, callId), findFetchJob(deps.db, callId)]);
         return reply.code(202).send(presentCall(call as StoredCall, job));
-      });
+        },
+      );
 
-      api.post<{ Querystring: { state: 'pending' | 'failed' } }>(
+      api.post(
         '/calls/retry',
         {
           schema: {
-            querystring: {
-              type: 'object',
-              properties: { state: { type: 'string', enum: ['pending', 'failed'] } },
-              required: ['state'],
-              additionalProperties: false,
+            summary: 'Fetch every failed recording again, or every pending one now',
+            tags: TAGS,
+            security: API_SECURITY,
+            querystring: Type.Object({ state: stringEnum(['pending', 'failed']) }, { additionalProperties: false }),
+            response: {
+              202: Type.Object(
+                { state: stringEnum(['pending', 'failed']), retried: Type.Integer({ description: 'How many calls are to be fetched now' }) },
+                { additionalProperties: false, description: 'Scheduled' },
+              ),
+              ...BODY_ERRORS,
+              ...AUTH_ERRORS,
+              ...CSRF_ERROR,
+              ...SERVER_ERRORS,
             },
           },
         },

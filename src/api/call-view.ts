@@ -2,7 +2,99 @@ import { describeCall } from '../calls/call-details.ts';
 import type { StoredCall } from '../db/calls-repository.ts';
 import type { TimelineEvent } from '../db/events-repository.ts';
 import type { FetchJob } from '../db/fetch-jobs-repository.ts';
-import type { Delivery } from '../db/deliveries-repository.ts';
+import { DELIVERY_STATES, type Delivery } from '../db/deliveries-repository.ts';
+import { Type } from 'typebox';
+import { ATTACHMENT_STATES } from '../calls/call-state.ts';
+import { CALL_DIRECTIONS, CALL_OUTCOMES } from '../calls/call-details.ts';
+import { DELIVERY_KINDS } from '../calls/delivery-plan.ts';
+import { IsoTime, nullable, stringEnum } from '../http/schemas.ts';
+
+const NullableString = nullable(Type.String());
+const NullableNumber = nullable(Type.Number());
+
+/** What presentCall answers: every field always there, null when unknown. */
+export const CallSchema = Type.Object(
+  {
+    whatsapp_call_id: Type.String(),
+    direction: nullable(stringEnum(CALL_DIRECTIONS)),
+    outcome: stringEnum(CALL_OUTCOMES),
+    peer_phone: nullable(Type.String({ description: 'The other party, E.164' })),
+    peer_phone_raw: NullableString,
+    peer_name: NullableString,
+    device_phone: nullable(Type.String({ description: 'Our side, E.164' })),
+    device_phone_raw: NullableString,
+    call_type: NullableString,
+    started_at: IsoTime,
+    answered_at: IsoTime,
+    ended_at: IsoTime,
+    direction_raw: nullable(Type.String({ description: "WaVoIP's own `direction`" })),
+    caller: NullableString,
+    receiver: NullableString,
+    id_session: NullableString,
+    status: NullableString,
+    duration: NullableNumber,
+    record_status: NullableString,
+    record_url: NullableString,
+    record_url_hint: NullableString,
+    first_seen_at: IsoTime,
+    last_seen_at: IsoTime,
+    tenant: NullableString,
+    attachment: Type.Object(
+      {
+        state: stringEnum(ATTACHMENT_STATES),
+        reason: NullableString,
+        size: NullableNumber,
+        sha256: NullableString,
+        content_type: NullableString,
+        container: NullableString,
+        codec: NullableString,
+        duration_seconds: NullableNumber,
+        attached_at: IsoTime,
+        url: nullable(Type.String({ description: 'Where the recording is served (GET /api/calls/{id}/recording)' })),
+        // Only while the call has a fetch job.
+        attempts: Type.Optional(Type.Integer()),
+        next_attempt_at: Type.Optional(IsoTime),
+        give_up_at: Type.Optional(IsoTime),
+        last_error: Type.Optional(NullableString),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const DeliverySchema = Type.Object(
+  {
+    id: Type.String(),
+    destination: Type.String(),
+    kind: stringEnum(DELIVERY_KINDS),
+    reason: NullableString,
+    state: stringEnum(DELIVERY_STATES),
+    attempts: Type.Integer(),
+    last_error: NullableString,
+    next_attempt_at: IsoTime,
+    give_up_at: IsoTime,
+    created_at: IsoTime,
+    delivered_at: IsoTime,
+    external_ids: nullable(Type.Object({}, { additionalProperties: true, description: "The destination's own ids (Chatwoot's conversation and message)" })),
+  },
+  { additionalProperties: false },
+);
+
+export const EventSchema = Type.Object(
+  {
+    event_id: Type.String(),
+    type: Type.String(),
+    received_at: IsoTime,
+    payload: Type.Unknown({ description: 'The webhook body exactly as WaVoIP sent it' }),
+  },
+  { additionalProperties: false },
+);
+
+export const CallDetailsSchema = Type.Object(
+  { ...CallSchema.properties, deliveries: Type.Array(DeliverySchema), events: Type.Array(EventSchema) },
+  { additionalProperties: false },
+);
 
 const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 

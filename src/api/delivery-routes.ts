@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
 import { findCall } from '../db/calls-repository.ts';
 import { listCallDeliveries } from '../db/deliveries-repository.ts';
 import { listDestinationStates, resetDestination } from '../db/destination-states-repository.ts';
@@ -6,22 +6,38 @@ import { parseIsoTime } from './call-filters.ts';
 import { RECORDING_LINK_PATH } from '../delivery/recording-link.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { checkApiAccess } from './api-auth.ts';
-import { presentDelivery } from './call-view.ts';
-import { RECORDING_QUERY_SCHEMA, sendRecording, type RecordingQuery } from './recording-response.ts';
+import { DeliverySchema, presentDelivery } from './call-view.ts';
+import { RECORDING_QUERY_SCHEMA, RECORDING_RESPONSES, sendRecording } from './recording-response.ts';
+import { API_SECURITY, AUTH_ERRORS, BODY_ERRORS, CSRF_ERROR, errorBody, IsoTime, nullable, SERVER_ERRORS, stringEnum, type App } from '../http/schemas.ts';
 
-/** A day (2024-05-01) or an instant (2024-05-01T12:00:00Z, with its offset). */
+const TAGS = ['deliveries'];
+const NO_DESTINATION = { 409: errorBody('No destination is configured (OUTBOUND_WEBHOOK_URLS, CHATWOOT_URL)') } as const;
+const DESTINATION_STATES = ['open', 'blocked', 'disabled'] as const;
 
 /**
  * Deliveries to destinations: sending a call again, backfilling calls from before a destination
  * was configured, the destinations' state; and the signed recording links outbound webhooks carry.
  */
-export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
   const { outbox } = deps.deliveries;
 
   // No API token: the link itself is the credential, until it expires.
-  app.get<{ Params: { token: string }; Querystring: RecordingQuery }>(
+  app.get(
     `${RECORDING_LINK_PATH}/:token`,
-    { schema: { querystring: RECORDING_QUERY_SCHEMA } },
+    {
+      schema: {
+        summary: 'A recording by the signed link an outbound webhook carried (the link is the credential)',
+        tags: TAGS,
+        params: Type.Object({ token: Type.String() }),
+        querystring: RECORDING_QUERY_SCHEMA,
+        response: {
+          ...RECORDING_RESPONSES,
+          403: errorBody('Not a valid recording link, or an expired one'),
+          404: errorBody('The recording left the storage while being served'),
+          410: errorBody('The recording is no longer available'),
+        },
+      },
+    },
     async (request, reply) => {
       // The link is a credential: never cached by a proxy, nor passed on as a Referer.
       reply.header('cache-control', 'private, no-store').header('referrer-policy', 'no-referrer');
@@ -41,14 +57,33 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
   );
 
   void app.register(
-    async (api) => {
+    async (api: App) => {
       api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
-      api.post<{ Params: { id: string }; Querystring: { destination?: string } }>(
+      api.post(
         '/calls/:id/redeliver',
         {
           schema: {
-            querystring: { type: 'object', properties: { destination: { type: 'string', maxLength: 2048 } }, additionalProperties: false },
+            summary: 'Send a call to its destinations again (or to one)',
+            tags: TAGS,
+            security: API_SECURITY,
+            params: Type.Object({ id: Type.String({ description: 'The whatsapp_call_id' }) }),
+            querystring: Type.Object(
+              { destination: Type.Optional(Type.String({ maxLength: 2048, description: 'One destination (as GET /api/destinations names it); all by default' })) },
+              { additionalProperties: false },
+            ),
+            response: {
+              202: Type.Object(
+                { whatsapp_call_id: Type.String(), added: Type.Integer({ description: 'New deliveries' }), deliveries: Type.Array(DeliverySchema) },
+                { additionalProperties: false, description: "Scheduled; the call's deliveries" },
+              ),
+              404: errorBody('No call with this whatsapp_call_id'),
+              ...NO_DESTINATION,
+              ...BODY_ERRORS,
+              ...AUTH_ERRORS,
+              ...CSRF_ERROR,
+              ...SERVER_ERRORS,
+            },
           },
         },
         async (request, reply) => {
@@ -70,11 +105,25 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
         },
       );
 
-      api.post<{ Querystring: { since: string } }>(
+      api.post(
         '/deliveries/backfill',
         {
           schema: {
-            querystring: { type: 'object', properties: { since: { type: 'string', maxLength: 64 } }, required: ['since'], additionalProperties: false },
+            summary: 'Deliver the calls since a date to every destination that has not had them',
+            tags: TAGS,
+            security: API_SECURITY,
+            querystring: Type.Object({ since: Type.String({ maxLength: 64, description: 'ISO 8601 date or time with its offset' }) }, { additionalProperties: false }),
+            response: {
+              202: Type.Object(
+                { since: IsoTime, calls: Type.Integer(), deliveries: Type.Integer({ description: 'New deliveries' }) },
+                { additionalProperties: false, description: 'Scheduled' },
+              ),
+              ...NO_DESTINATION,
+              ...BODY_ERRORS,
+              ...AUTH_ERRORS,
+              ...CSRF_ERROR,
+              ...SERVER_ERRORS,
+            },
           },
         },
         async (request, reply) => {
@@ -92,11 +141,24 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
       );
 
       // After fixing a receiver that answered 410, or to retry a blocked one now rather than at its next probe.
-      api.post<{ Querystring: { destination: string } }>(
+      api.post(
         '/destinations/reset',
         {
           schema: {
-            querystring: { type: 'object', properties: { destination: { type: 'string', maxLength: 2048 } }, required: ['destination'], additionalProperties: false },
+            summary: 'Open a blocked or disabled destination again',
+            tags: TAGS,
+            security: API_SECURITY,
+            querystring: Type.Object({ destination: Type.String({ maxLength: 2048 }) }, { additionalProperties: false }),
+            response: {
+              200: Type.Object(
+                { name: Type.String(), state: stringEnum(['open']), was: nullable(stringEnum(DESTINATION_STATES.filter((state) => state !== 'open'))) },
+                { additionalProperties: false, description: 'Open again' },
+              ),
+              ...BODY_ERRORS,
+              ...AUTH_ERRORS,
+              ...CSRF_ERROR,
+              ...SERVER_ERRORS,
+            },
           },
         },
         async (request, reply) => {
@@ -108,19 +170,44 @@ export function registerDeliveryRoutes(app: FastifyInstance, deps: AppDeps): voi
           const was = await resetDestination(deps.db, destination);
           deps.logger.info({ destination, was }, `[Deliveries] ${destination} reset by an operator (was ${was ?? 'open'}); it takes deliveries again`);
           deps.deliveries.due();
-          return { name: destination, state: 'open', was };
+          return { name: destination, state: 'open' as const, was };
         },
       );
 
-      api.get('/destinations', async () => {
+      api.get(
+        '/destinations',
+        {
+          schema: {
+            summary: 'The configured destinations and their state',
+            tags: TAGS,
+            security: API_SECURITY,
+            response: {
+              200: Type.Object(
+                {
+                  destinations: Type.Array(
+                    Type.Object(
+                      { name: Type.String(), state: stringEnum(DESTINATION_STATES), reason: nullable(Type.String()), since: IsoTime },
+                      { additionalProperties: false },
+                    ),
+                  ),
+                },
+                { additionalProperties: false, description: 'Every destination' },
+              ),
+              ...AUTH_ERRORS,
+              ...SERVER_ERRORS,
+            },
+          },
+        },
+        async () => {
         const states = await listDestinationStates(deps.db);
         return {
           destinations: outbox.destinations.map(({ name }) => {
             const state = states.get(name);
-            return { name, state: state?.state ?? 'open', reason: state?.reason ?? null, since: state ? new Date(state.since).toISOString() : null };
+            return { name, state: state?.state ?? ('open' as const), reason: state?.reason ?? null, since: state ? new Date(state.since).toISOString() : null };
           }),
         };
-      });
+        },
+      );
     },
     { prefix: '/api' },
   );

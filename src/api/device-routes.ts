@@ -1,25 +1,37 @@
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import { Type } from 'typebox';
 import { countRecentCalls, findDevice, listDevices, type StoredDevice } from '../db/devices-repository.ts';
 import { toE164 } from '../calls/phone-number.ts';
-import { DEVICE_STATUSES, isDeviceSilent, type DeviceStatus } from '../devices/device-status.ts';
+import { DEVICE_STATUSES, isDeviceSilent } from '../devices/device-status.ts';
 import type { AppDeps } from '../http/app-deps.ts';
+import { API_SECURITY, AUTH_ERRORS, errorBody, IsoTime, nullable, SERVER_ERRORS, stringEnum, type App } from '../http/schemas.ts';
 import { checkApiAccess } from './api-auth.ts';
 import { TENANT_QUERY_SCHEMA } from './webhook-token-routes.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
+const TAGS = ['devices'];
 
-interface ListQuery {
-  tenant?: string;
-  status?: DeviceStatus;
-  silent?: 'true' | 'false';
-  limit: number;
-  cursor?: string;
-}
+const DeviceSchema = Type.Object(
+  {
+    id_session: Type.String(),
+    phone: nullable(Type.String({ description: 'E.164' })),
+    phone_raw: nullable(Type.String()),
+    status: stringEnum(DEVICE_STATUSES),
+    status_raw: nullable(Type.String({ description: 'As WaVoIP sent it' })),
+    status_changed_at: IsoTime,
+    last_status_at: IsoTime,
+    last_webhook_at: IsoTime,
+    calls_last_24h: Type.Integer(),
+    silent: Type.Boolean({ description: 'No webhook for longer than WEBHOOK_SILENCE_WARNING' }),
+    tenant: nullable(Type.String()),
+  },
+  { additionalProperties: false },
+);
 
 const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** WaVoIP's devices (id_session), as their webhooks describe them. */
-export function registerDeviceRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function registerDeviceRoutes(app: App, deps: AppDeps): void {
   const silenceMs = deps.config.webhookSilenceWarningMs;
 
   function presentDevice(device: StoredDevice, callsLast24h: number, now: number) {
@@ -39,23 +51,34 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: AppDeps): void 
   }
 
   void app.register(
-    async (api) => {
+    async (api: App) => {
       api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
-      api.get<{ Querystring: ListQuery }>(
+      api.get(
         '/devices',
         {
           schema: {
-            querystring: {
-              type: 'object',
-              properties: {
-                tenant: TENANT_QUERY_SCHEMA,
-                status: { type: 'string', enum: [...DEVICE_STATUSES] },
-                silent: { type: 'string', enum: ['true', 'false'] },
-                limit: { type: 'integer', minimum: 1, maximum: 500, default: 100 },
-                cursor: { type: 'string', maxLength: 512 },
+            summary: "WaVoIP's devices, as their webhooks describe them, by page",
+            tags: TAGS,
+            security: API_SECURITY,
+            querystring: Type.Object(
+              {
+                tenant: Type.Optional(TENANT_QUERY_SCHEMA),
+                status: Type.Optional(stringEnum(DEVICE_STATUSES)),
+                silent: Type.Optional(stringEnum(['true', 'false'])),
+                limit: Type.Integer({ minimum: 1, maximum: 500, default: 100 }),
+                cursor: Type.Optional(Type.String({ maxLength: 512, description: 'next_cursor of the previous page' })),
               },
-              additionalProperties: false,
+              { additionalProperties: false },
+            ),
+            response: {
+              200: Type.Object(
+                { devices: Type.Array(DeviceSchema), next_cursor: nullable(Type.String({ description: 'Pass as `cursor` for the next page; null on the last' })) },
+                { additionalProperties: false, description: 'A page of devices' },
+              ),
+              400: errorBody('A filter or the cursor was refused; `field` names it'),
+              ...AUTH_ERRORS,
+              ...SERVER_ERRORS,
             },
           },
         },
@@ -82,13 +105,30 @@ export function registerDeviceRoutes(app: FastifyInstance, deps: AppDeps): void 
         },
       );
 
-      api.get<{ Params: { id: string } }>('/devices/:id', async (request, reply) => {
+      api.get(
+        '/devices/:id',
+        {
+          schema: {
+            summary: 'One device',
+            tags: TAGS,
+            security: API_SECURITY,
+            params: Type.Object({ id: Type.String({ description: 'The id_session' }) }),
+            response: {
+              200: Type.Object(DeviceSchema.properties, { additionalProperties: false, description: 'The device' }),
+              404: errorBody('No device with this id_session'),
+              ...AUTH_ERRORS,
+              ...SERVER_ERRORS,
+            },
+          },
+        },
+        async (request, reply) => {
         const device = await findDevice(deps.db, request.params.id);
         if (device === null) return sendUnknownDevice(reply, request.params.id);
         const now = deps.clock.now();
         const calls = await countRecentCalls(deps.db, [device.deviceId], now - DAY_MS);
         return presentDevice(device, calls.get(device.deviceId) ?? 0, now);
-      });
+        },
+      );
     },
     { prefix: '/api' },
   );

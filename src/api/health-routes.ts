@@ -1,16 +1,23 @@
-import type { FastifyInstance } from 'fastify';
+import { Type, type Static } from 'typebox';
 import { checkDb } from '../db/database.ts';
 import { listDestinationStates } from '../db/destination-states-repository.ts';
 import { coerceError } from '../errors.ts';
 import type { AppDeps } from '../http/app-deps.ts';
+import { SERVER_ERRORS, stringEnum, type App } from '../http/schemas.ts';
 
-export interface Readiness {
-  status: 'ready' | 'degraded' | 'unavailable';
-  database: 'ok' | 'unavailable';
-  storage: 'ok' | 'unavailable';
-  /** Absent when no delivery destination is configured. */
-  deliveries?: 'ok' | 'blocked' | 'unknown';
-}
+const PROBE_RESULTS = ['ok', 'unavailable'] as const;
+export const ReadinessSchema = Type.Object(
+  {
+    status: stringEnum(['ready', 'degraded', 'unavailable']),
+    database: stringEnum(PROBE_RESULTS),
+    storage: stringEnum(PROBE_RESULTS),
+    deliveries: Type.Optional(stringEnum(['ok', 'blocked', 'unknown'], { description: 'Absent when no delivery destination is configured' })),
+  },
+  { additionalProperties: false },
+);
+const TAGS = ['health'];
+
+export type Readiness = Static<typeof ReadinessSchema>;
 
 /**
  * Unauthenticated, for load balancers and process supervisors; they reveal no call data.
@@ -18,13 +25,37 @@ export interface Readiness {
  * blocked; webhooks still taken), or
  * 503 `unavailable` (the database failing: webhooks cannot be stored).
  */
-export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+export function registerHealthRoutes(app: App, deps: AppDeps): void {
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        summary: 'The process is up',
+        tags: TAGS,
+        response: { 200: Type.Object({ status: stringEnum(['ok']) }, { additionalProperties: false, description: 'Up' }), ...SERVER_ERRORS },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
 
-  app.get('/readyz', async (_request, reply) => {
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        summary: 'Whether webhooks can be taken: the database, the recording storage, the destinations',
+        tags: TAGS,
+        response: {
+          200: Type.Object(ReadinessSchema.properties, { additionalProperties: false, description: 'ready, or degraded (webhooks still taken)' }),
+          503: Type.Object(ReadinessSchema.properties, { additionalProperties: false, description: 'unavailable: the database is failing' }),
+          ...SERVER_ERRORS,
+        },
+      },
+    },
+    async (_request, reply) => {
     const readiness = await checkReadiness(deps);
     return reply.code(readiness.status === 'unavailable' ? 503 : 200).send(readiness);
-  });
+    },
+  );
 }
 
 /** What /readyz answers, and the dashboard's health strip shows. */

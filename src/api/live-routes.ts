@@ -1,5 +1,5 @@
-import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../http/app-deps.ts';
+import { API_SECURITY, AUTH_ERRORS, mediaBody, SERVER_ERRORS, type App } from '../http/schemas.ts';
 import type { LiveStream } from '../live/call-changes.ts';
 import { checkApiAccess } from './api-auth.ts';
 
@@ -13,13 +13,26 @@ const MAX_UNREAD_BYTES = 1024 * 1024;
  * Written by hand on the raw response rather than with an SSE plugin: the hub writes one
  * already-formatted text to every stream, where plugins serialise each event per stream.
  */
-export function registerLiveRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function registerLiveRoutes(app: App, deps: AppDeps): void {
   void app.register(
-    async (api) => {
+    async (api: App) => {
       api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
       // No HEAD: it would hold a connection open with nothing to send.
-      api.get('/live', { exposeHeadRoute: false }, async (_request, reply) => {
+      api.get(
+        '/live',
+        {
+          exposeHeadRoute: false,
+          schema: {
+            summary: 'Server-sent events: calls as they change',
+            description:
+              'Starts with `retry: 3000`. Then `calls` events, whose data is `{"calls":[...]}` (the changed calls as GET /api/calls shows them), and `resync` events (data `{}`) when too many changed at once: read the list again.',
+            tags: ['calls'],
+            security: API_SECURITY,
+            response: { 200: mediaBody('The event stream, open until the client or the service ends it', 'text/event-stream'), ...AUTH_ERRORS, ...SERVER_ERRORS },
+          },
+        },
+        async (_request, reply) => {
         reply.hijack();
         const response = reply.raw;
         response.writeHead(200, {
@@ -43,7 +56,8 @@ export function registerLiveRoutes(app: FastifyInstance, deps: AppDeps): void {
           },
         };
         response.once('close', deps.callChanges.subscribe(stream));
-      });
+        },
+      );
     },
     { prefix: '/api' },
   );

@@ -3,15 +3,23 @@ import { Readable } from 'node:stream';
 import rangeParser from 'range-parser';
 import { servedRecordingMediaType } from '../calls/recording-media-type.ts';
 import type { AppDeps } from '../http/app-deps.ts';
+import { errorBody, mediaBody, NoBody, SERVER_ERRORS, stringEnum } from '../http/schemas.ts';
+import { Type, type Static } from 'typebox';
 
-export interface RecordingQuery {
-  download?: 'true' | '1' | 'false' | '0';
-}
+export const RECORDING_QUERY_SCHEMA = Type.Object(
+  { download: Type.Optional(stringEnum(['true', '1', 'false', '0'], { description: 'true or 1: Content-Disposition: attachment' })) },
+  { additionalProperties: false },
+);
+export type RecordingQuery = Static<typeof RECORDING_QUERY_SCHEMA>;
 
-export const RECORDING_QUERY_SCHEMA = {
-  type: 'object',
-  properties: { download: { type: 'string', enum: ['true', '1', 'false', '0'] } },
-  additionalProperties: false,
+/** The recording's answers; the route adds why it may have none (404, 410, ...). */
+export const RECORDING_RESPONSES = {
+  200: mediaBody('The recording (HEAD: its headers only)', 'audio/*', Type.String({ format: 'binary' })),
+  206: mediaBody('The byte range asked for (Range)', 'audio/*', Type.String({ format: 'binary' })),
+  304: NoBody('Not modified: If-None-Match names its ETag (the sha256)'),
+  400: errorBody('An unknown or wrong query parameter'),
+  416: errorBody('The range is outside the recording (Content-Range says its size)'),
+  ...SERVER_ERRORS,
 } as const;
 
 interface RecordingFile {
@@ -29,7 +37,7 @@ interface RecordingFile {
  * for anything but audio, or running them as a document of ours.
  */
 export async function sendRecording(
-  request: FastifyRequest<{ Querystring: RecordingQuery }>,
+  request: Pick<FastifyRequest, 'headers' | 'method'> & { query: RecordingQuery },
   reply: FastifyReply,
   deps: AppDeps,
   recording: RecordingFile,

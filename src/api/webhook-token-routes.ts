@@ -1,12 +1,27 @@
-import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
 import type { StoredWebhookToken } from '../db/webhook-tokens-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
+import { API_SECURITY, AUTH_ERRORS, BODY_ERRORS, CSRF_ERROR, errorBody, IsoTime, nullable, SERVER_ERRORS, type App } from '../http/schemas.ts';
 import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
 import { TENANT_LABEL_PATTERN, TENANT_LABEL_RULE } from '../webhook/webhook-tokens.ts';
 import { checkApiAccess } from './api-auth.ts';
 
 /** The `tenant` filter of the call and device lists: a label as webhook tokens have them. */
-export const TENANT_QUERY_SCHEMA = { type: 'string', pattern: TENANT_LABEL_PATTERN.source } as const;
+export const TENANT_QUERY_SCHEMA = Type.String({ pattern: TENANT_LABEL_PATTERN.source, description: 'A device group label' });
+
+const WebhookTokenSchema = Type.Object(
+  { id: Type.String(), label: Type.String(), created_at: IsoTime, revoked_at: IsoTime },
+  { additionalProperties: false },
+);
+const CreatedWebhookTokenSchema = Type.Object(
+  {
+    ...WebhookTokenSchema.properties,
+    token: Type.String({ description: 'Shown this once: only its hash is kept' }),
+    webhook_url: nullable(Type.String({ description: 'The URL to give WaVoIP, when PUBLIC_URL is set' })),
+  },
+  { additionalProperties: false, description: 'Created' },
+);
+const TAGS = ['webhook tokens'];
 
 const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -15,16 +30,20 @@ function presentToken(token: StoredWebhookToken) {
 }
 
 /** Webhook tokens of device groups: created (the token shown this once), listed, revoked. */
-export function registerWebhookTokenRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function registerWebhookTokenRoutes(app: App, deps: AppDeps): void {
   void app.register(
-    async (api) => {
+    async (api: App) => {
       api.addHook('onRequest', (request, reply) => checkApiAccess(deps, request, reply));
 
-      api.post<{ Body: { label: string } }>(
+      api.post(
         '/webhook-tokens',
         {
           schema: {
-            body: { type: 'object', properties: { label: { type: 'string' } }, required: ['label'], additionalProperties: false },
+            summary: "Create a device group's webhook token",
+            tags: TAGS,
+            security: API_SECURITY,
+            body: Type.Object({ label: Type.String({ description: 'The device group, given to its calls as `tenant`' }) }, { additionalProperties: false }),
+            response: { 201: CreatedWebhookTokenSchema, ...BODY_ERRORS, ...AUTH_ERRORS, ...CSRF_ERROR, ...SERVER_ERRORS },
           },
         },
         async (request, reply) => {
@@ -41,14 +60,48 @@ export function registerWebhookTokenRoutes(app: FastifyInstance, deps: AppDeps):
         },
       );
 
-      api.get('/webhook-tokens', async () => ({ webhook_tokens: (await deps.webhookTokens.list()).map(presentToken) }));
+      api.get(
+        '/webhook-tokens',
+        {
+          schema: {
+            summary: 'List webhook tokens, revoked ones too',
+            tags: TAGS,
+            security: API_SECURITY,
+            response: {
+              200: Type.Object({ webhook_tokens: Type.Array(WebhookTokenSchema) }, { additionalProperties: false, description: 'Every token, oldest first' }),
+              ...AUTH_ERRORS,
+              ...SERVER_ERRORS,
+            },
+          },
+        },
+        async () => ({ webhook_tokens: (await deps.webhookTokens.list()).map(presentToken) }),
+      );
 
-      api.delete<{ Params: { id: string } }>('/webhook-tokens/:id', async (request, reply) => {
+      api.delete(
+        '/webhook-tokens/:id',
+        {
+          schema: {
+            summary: 'Revoke a webhook token',
+            tags: TAGS,
+            security: API_SECURITY,
+            params: Type.Object({ id: Type.String() }),
+            response: {
+              200: Type.Object(WebhookTokenSchema.properties, { additionalProperties: false, description: 'The token, revoked' }),
+              404: errorBody('No webhook token with this id'),
+              ...BODY_ERRORS,
+              ...AUTH_ERRORS,
+              ...CSRF_ERROR,
+              ...SERVER_ERRORS,
+            },
+          },
+        },
+        async (request, reply) => {
         const revoked = await deps.webhookTokens.revoke(request.params.id);
         if (revoked === null) return reply.code(404).send({ error: `no webhook token with id ${JSON.stringify(request.params.id)}` });
         deps.logger.info({ webhook_token_id: revoked.id, tenant: revoked.label }, `[WaVoIP Webhook] Webhook token ${revoked.id} of device group ${revoked.label} revoked`);
         return presentToken(revoked);
-      });
+      },
+      );
     },
     { prefix: '/api' },
   );

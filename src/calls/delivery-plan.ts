@@ -4,7 +4,7 @@ import type { AttachmentState, CallRecord } from './call-state.ts';
  * What a destination is told about a call: that it is over (`call`), that its recording is here
  * (`recording`), or that none will come (`recording_unavailable`, with the reason).
  */
-const DELIVERY_KINDS = ['call', 'recording', 'recording_unavailable'] as const;
+export const DELIVERY_KINDS = ['call', 'recording', 'recording_unavailable'] as const;
 export type DeliveryKind = (typeof DELIVERY_KINDS)[number];
 
 export interface PlannedDelivery {

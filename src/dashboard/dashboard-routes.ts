@@ -62,7 +62,8 @@ export function registerDashboardRoutes(app: FastifyInstance): void {
       lastModified: false,
     });
     for (const page of DASHBOARD_PAGES) {
-      dashboard.get(page, async (_request, reply) =>
+      // The browser's pages, not the API: left out of GET /api/openapi.json.
+      dashboard.get(page, { schema: { hide: true } }, async (_request, reply) =>
         // no-cache: always revalidated, so a new version's shell (and asset folder) shows at once.
         reply.type('text/html; charset=utf-8').header('cache-control', 'no-cache').send(assets.shell),
       );

@@ -1,19 +1,27 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
 import { checkCsrf } from '../api/api-auth.ts';
 import type { AppDeps } from '../http/app-deps.ts';
 import { sendRefusal } from '../http/secret-guard.ts';
+import { BODY_ERRORS, CSRF_ERROR, errorBody, IsoTime, NoBody, SERVER_ERRORS, type App } from '../http/schemas.ts';
 import { secretsMatch } from '../http/secrets.ts';
 import { SESSION_COOKIE, type DashboardSessions, type LiveSession } from './dashboard-sessions.ts';
 
-interface SignIn {
-  password: string;
-}
+const TAGS = ['session'];
+const SessionSchema = Type.Object(
+  {
+    csrf_token: Type.String({ description: 'Send as X-CSRF-Token with every write made with the session cookie' }),
+    expires_at: IsoTime,
+  },
+  { additionalProperties: false },
+);
+const NOT_SIGNED_IN = { 401: errorBody('No session cookie, or an expired or signed-out session') } as const;
 
 /**
  * Dashboard sign-in and sign-out: `POST/GET/DELETE /api/session`. Only registered with the
  * dashboard on (otherwise these paths answer 404, and cookies are ignored everywhere).
  */
-export function registerSessionRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function registerSessionRoutes(app: App, deps: AppDeps): void {
   const sessions = deps.sessions;
   if (sessions === null) return;
   const dashboardPassword = deps.config.dashboard.password;
@@ -25,21 +33,28 @@ export function registerSessionRoutes(app: FastifyInstance, deps: AppDeps): void
     return token || password;
   }
 
-  void app.register(async (scope) => {
+  void app.register(async (scope: App) => {
     // The CSRF token is in these answers: no cache may keep one.
     scope.addHook('onSend', async (_request, reply) => {
       reply.header('cache-control', 'no-store');
     });
 
-    scope.post<{ Body: SignIn }>(
+    scope.post(
       '/api/session',
       {
         schema: {
-          body: {
-            type: 'object',
-            properties: { password: { type: 'string', maxLength: 1024 } },
-            required: ['password'],
-            additionalProperties: false,
+          summary: 'Sign in to the dashboard: sets the session cookie',
+          tags: TAGS,
+          body: Type.Object(
+            { password: Type.String({ maxLength: 1024, description: 'DASHBOARD_PASSWORD, or the API token' }) },
+            { additionalProperties: false },
+          ),
+          response: {
+            200: Type.Object(SessionSchema.properties, { additionalProperties: false, description: 'Signed in; the cookie is set' }),
+            ...BODY_ERRORS,
+            401: errorBody('Wrong password'),
+            429: errorBody('Too many wrong tokens or passwords from this address: locked out for the time Retry-After says'),
+            ...SERVER_ERRORS,
           },
         },
       },
@@ -61,22 +76,44 @@ export function registerSessionRoutes(app: FastifyInstance, deps: AppDeps): void
       },
     );
 
-    scope.get('/api/session', async (request, reply) => {
+    scope.get(
+      '/api/session',
+      {
+        schema: {
+          summary: "The session's CSRF token and expiry",
+          tags: TAGS,
+          security: [{ session: [] }],
+          response: { 200: Type.Object(SessionSchema.properties, { additionalProperties: false, description: 'Signed in' }), ...NOT_SIGNED_IN, ...SERVER_ERRORS },
+        },
+      },
+      async (request, reply) => {
       const found = await findSession(sessions, request);
       // A dead cookie is dropped, rather than sent with every request until it expires.
       if (found === null && request.cookies[SESSION_COOKIE] !== undefined) void reply.clearCookie(SESSION_COOKIE, cookieOptions(request));
       if (found === null) return sendSignedOut(reply);
       return presentSession(found.session);
-    });
+      },
+    );
 
-    scope.delete('/api/session', async (request, reply) => {
+    scope.delete(
+      '/api/session',
+      {
+        schema: {
+          summary: 'Sign out: ends the session and clears its cookie',
+          tags: TAGS,
+          security: [{ session: [] }],
+          response: { 204: NoBody('Signed out'), ...NOT_SIGNED_IN, ...CSRF_ERROR, ...BODY_ERRORS, ...SERVER_ERRORS },
+        },
+      },
+      async (request, reply) => {
       const found = await findSession(sessions, request);
       if (found === null) return sendSignedOut(reply);
       const refused = checkCsrf(request, reply, found.session);
       if (refused !== undefined) return refused;
       await sessions.signOut(found.cookie);
       return reply.clearCookie(SESSION_COOKIE, cookieOptions(request)).code(204).send();
-    });
+      },
+    );
   });
 }
 

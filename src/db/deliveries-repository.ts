@@ -5,7 +5,7 @@ import type { Db, DbOrTrx } from './database.ts';
 import { isPostgres } from './dialect.ts';
 import type { DeliveriesTable } from './schema.ts';
 
-const DELIVERY_STATES = ['pending', 'delivered', 'given_up', 'cancelled'] as const;
+export const DELIVERY_STATES = ['pending', 'delivered', 'given_up', 'cancelled'] as const;
 type DeliveryState = (typeof DELIVERY_STATES)[number];
 
 export interface Delivery {

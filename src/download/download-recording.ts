@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Dispatcher } from 'undici';
 import { parseFile } from 'music-metadata';
 import type { RecordingFacts } from '../calls/recording.ts';
-import { AppError, coerceError } from '../errors.ts';
+import { AppError, coerceError, type ErrorCode } from '../errors.ts';
 import { assertRoom, assertRoomForRecording, measureFreeSpace, removeTempFile, storageFault } from '../storage/storage-faults.ts';
 import type { HttpClient } from './http-client.ts';
 import { sniffAudio, SNIFF_BYTES } from './sniff-audio.ts';
@@ -149,7 +149,7 @@ export function connectionFailure(error: unknown, url: URL): AppError | undefine
   return new AppError(`could not reach ${url.host}: ${what.reason}`, { code: what.code, statusCode: 502, retryable: true, cause });
 }
 
-function describeConnectionCode(code: string): { code: string; reason: string } | undefined {
+function describeConnectionCode(code: string): { code: ErrorCode; reason: string } | undefined {
   if (['ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL', 'EAI_NODATA', 'ENODATA'].includes(code)) {
     return { code: 'DNS_FAILED', reason: code === 'EAI_AGAIN' ? 'DNS lookup failed (temporary failure in name resolution)' : 'DNS lookup failed' };
   }

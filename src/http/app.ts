@@ -1,5 +1,6 @@
 import fastifyCookie from '@fastify/cookie';
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import secureJsonParse from 'secure-json-parse';
 import { registerCallRoutes } from '../api/call-routes.ts';
@@ -18,6 +19,9 @@ import { redactUrl } from '../log/logger.ts';
 import { registerSessionRoutes } from '../dashboard/session-routes.ts';
 import { registerWebhookRoutes } from '../webhook/webhook-routes.ts';
 import type { AppDeps } from './app-deps.ts';
+import { answerClientError } from './client-errors.ts';
+import { registerOpenApi } from './openapi.ts';
+import type { App } from './schemas.ts';
 
 /** WaVoIP's documented events are a few hundred bytes; production consumers cap at 64 KB too. */
 const WEBHOOK_BODY_LIMIT = 64 * 1024;
@@ -47,7 +51,7 @@ interface AppOptions {
   requestTimeoutMs?: number;
 }
 
-export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstance {
+export function buildApp(deps: AppDeps, options: AppOptions = {}): App {
   const requestTimeoutMs = options.requestTimeoutMs ?? HTTP_REQUEST_TIMEOUT_MS;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
@@ -75,7 +79,10 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
     // Unknown query parameters are refused by name rather than silently dropped (a typo like
     // `status=failed` for `state=failed` would otherwise list every call).
     ajv: { customOptions: { removeAdditional: false } },
-  });
+    clientErrorHandler: answerClientError,
+    // Its 503 while closing has a body of another shape; the onRequest hook below answers instead.
+    return503OnClosing: false,
+  }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Only JSON is taken anywhere; Fastify would otherwise hand plain text to the routes. Its own
   // JSON parser drops the parse error, and the sender deserves to know what was wrong.
@@ -121,6 +128,15 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
     reply.code(404).send({ error: `no route for ${request.method} ${redactRequestUrl(request.url).split('?')[0]}` }),
   );
 
+  // A request arriving on an open connection while the service shuts down: sent to another replica.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) return reply.code(503).header('connection', 'close').send({ error: 'the service is shutting down; try again' });
+  });
+
   // Node answers an Expect header other than 100-continue by itself, with an empty 417.
   app.server.on('checkExpectation', (request: IncomingMessage, response: ServerResponse) => {
     response.writeHead(417, { 'content-type': 'application/json; charset=utf-8' });
@@ -129,17 +145,21 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): FastifyInstan
 
   // Cookies are read only for dashboard sessions; with the dashboard off, none is looked at.
   if (deps.sessions !== null) void app.register(fastifyCookie);
-  registerHealthRoutes(app, deps);
-  registerSessionRoutes(app, deps);
-  registerWebhookRoutes(app, deps);
-  registerCallRoutes(app, deps);
-  registerDeviceRoutes(app, deps);
-  registerWebhookTokenRoutes(app, deps);
-  registerDeliveryRoutes(app, deps);
-  registerSummaryRoutes(app, deps);
-  registerLiveRoutes(app, deps);
-  registerMetricsRoutes(app, deps);
-  if (deps.config.dashboard.enabled) registerDashboardRoutes(app);
+  // Before the routes: the document is built from each route's schema as it is added.
+  registerOpenApi(app);
+  void app.register(async (routes: App) => {
+    registerHealthRoutes(routes, deps);
+    registerSessionRoutes(routes, deps);
+    registerWebhookRoutes(routes, deps);
+    registerCallRoutes(routes, deps);
+    registerDeviceRoutes(routes, deps);
+    registerWebhookTokenRoutes(routes, deps);
+    registerDeliveryRoutes(routes, deps);
+    registerSummaryRoutes(routes, deps);
+    registerLiveRoutes(routes, deps);
+    registerMetricsRoutes(routes, deps);
+    if (deps.config.dashboard.enabled) registerDashboardRoutes(routes);
+  });
   return app;
 }
 

@@ -1,5 +1,5 @@
 import { rm, statfs } from 'node:fs/promises';
-import { AppError, coerceError } from '../errors.ts';
+import { AppError, coerceError, type ErrorCode } from '../errors.ts';
 
 /**
  * The one place that turns a filesystem error from storing a recording (the temp file of a
@@ -9,7 +9,7 @@ import { AppError, coerceError } from '../errors.ts';
  * operator must fix is told apart from the upstream's own trouble by its code.
  */
 interface StorageFaultKind {
-  code: string;
+  code: ErrorCode;
   /** What the operator reads first, before "could not <operation>". */
   summary: string;
 }

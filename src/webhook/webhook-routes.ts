@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import { Type } from 'typebox';
 import { normalizeWebhookPayload } from '../calls/webhook-event.ts';
 import type { AppDeps } from '../http/app-deps.ts';
+import { BODY_ERRORS, errorBody, mediaBody, SERVER_ERRORS, type App } from '../http/schemas.ts';
 import { sendRefusal } from '../http/secret-guard.ts';
 import { secretsMatch } from '../http/secrets.ts';
 import type { WebhookResult } from '../metrics/metrics.ts';
@@ -9,12 +10,15 @@ import { createRefusalLog } from './refusal-log.ts';
 import type { WebhookTokenMatch } from './webhook-tokens.ts';
 
 export const WEBHOOK_PATH = '/webhooks/wavoip';
+const TAGS = ['webhook'];
+/** The token goes in the query (WaVoIP's webhook settings take only a URL) or in a header. */
+const WEBHOOK_SECURITY: { [scheme: string]: string[] }[] = [{ webhookToken: [] }, { webhookTokenHeader: [] }];
 
 /**
  * Intake: validate, store the raw event, answer. The 200 is sent only once the event is
  * committed; applying it to the call happens afterwards, in the event processor.
  */
-export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void {
+export function registerWebhookRoutes(app: App, deps: AppDeps): void {
   const { webhookToken, webhookTokens, clock, logger, events, eventWriter, metrics, secretGuards } = deps;
   // The event type, for the metrics, of requests whose body became an event.
   const eventTypes = new WeakMap<object, string>();
@@ -30,15 +34,44 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: AppDeps): void
   refusalLog.start();
   app.addHook('onClose', async () => refusalLog.stop());
 
-  app.get(WEBHOOK_PATH, async (_request, reply) =>
+  app.get(
+    WEBHOOK_PATH,
+    {
+      schema: {
+        summary: 'Says the webhook URL is reachable (for a person trying it in a browser)',
+        tags: TAGS,
+        response: { 200: mediaBody('A line of text', 'text/plain'), ...SERVER_ERRORS },
+      },
+    },
+    async (_request, reply) =>
     reply
       .type('text/plain; charset=utf-8')
       .send('wavoip-recordings is reachable: point the WaVoIP webhook here (POST, JSON; CALL and RECORD events).\n'),
   );
 
-  app.post<{ Querystring: { token?: string } }>(
+  app.post(
     WEBHOOK_PATH,
     {
+      schema: {
+        summary: 'A WaVoIP event (CALL, RECORD, DEVICE): stored, then answered',
+        description: 'The 200 is sent only once the event is committed. Unknown event types are stored too.',
+        tags: TAGS,
+        security: WEBHOOK_SECURITY,
+        // Not validated here: WaVoIP's payloads vary, and normalizeWebhookPayload names the refused field.
+        body: Type.Unknown({ description: "WaVoIP's event, as JSON" }),
+        // Unvalidated: a token sent twice is a wrong token (401), as any other.
+        querystring: Type.Object({ token: Type.Optional(Type.Unknown({ description: 'The webhook token (or the X-Webhook-Token header)' })) }),
+        response: {
+          200: Type.Object(
+            { received: Type.Literal(true), event_id: Type.String({ description: 'The stored event' }) },
+            { additionalProperties: false, description: 'Stored' },
+          ),
+          ...BODY_ERRORS,
+          401: errorBody('No webhook token, a wrong one, or a revoked one'),
+          429: errorBody('Too many wrong tokens from this address: locked out for the time Retry-After says'),
+          ...SERVER_ERRORS,
+        },
+      },
       onRequest: async (request, reply) => {
         const header = request.headers['x-webhook-token'];
         const presented = typeof header === 'string' ? header : request.query.token;
