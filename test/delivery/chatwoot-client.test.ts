@@ -93,8 +93,8 @@ describe('contacts', () => {
   });
 
   it('two deliveries racing on one new contact end with one contact', async () => {
-    // Both look before either creates, as two replicas would.
-    chatwoot.delayNext('POST /contacts/filter', 100, 2);
+    // Both look before either creates, as two replicas would: neither search is answered until both came.
+    chatwoot.gatherNext('POST /contacts/filter', 2);
     const findOrCreate = async () =>
       (await client.findContactByPhone('+5511987654321')) ??
       (await client.createContact({ inboxId: chatwoot.apiInboxId, name: 'Ana', phone: '+5511987654321' })).contact;

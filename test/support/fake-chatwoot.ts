@@ -37,7 +37,15 @@ type Fault =
   | { kind: 'lose-answer' }
   /** Commits the request, then waits `ms` before answering (a client killed meanwhile never hears). */
   | { kind: 'hold-answer'; ms: number }
-  | { kind: 'delay'; ms: number };
+  | { kind: 'delay'; ms: number }
+  /** Waits until every request sharing this barrier has arrived, then all go on together. */
+  | { kind: 'barrier'; barrier: Barrier };
+
+interface Barrier {
+  waiting: number;
+  released: Promise<void>;
+  release: () => void;
+}
 
 export interface FakeChatwootOptions {
   /** rack_attack.rb: 3,000 requests a minute per IP, 100 contact searches a minute per account. */
@@ -110,6 +118,11 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
       req.resume();
       res.writeHead(fault.status, { 'content-type': 'text/html', ...fault.headers });
       return void res.end(fault.body ?? `<html><body>We're sorry, but something went wrong (${fault.status}).</body></html>`);
+    }
+    if (fault?.kind === 'barrier') {
+      fault.barrier.waiting -= 1;
+      if (fault.barrier.waiting === 0) fault.barrier.release();
+      await fault.barrier.released;
     }
     const delayMs = (fault?.kind === 'delay' ? fault.ms : 0) + (options.latencyMs ?? 0);
     if (delayMs > 0) await new Promise<void>((resolve) => timers.add(setTimeout(resolve, delayMs)));
@@ -385,6 +398,12 @@ export async function startFakeChatwoot(options: FakeChatwootOptions = {}) {
     holdAnswerNext: (route: FakeChatwootRoute, ms: number, times = 1) => queueFault(route, { kind: 'hold-answer', ms }, times),
     /** The next `times` requests to `route` wait `ms` before being handled. */
     delayNext: (route: FakeChatwootRoute, ms: number, times = 1) => queueFault(route, { kind: 'delay', ms }, times),
+    /** The next `count` requests to the route are answered only once all of them have arrived. */
+    gatherNext: (route: FakeChatwootRoute, count: number) => {
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      queueFault(route, { kind: 'barrier', barrier: { waiting: count, released, release } }, count);
+    },
 
     close: () =>
       new Promise<void>((resolve) => {
