@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { applyCallEvent, type CallRecord } from '../../../src/calls/call-state.ts';
-import { describeGiveUp, planFetch, planRetry, type FetchPlan, type PollTimings } from '../../../src/calls/fetch-plan.ts';
+import { applyCallEvent, type CallRecord } from '../../src/calls/call-state.ts';
+import { describeGiveUp, planFetch, planRetry, type FetchPlan, type PollTimings } from '../../src/calls/fetch-plan.ts';
 import { callEvent, fold, recordEvent, withAttachment, type Step } from './call-events.ts';
 
 const SECOND = 1_000;

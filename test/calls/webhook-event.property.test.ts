@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { MAX_CALL_ID_LENGTH, normalizeWebhookPayload, type NormalizeResult } from '../../../src/calls/webhook-event.ts';
-import { buildRecordingUrl } from '../../../src/calls/recording.ts';
+import { MAX_CALL_ID_LENGTH, normalizeWebhookPayload, type NormalizeResult } from '../../src/calls/webhook-event.ts';
+import { buildRecordingUrl } from '../../src/calls/recording.ts';
 
 /** What a call id may not hold: C0 and C1 control characters, DEL, and lone surrogates. */
 const REFUSED_IN_CALL_ID = /[\u0000-\u001f\u007f-\u009f]|[\ud800-\udfff]/u;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { recordingMediaTypeFor, servedRecordingMediaType } from '../../../src/calls/recording-media-type.ts';
+import { recordingMediaTypeFor, servedRecordingMediaType } from '../../src/calls/recording-media-type.ts';
 
 const KEY = 'CALL-0123456789abcdef-0123456789abcdef';
 

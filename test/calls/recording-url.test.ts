@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { recordingUrlForAttempt } from '../../../src/calls/recording.ts';
+import { recordingUrlForAttempt } from '../../src/calls/recording.ts';
 
 const TEMPLATE = 'https://storage.wavoip.com/123456';
 const HINT = 'https://cdn.wavoip.com/rec/123456.ogg';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyCallEvent, mergeCallEvent, type AttachmentState } from '../../../src/calls/call-state.ts';
+import { applyCallEvent, mergeCallEvent, type AttachmentState } from '../../src/calls/call-state.ts';
 import { CALL_ID, callEvent, deepFreeze, fold, recordEvent, type Step } from './call-events.ts';
 
 const ended = (over: Parameters<typeof callEvent>[0] = {}) => callEvent({ status: 'ENDED', ...over });

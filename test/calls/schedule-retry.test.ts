@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { scheduleRetry, type PollTimings } from '../../../src/calls/fetch-plan.ts';
+import { scheduleRetry, type PollTimings } from '../../src/calls/fetch-plan.ts';
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;

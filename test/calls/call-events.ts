@@ -1,6 +1,6 @@
 /** Builders shared by the call-state and fetch-plan unit tests (not a test file itself). */
-import { applyCallEvent, type CallFacts, type CallRecord } from '../../../src/calls/call-state.ts';
-import type { CallEvent, RecordEvent } from '../../../src/calls/webhook-event.ts';
+import { applyCallEvent, type CallFacts, type CallRecord } from '../../src/calls/call-state.ts';
+import type { CallEvent, RecordEvent } from '../../src/calls/webhook-event.ts';
 
 export const CALL_ID = '123456';
 

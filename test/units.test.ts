@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatDuration, formatWait, parseDuration, parseSize } from '../../src/units.ts';
+import { formatDuration, formatWait, parseDuration, parseSize } from '../src/units.ts';
 
 const UNITS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 

@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { applyCallEvent, type CallRecord } from '../../../src/calls/call-state.ts';
-import { isCallOver, planDeliveries, type DeliveryKind } from '../../../src/calls/delivery-plan.ts';
-import type { CallEvent, RecordEvent } from '../../../src/calls/webhook-event.ts';
+import { applyCallEvent, type CallRecord } from '../../src/calls/call-state.ts';
+import { isCallOver, planDeliveries, type DeliveryKind } from '../../src/calls/delivery-plan.ts';
+import type { CallEvent, RecordEvent } from '../../src/calls/webhook-event.ts';
 import { callEvent, recordEvent, withAttachment } from './call-events.ts';
 
 /**

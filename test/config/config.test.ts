@@ -4,9 +4,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildRecordingUrl } from '../../../src/calls/recording.ts';
-import { CONFIG_VARIABLES, loadConfig, type Config } from '../../../src/config/config.ts';
-import { configError } from '../../support/config-error.ts';
+import { buildRecordingUrl } from '../../src/calls/recording.ts';
+import { CONFIG_VARIABLES, loadConfig, type Config } from '../../src/config/config.ts';
+import { configError } from '../support/config-error.ts';
 
 const DEFAULT_TEMPLATE = 'https://storage.wavoip.com/{whatsapp_call_id}';
 
@@ -228,7 +228,7 @@ describe('loadConfig refuses bad variables, naming them', () => {
   });
 
   it('ships an .env.example that loads as it is: no placeholder secret is left set', () => {
-    const example = fs.readFileSync(new URL('../../../.env.example', import.meta.url), 'utf8');
+    const example = fs.readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
     const env = Object.fromEntries(
       example
         .split('\n')
@@ -241,14 +241,14 @@ describe('loadConfig refuses bad variables, naming them', () => {
   });
 
   it("documents every variable in the README's configuration table, and nothing else there", () => {
-    const readme = fs.readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    const readme = fs.readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
     const table = readme.slice(readme.indexOf('## Configuration'), readme.indexOf('\n## ', readme.indexOf('## Configuration') + 1));
     const documented = [...table.matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((match) => match[1]);
     expect([...documented].sort()).toEqual([...CONFIG_VARIABLES].sort());
   });
 
   it('keeps .env, which holds secrets, out of git', () => {
-    const repo = fileURLToPath(new URL('../../..', import.meta.url));
+    const repo = fileURLToPath(new URL('../..', import.meta.url));
     // Exit status 0: ignored; 1: it would be committed.
     expect(() => execFileSync('git', ['check-ignore', '--quiet', '.env'], { cwd: repo })).not.toThrow();
   });

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { normalizeWebhookPayload } from '../../../src/calls/webhook-event.ts';
-import { toE164 } from '../../../src/calls/phone-number.ts';
-import { DEVICE_STATUSES, isDeviceSilent, normalizeDeviceStatus } from '../../../src/devices/device-status.ts';
+import { normalizeWebhookPayload } from '../../src/calls/webhook-event.ts';
+import { toE164 } from '../../src/calls/phone-number.ts';
+import { DEVICE_STATUSES, isDeviceSilent, normalizeDeviceStatus } from '../../src/devices/device-status.ts';
 
-const payloads = JSON.parse(readFileSync(new URL('../../fixtures/wavoip-payloads.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+const payloads = JSON.parse(readFileSync(new URL('../fixtures/wavoip-payloads.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
 describe('normalizeDeviceStatus', () => {
   it.each([

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../../src/config/config.ts';
-import { configError } from '../../support/config-error.ts';
+import { loadConfig } from '../../src/config/config.ts';
+import { configError } from '../support/config-error.ts';
 
 
 describe('Chatwoot settings', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { prefixRangeEnd } from '../../../src/db/calls-repository.ts';
-import { notificationPayloads } from '../../../src/live/call-changes.ts';
+import { prefixRangeEnd } from '../../src/db/calls-repository.ts';
+import { notificationPayloads } from '../../src/live/call-changes.ts';
 
 describe('the search range of a call id prefix', () => {
   const inRange = (prefix: string, id: string) => {

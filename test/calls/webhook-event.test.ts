@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { normalizeWebhookPayload, type WebhookEvent } from '../../../src/calls/webhook-event.ts';
+import { normalizeWebhookPayload, type WebhookEvent } from '../../src/calls/webhook-event.ts';
 
 const fixtures = JSON.parse(
-  readFileSync(new URL('../../fixtures/wavoip-payloads.json', import.meta.url), 'utf8'),
+  readFileSync(new URL('../fixtures/wavoip-payloads.json', import.meta.url), 'utf8'),
 ) as Record<string, unknown>;
 
 function accept(body: unknown): WebhookEvent {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeWebhookPayload, type CallEvent, type WebhookEvent } from '../../../src/calls/webhook-event.ts';
+import { normalizeWebhookPayload, type CallEvent, type WebhookEvent } from '../../src/calls/webhook-event.ts';
 
 function accept(body: unknown): WebhookEvent {
   const result = normalizeWebhookPayload(body);

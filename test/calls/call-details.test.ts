@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { answeredAt, callOutcome, describeCall, normalizeDirection, type CallOutcome } from '../../../src/calls/call-details.ts';
-import { applyCallEvent } from '../../../src/calls/call-state.ts';
-import { normalizeWebhookPayload, type CallEvent, type RecordEvent } from '../../../src/calls/webhook-event.ts';
+import { answeredAt, callOutcome, describeCall, normalizeDirection, type CallOutcome } from '../../src/calls/call-details.ts';
+import { applyCallEvent } from '../../src/calls/call-state.ts';
+import { normalizeWebhookPayload, type CallEvent, type RecordEvent } from '../../src/calls/webhook-event.ts';
 import { callEvent, facts, fold, recordEvent, type Step } from './call-events.ts';
 
-const fixtures = JSON.parse(readFileSync(new URL('../../fixtures/wavoip-payloads.json', import.meta.url), 'utf8')) as Record<string, unknown>;
+const fixtures = JSON.parse(readFileSync(new URL('../fixtures/wavoip-payloads.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
 function fixtureEvent(name: string): CallEvent | RecordEvent {
   const result = normalizeWebhookPayload(fixtures[name]);

@@ -7,7 +7,7 @@ import {
   nextAttachment,
   type AttachmentState,
   type CallFacts,
-} from '../../../src/calls/call-state.ts';
+} from '../../src/calls/call-state.ts';
 import { callEvent, facts, fold, recordEvent, withAttachment } from './call-events.ts';
 
 describe('expectedAttachmentState', () => {

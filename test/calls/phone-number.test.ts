@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { toE164 } from '../../../src/calls/phone-number.ts';
+import { toE164 } from '../../src/calls/phone-number.ts';
 
 describe('toE164: digits already carry their country code', () => {
   it.each<[string, string | null, string | null]>([

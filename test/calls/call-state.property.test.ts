@@ -7,9 +7,9 @@ import {
   FINAL_CALL_STATUSES,
   mergeCallEvent,
   type CallRecord,
-} from '../../../src/calls/call-state.ts';
-import { normalizeWebhookPayload, type CallEvent, type RecordEvent } from '../../../src/calls/webhook-event.ts';
-import { callOutcome, describeCall } from '../../../src/calls/call-details.ts';
+} from '../../src/calls/call-state.ts';
+import { normalizeWebhookPayload, type CallEvent, type RecordEvent } from '../../src/calls/webhook-event.ts';
+import { callOutcome, describeCall } from '../../src/calls/call-details.ts';
 import { fold, trail, withAttachment, type Step } from './call-events.ts';
 
 const CALL_STATUSES = [

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { applyCallEvent, type CallRecord } from '../../../src/calls/call-state.ts';
-import { planDeliveries } from '../../../src/calls/delivery-plan.ts';
+import { applyCallEvent, type CallRecord } from '../../src/calls/call-state.ts';
+import { planDeliveries } from '../../src/calls/delivery-plan.ts';
 import { callEvent, fold, recordEvent, withAttachment } from './call-events.ts';
 
 const kinds = (previous: CallRecord | null, next: CallRecord) => planDeliveries(previous, next).map((planned) => planned.kind);
