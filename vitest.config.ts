@@ -1,10 +1,29 @@
 import pg from 'pg';
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 const shared = {
   testTimeout: 30_000,
   hookTimeout: 30_000,
 };
+/**
+ * Files that take minutes (an offline production install builds better-sqlite3 from source) go
+ * first: started last, on a fresh clone with no timings cached, one of them would run alone at the
+ * end while the other worker idles.
+ */
+const LONGEST_FILES = ['test/deploy/production-install.test.ts', 'test/integration/cli.test.ts', 'test/integration/fleet.test.ts', 'test/integration/restart.test.ts'];
+
+class LongestFirst extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const sorted = await super.sort(files);
+    const rank = (file: TestSpecification) => {
+      const index = LONGEST_FILES.findIndex((name) => file.moduleId.endsWith(name));
+      return index === -1 ? LONGEST_FILES.length : index;
+    };
+    return sorted.map((file, position) => ({ file, position })).sort((a, b) => rank(a.file) - rank(b.file) || a.position - b.position).map(({ file }) => file);
+  }
+}
+
 const POSTGRES_URL = process.env.TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 async function postgresReachable(): Promise<boolean> {
@@ -35,6 +54,7 @@ export default defineConfig(async () => {
     test: {
       // Integration suites start real servers and child processes; two cores are all CI has.
       maxWorkers: 2,
+      sequence: { sequencer: LongestFirst },
       projects: [
         { test: { ...shared, name: 'sqlite', include: ['test/**/*.test.ts'] } },
         ...(withPostgres

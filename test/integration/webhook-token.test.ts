@@ -9,6 +9,7 @@ import {
   startChildService,
   startInProcessService,
   testEnvironment,
+  waitFor,
   type ChildService,
 } from '../support/service-harness.ts';
 import { freePort } from '../support/free-port.ts';
@@ -42,11 +43,12 @@ describe('a service started without WEBHOOK_TOKEN', () => {
     await service?.kill('SIGTERM');
   });
 
-  it('generates a webhook token into DATA_DIR, readable by its owner only, and says where (never what)', () => {
+  it('generates a webhook token into DATA_DIR, readable by its owner only, and says where (never what)', async () => {
     const token = fs.readFileSync(tokenFile, 'utf8').trim();
     expect(token.length).toBeGreaterThanOrEqual(32);
     expect((fs.statSync(tokenFile).mode & 0o777).toString(8)).toBe('600');
-    expect(service.logs().some((line) => line.msg === `Webhook token generated and saved to ${tokenFile}`)).toBe(true);
+    // Said just after the "listening" line the harness waits for: it may not have been read yet.
+    await waitFor(() => service.logs().some((line) => line.msg === `Webhook token generated and saved to ${tokenFile}`), 'where the token is');
     expect(JSON.stringify(service.logs())).not.toContain(token);
   });
 
