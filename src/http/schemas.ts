@@ -32,6 +32,11 @@ export function nullable<Schema extends TSchema>(schema: Schema) {
 /** An ISO 8601 time in UTC, as the API writes every time; null when it has not happened. */
 export const IsoTime = nullable(Type.String({ format: 'date-time' }));
 
+/** A time the database keeps as epoch milliseconds, as IsoTime writes it. */
+export function toIsoTime(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
 /** A body the server never sends: 204, 304. */
 export const NoBody = (description: string) => Type.Unsafe<void>({ type: 'null', description });
 
