@@ -120,11 +120,11 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
           },
         },
         async (request, reply) => {
-        const device = await findDevice(deps.db, request.params.id);
-        if (device === null) return sendUnknownDevice(reply, request.params.id);
-        const now = deps.clock.now();
-        const calls = await countRecentCalls(deps.db, [device.deviceId], now - DAY_MS);
-        return presentDevice(device, calls.get(device.deviceId) ?? 0, now);
+          const device = await findDevice(deps.db, request.params.id);
+          if (device === null) return sendUnknownDevice(reply, request.params.id);
+          const now = deps.clock.now();
+          const calls = await countRecentCalls(deps.db, [device.deviceId], now - DAY_MS);
+          return presentDevice(device, calls.get(device.deviceId) ?? 0, now);
         },
       );
     },

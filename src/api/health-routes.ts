@@ -61,8 +61,8 @@ export function registerHealthRoutes(app: App, deps: AppDeps): void {
       },
     },
     async (_request, reply) => {
-    const readiness = await checkReadiness(deps);
-    return reply.code(readiness.status === 'unavailable' ? 503 : 200).send(readiness);
+      const readiness = await checkReadiness(deps);
+      return reply.code(readiness.status === 'unavailable' ? 503 : 200).send(readiness);
     },
   );
 }

@@ -54,10 +54,10 @@ export function registerSummaryRoutes(app: App, deps: AppDeps): void {
           },
         },
         async () => {
-        inFlight ??= summarise().finally(() => {
-          inFlight = undefined;
-        });
-        return inFlight;
+          inFlight ??= summarise().finally(() => {
+            inFlight = undefined;
+          });
+          return inFlight;
         },
       );
 

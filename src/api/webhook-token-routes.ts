@@ -94,11 +94,11 @@ export function registerWebhookTokenRoutes(app: App, deps: AppDeps): void {
           },
         },
         async (request, reply) => {
-        const revoked = await deps.webhookTokens.revoke(request.params.id);
-        if (revoked === null) return reply.code(404).send({ error: `no webhook token with id ${JSON.stringify(request.params.id)}` });
-        deps.logger.info({ webhook_token_id: revoked.id, tenant: revoked.label }, `[WaVoIP Webhook] Webhook token ${revoked.id} of device group ${revoked.label} revoked`);
-        return presentToken(revoked);
-      },
+          const revoked = await deps.webhookTokens.revoke(request.params.id);
+          if (revoked === null) return reply.code(404).send({ error: `no webhook token with id ${JSON.stringify(request.params.id)}` });
+          deps.logger.info({ webhook_token_id: revoked.id, tenant: revoked.label }, `[WaVoIP Webhook] Webhook token ${revoked.id} of device group ${revoked.label} revoked`);
+          return presentToken(revoked);
+        },
       );
     },
     { prefix: '/api' },
