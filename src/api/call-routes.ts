@@ -188,7 +188,8 @@ function encodeCursor(firstSeenAt: number, callId: string): string {
 function decodeCursor(cursor: string): { firstSeenAt: number; callId: string } | null {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
+    // A NUL is in no call id (PostgreSQL would refuse it): refused here, where the 400 can name `cursor`.
+    if (Array.isArray(value) && Number.isSafeInteger(value[0]) && typeof value[1] === 'string' && !value[1].includes('\u0000')) {
       return { firstSeenAt: value[0] as number, callId: value[1] };
     }
   } catch {
