@@ -72,14 +72,14 @@ export function registerCallRoutes(app: App, deps: AppDeps): void {
           },
         },
         async (request, reply) => {
-        const call = await findCall(deps.db, request.params.id);
-        if (call === null) return sendUnknownCall(reply, request.params.id);
-        const [job, events, deliveries] = await Promise.all([
-          findFetchJob(deps.db, call.callId),
-          listCallEvents(deps.db, call.callId),
-          listCallDeliveries(deps.db, call.callId),
-        ]);
-        return { ...presentCall(call, job), deliveries: deliveries.map(presentDelivery), events: events.map(presentEvent) };
+          const call = await findCall(deps.db, request.params.id);
+          if (call === null) return sendUnknownCall(reply, request.params.id);
+          const [job, events, deliveries] = await Promise.all([
+            findFetchJob(deps.db, call.callId),
+            listCallEvents(deps.db, call.callId),
+            listCallDeliveries(deps.db, call.callId),
+          ]);
+          return { ...presentCall(call, job), deliveries: deliveries.map(presentDelivery), events: events.map(presentEvent) };
         },
       );
 
@@ -101,17 +101,17 @@ export function registerCallRoutes(app: App, deps: AppDeps): void {
           },
         },
         async (request, reply) => {
-        const call = await findCall(deps.db, request.params.id);
-        if (call === null) return sendUnknownCall(reply, request.params.id);
-        if (call.attachment.state === 'expired') {
-          return reply.code(410).send({ error: `call ${call.callId} had a recording; ${call.attachment.reason ?? 'it was deleted'}` });
-        }
-        const key = call.recording?.key ?? null;
-        const stat = key === null ? null : await deps.store.stat(key);
-        if (call.recording === null || key === null || stat === null) {
-          return reply.code(404).send({ error: `call ${call.callId} has no recording (attachment is ${call.attachment.state})` });
-        }
-        return sendRecording(request, reply, deps, { callId: call.callId, key, contentType: call.recording.contentType, sha256: call.recording.sha256, size: stat.size });
+          const call = await findCall(deps.db, request.params.id);
+          if (call === null) return sendUnknownCall(reply, request.params.id);
+          if (call.attachment.state === 'expired') {
+            return reply.code(410).send({ error: `call ${call.callId} had a recording; ${call.attachment.reason ?? 'it was deleted'}` });
+          }
+          const key = call.recording?.key ?? null;
+          const stat = key === null ? null : await deps.store.stat(key);
+          if (call.recording === null || key === null || stat === null) {
+            return reply.code(404).send({ error: `call ${call.callId} has no recording (attachment is ${call.attachment.state})` });
+          }
+          return sendRecording(request, reply, deps, { callId: call.callId, key, contentType: call.recording.contentType, sha256: call.recording.sha256, size: stat.size });
         },
       );
 
@@ -135,14 +135,14 @@ export function registerCallRoutes(app: App, deps: AppDeps): void {
           },
         },
         async (request, reply) => {
-        const callId = request.params.id;
-        const outcome = await retryFetch(deps, callId);
-        if (outcome.result === 'unknown') return sendUnknownCall(reply, callId);
-        if (outcome.result === 'refused') {
-          return reply.code(409).send({ error: `call ${callId} is ${outcome.state}; only a failed or pending recording can be retried` });
-        }
-        const [call, job] = await Promise.all([findCall(deps.db, callId), findFetchJob(deps.db, callId)]);
-        return reply.code(202).send(presentCall(call as StoredCall, job));
+          const callId = request.params.id;
+          const outcome = await retryFetch(deps, callId);
+          if (outcome.result === 'unknown') return sendUnknownCall(reply, callId);
+          if (outcome.result === 'refused') {
+            return reply.code(409).send({ error: `call ${callId} is ${outcome.state}; only a failed or pending recording can be retried` });
+          }
+          const [call, job] = await Promise.all([findCall(deps.db, callId), findFetchJob(deps.db, callId)]);
+          return reply.code(202).send(presentCall(call as StoredCall, job));
         },
       );
 
@@ -188,7 +188,8 @@ function encodeCursor(firstSeenAt: number, callId: string): string {
 function decodeCursor(cursor: string): { firstSeenAt: number; callId: string } | null {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') {
+    // A NUL is in no call id (PostgreSQL would refuse it): refused here, where the 400 can name `cursor`.
+    if (Array.isArray(value) && Number.isSafeInteger(value[0]) && typeof value[1] === 'string' && !value[1].includes('\u0000')) {
       return { firstSeenAt: value[0] as number, callId: value[1] };
     }
   } catch {

@@ -7,7 +7,7 @@ import { Type } from 'typebox';
 import { ATTACHMENT_STATES } from '../calls/call-state.ts';
 import { CALL_DIRECTIONS, CALL_OUTCOMES } from '../calls/call-details.ts';
 import { DELIVERY_KINDS } from '../calls/delivery-plan.ts';
-import { IsoTime, nullable, stringEnum } from '../http/schemas.ts';
+import { IsoTime, nullable, stringEnum, toIsoTime } from '../http/schemas.ts';
 
 const NullableString = nullable(Type.String());
 const NullableNumber = nullable(Type.Number());
@@ -96,8 +96,6 @@ export const CallDetailsSchema = Type.Object(
   { additionalProperties: false },
 );
 
-const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
 /**
  * A call as the API shows it: first what a person asks (which way, who, what happened, when),
  * then WaVoIP's own fields as they came (`direction_raw` is its `direction`), the attachment below.
@@ -115,9 +113,9 @@ export function presentCall(call: StoredCall, job?: FetchJob | null) {
     device_phone: details.devicePhone,
     device_phone_raw: details.devicePhoneRaw,
     call_type: call.callType,
-    started_at: isoTime(call.firstSeenAt),
-    answered_at: isoTime(details.answeredAt),
-    ended_at: isoTime(call.endedAt),
+    started_at: toIsoTime(call.firstSeenAt),
+    answered_at: toIsoTime(details.answeredAt),
+    ended_at: toIsoTime(call.endedAt),
     direction_raw: call.direction,
     caller: call.caller,
     receiver: call.receiver,
@@ -127,8 +125,8 @@ export function presentCall(call: StoredCall, job?: FetchJob | null) {
     record_status: call.recordStatus,
     record_url: call.recordUrl,
     record_url_hint: call.hintedUrl,
-    first_seen_at: isoTime(call.firstSeenAt),
-    last_seen_at: isoTime(call.lastSeenAt),
+    first_seen_at: toIsoTime(call.firstSeenAt),
+    last_seen_at: toIsoTime(call.lastSeenAt),
     tenant: call.tenant,
     attachment: {
       state: call.attachment.state,
@@ -139,17 +137,17 @@ export function presentCall(call: StoredCall, job?: FetchJob | null) {
       container: recording?.container ?? null,
       codec: recording?.codec ?? null,
       duration_seconds: recording?.durationSeconds ?? null,
-      attached_at: isoTime(recording?.attachedAt ?? null),
+      attached_at: toIsoTime(recording?.attachedAt ?? null),
       url: recording?.key ? `/api/calls/${encodeURIComponent(call.callId)}/recording` : null,
       ...(job
-        ? { attempts: job.attempts, next_attempt_at: isoTime(job.runAt), give_up_at: isoTime(job.deadlineAt), last_error: job.lastError }
+        ? { attempts: job.attempts, next_attempt_at: toIsoTime(job.runAt), give_up_at: toIsoTime(job.deadlineAt), last_error: job.lastError }
         : {}),
     },
   };
 }
 
 export function presentEvent(event: TimelineEvent) {
-  return { event_id: event.eventId, type: event.type, received_at: isoTime(event.receivedAt), payload: event.payload };
+  return { event_id: event.eventId, type: event.type, received_at: toIsoTime(event.receivedAt), payload: event.payload };
 }
 
 /** A delivery as the API shows it: where, what, and how far it got. */
@@ -162,10 +160,10 @@ export function presentDelivery(delivery: Delivery) {
     state: delivery.state,
     attempts: delivery.attempts,
     last_error: delivery.lastError,
-    next_attempt_at: delivery.state === 'pending' ? isoTime(delivery.runAt) : null,
-    give_up_at: delivery.state === 'pending' ? isoTime(delivery.deadlineAt) : null,
-    created_at: isoTime(delivery.createdAt),
-    delivered_at: isoTime(delivery.deliveredAt),
+    next_attempt_at: delivery.state === 'pending' ? toIsoTime(delivery.runAt) : null,
+    give_up_at: delivery.state === 'pending' ? toIsoTime(delivery.deadlineAt) : null,
+    created_at: toIsoTime(delivery.createdAt),
+    delivered_at: toIsoTime(delivery.deliveredAt),
     external_ids: delivery.externalIds,
   };
 }

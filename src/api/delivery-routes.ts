@@ -199,13 +199,13 @@ export function registerDeliveryRoutes(app: App, deps: AppDeps): void {
           },
         },
         async () => {
-        const states = await listDestinationStates(deps.db);
-        return {
-          destinations: outbox.destinations.map(({ name }) => {
-            const state = states.get(name);
-            return { name, state: state?.state ?? ('open' as const), reason: state?.reason ?? null, since: state ? new Date(state.since).toISOString() : null };
-          }),
-        };
+          const states = await listDestinationStates(deps.db);
+          return {
+            destinations: outbox.destinations.map(({ name }) => {
+              const state = states.get(name);
+              return { name, state: state?.state ?? ('open' as const), reason: state?.reason ?? null, since: state ? new Date(state.since).toISOString() : null };
+            }),
+          };
         },
       );
     },

@@ -4,7 +4,7 @@ import { countRecentCalls, findDevice, listDevices, type StoredDevice } from '..
 import { toE164 } from '../calls/phone-number.ts';
 import { DEVICE_STATUSES, isDeviceSilent } from '../devices/device-status.ts';
 import type { AppDeps } from '../http/app-deps.ts';
-import { API_SECURITY, AUTH_ERRORS, errorBody, IsoTime, nullable, SERVER_ERRORS, stringEnum, type App } from '../http/schemas.ts';
+import { API_SECURITY, AUTH_ERRORS, errorBody, IsoTime, nullable, SERVER_ERRORS, stringEnum, toIsoTime, type App } from '../http/schemas.ts';
 import { checkApiAccess } from './api-auth.ts';
 import { TENANT_QUERY_SCHEMA } from './webhook-token-routes.ts';
 
@@ -28,8 +28,6 @@ const DeviceSchema = Type.Object(
   { additionalProperties: false },
 );
 
-const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
 /** WaVoIP's devices (id_session), as their webhooks describe them. */
 export function registerDeviceRoutes(app: App, deps: AppDeps): void {
   const silenceMs = deps.config.webhookSilenceWarningMs;
@@ -41,9 +39,9 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
       phone_raw: device.phone,
       status: device.normalizedStatus,
       status_raw: device.status,
-      status_changed_at: isoTime(device.statusChangedAt),
-      last_status_at: isoTime(device.statusAt),
-      last_webhook_at: isoTime(device.lastSeenAt),
+      status_changed_at: toIsoTime(device.statusChangedAt),
+      last_status_at: toIsoTime(device.statusAt),
+      last_webhook_at: toIsoTime(device.lastSeenAt),
       calls_last_24h: callsLast24h,
       silent: isDeviceSilent(device.lastSeenAt, now, silenceMs),
       tenant: device.tenant,
@@ -122,11 +120,11 @@ export function registerDeviceRoutes(app: App, deps: AppDeps): void {
           },
         },
         async (request, reply) => {
-        const device = await findDevice(deps.db, request.params.id);
-        if (device === null) return sendUnknownDevice(reply, request.params.id);
-        const now = deps.clock.now();
-        const calls = await countRecentCalls(deps.db, [device.deviceId], now - DAY_MS);
-        return presentDevice(device, calls.get(device.deviceId) ?? 0, now);
+          const device = await findDevice(deps.db, request.params.id);
+          if (device === null) return sendUnknownDevice(reply, request.params.id);
+          const now = deps.clock.now();
+          const calls = await countRecentCalls(deps.db, [device.deviceId], now - DAY_MS);
+          return presentDevice(device, calls.get(device.deviceId) ?? 0, now);
         },
       );
     },

@@ -3,7 +3,7 @@ import { checkDb } from '../db/database.ts';
 import { listDestinationStates } from '../db/destination-states-repository.ts';
 import { coerceError } from '../errors.ts';
 import type { AppDeps } from '../http/app-deps.ts';
-import { SERVER_ERRORS, stringEnum, type App } from '../http/schemas.ts';
+import { errorBody, SERVER_ERRORS, stringEnum, type App } from '../http/schemas.ts';
 
 const PROBE_RESULTS = ['ok', 'unavailable'] as const;
 export const ReadinessSchema = Type.Object(
@@ -46,14 +46,23 @@ export function registerHealthRoutes(app: App, deps: AppDeps): void {
         tags: TAGS,
         response: {
           200: Type.Object(ReadinessSchema.properties, { additionalProperties: false, description: 'ready, or degraded (webhooks still taken)' }),
-          503: Type.Object(ReadinessSchema.properties, { additionalProperties: false, description: 'unavailable: the database is failing' }),
+          // Also `{ error }`: a request arriving while the service shuts down is answered 503 before
+          // this route runs (src/http/app.ts). Declared readiness only, that answer would fail to
+          // serialise and go out as a 500, on the very route load balancers poll while a replica drains.
+          503: Type.Union(
+            [
+              Type.Object(ReadinessSchema.properties, { additionalProperties: false }),
+              errorBody('The service is shutting down'),
+            ],
+            { description: 'unavailable: the database is failing; or `{ error }` while the service shuts down' },
+          ),
           ...SERVER_ERRORS,
         },
       },
     },
     async (_request, reply) => {
-    const readiness = await checkReadiness(deps);
-    return reply.code(readiness.status === 'unavailable' ? 503 : 200).send(readiness);
+      const readiness = await checkReadiness(deps);
+      return reply.code(readiness.status === 'unavailable' ? 503 : 200).send(readiness);
     },
   );
 }

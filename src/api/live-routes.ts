@@ -33,29 +33,29 @@ export function registerLiveRoutes(app: App, deps: AppDeps): void {
           },
         },
         async (_request, reply) => {
-        reply.hijack();
-        const response = reply.raw;
-        response.writeHead(200, {
-          'content-type': 'text/event-stream; charset=utf-8',
-          'cache-control': 'no-store',
-          // nginx would otherwise hold events back in its buffer.
-          'x-accel-buffering': 'no',
-          'x-content-type-options': 'nosniff',
-        });
-        response.write(`retry: ${RECONNECT_MS}\n\n`);
-        // A write racing the client's going away fails on the response; it has nothing to tell.
-        response.on('error', () => {});
-        const stream: LiveStream = {
-          write(text) {
-            if (response.writableEnded || response.destroyed) return;
-            if (response.writableLength > MAX_UNREAD_BYTES) response.end();
-            else response.write(text);
-          },
-          end() {
-            if (!response.writableEnded) response.end();
-          },
-        };
-        response.once('close', deps.callChanges.subscribe(stream));
+          reply.hijack();
+          const response = reply.raw;
+          response.writeHead(200, {
+            'content-type': 'text/event-stream; charset=utf-8',
+            'cache-control': 'no-store',
+            // nginx would otherwise hold events back in its buffer.
+            'x-accel-buffering': 'no',
+            'x-content-type-options': 'nosniff',
+          });
+          response.write(`retry: ${RECONNECT_MS}\n\n`);
+          // A write racing the client's going away fails on the response; it has nothing to tell.
+          response.on('error', () => {});
+          const stream: LiveStream = {
+            write(text) {
+              if (response.writableEnded || response.destroyed) return;
+              if (response.writableLength > MAX_UNREAD_BYTES) response.end();
+              else response.write(text);
+            },
+            end() {
+              if (!response.writableEnded) response.end();
+            },
+          };
+          response.once('close', deps.callChanges.subscribe(stream));
         },
       );
     },

@@ -6,7 +6,7 @@ import { findLatestEventReceivedAt } from '../db/events-repository.ts';
 import { summariseDueFetchJobs } from '../db/fetch-jobs-repository.ts';
 import { isDeviceSilent } from '../devices/device-status.ts';
 import type { AppDeps } from '../http/app-deps.ts';
-import { API_SECURITY, AUTH_ERRORS, IsoTime, SERVER_ERRORS, type App } from '../http/schemas.ts';
+import { API_SECURITY, AUTH_ERRORS, IsoTime, SERVER_ERRORS, toIsoTime, type App } from '../http/schemas.ts';
 import { checkApiAccess } from './api-auth.ts';
 import { checkReadiness, ReadinessSchema } from './health-routes.ts';
 
@@ -33,8 +33,6 @@ const SummarySchema = Type.Object(
   { additionalProperties: false, description: 'The counts' },
 );
 
-const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
 /** GET /api/summary: the dashboard's health strip in one request. */
 export function registerSummaryRoutes(app: App, deps: AppDeps): void {
   const silenceMs = deps.config.webhookSilenceWarningMs;
@@ -56,10 +54,10 @@ export function registerSummaryRoutes(app: App, deps: AppDeps): void {
           },
         },
         async () => {
-        inFlight ??= summarise().finally(() => {
-          inFlight = undefined;
-        });
-        return inFlight;
+          inFlight ??= summarise().finally(() => {
+            inFlight = undefined;
+          });
+          return inFlight;
         },
       );
 
@@ -75,10 +73,10 @@ export function registerSummaryRoutes(app: App, deps: AppDeps): void {
         const callsByState = Object.fromEntries(ATTACHMENT_STATES.map((state) => [state, byState.get(state) ?? 0])) as Record<AttachmentState, number>;
         return {
           calls_by_state: callsByState,
-          downloads: { running: jobs.running, waiting: jobs.waiting, oldest_waiting_since: isoTime(jobs.oldestWaitingRunAt) },
+          downloads: { running: jobs.running, waiting: jobs.waiting, oldest_waiting_since: toIsoTime(jobs.oldestWaitingRunAt) },
           readiness,
           webhooks: {
-            last_received_at: isoTime(lastWebhookAt),
+            last_received_at: toIsoTime(lastWebhookAt),
             silence_warning_seconds: silenceMs / 1000,
             // As the silence warning in the log counts it: from start-up when none has ever arrived.
             silent: isDeviceSilent(lastWebhookAt ?? deps.startedAt, now, silenceMs),

@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import type { StoredWebhookToken } from '../db/webhook-tokens-repository.ts';
 import type { AppDeps } from '../http/app-deps.ts';
-import { API_SECURITY, AUTH_ERRORS, BODY_ERRORS, CSRF_ERROR, errorBody, IsoTime, nullable, SERVER_ERRORS, type App } from '../http/schemas.ts';
+import { API_SECURITY, AUTH_ERRORS, BODY_ERRORS, CSRF_ERROR, errorBody, IsoTime, nullable, SERVER_ERRORS, toIsoTime, type App } from '../http/schemas.ts';
 import { WEBHOOK_PATH } from '../webhook/webhook-routes.ts';
 import { TENANT_LABEL_PATTERN, TENANT_LABEL_RULE } from '../webhook/webhook-tokens.ts';
 import { checkApiAccess } from './api-auth.ts';
@@ -23,10 +23,8 @@ const CreatedWebhookTokenSchema = Type.Object(
 );
 const TAGS = ['webhook tokens'];
 
-const isoTime = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
 function presentToken(token: StoredWebhookToken) {
-  return { id: token.id, label: token.label, created_at: isoTime(token.createdAt), revoked_at: isoTime(token.revokedAt) };
+  return { id: token.id, label: token.label, created_at: toIsoTime(token.createdAt), revoked_at: toIsoTime(token.revokedAt) };
 }
 
 /** Webhook tokens of device groups: created (the token shown this once), listed, revoked. */
@@ -96,11 +94,11 @@ export function registerWebhookTokenRoutes(app: App, deps: AppDeps): void {
           },
         },
         async (request, reply) => {
-        const revoked = await deps.webhookTokens.revoke(request.params.id);
-        if (revoked === null) return reply.code(404).send({ error: `no webhook token with id ${JSON.stringify(request.params.id)}` });
-        deps.logger.info({ webhook_token_id: revoked.id, tenant: revoked.label }, `[WaVoIP Webhook] Webhook token ${revoked.id} of device group ${revoked.label} revoked`);
-        return presentToken(revoked);
-      },
+          const revoked = await deps.webhookTokens.revoke(request.params.id);
+          if (revoked === null) return reply.code(404).send({ error: `no webhook token with id ${JSON.stringify(request.params.id)}` });
+          deps.logger.info({ webhook_token_id: revoked.id, tenant: revoked.label }, `[WaVoIP Webhook] Webhook token ${revoked.id} of device group ${revoked.label} revoked`);
+          return presentToken(revoked);
+        },
       );
     },
     { prefix: '/api' },

@@ -87,11 +87,11 @@ export function registerSessionRoutes(app: App, deps: AppDeps): void {
         },
       },
       async (request, reply) => {
-      const found = await findSession(sessions, request);
-      // A dead cookie is dropped, rather than sent with every request until it expires.
-      if (found === null && request.cookies[SESSION_COOKIE] !== undefined) void reply.clearCookie(SESSION_COOKIE, cookieOptions(request));
-      if (found === null) return sendSignedOut(reply);
-      return presentSession(found.session);
+        const found = await findSession(sessions, request);
+        // A dead cookie is dropped, rather than sent with every request until it expires.
+        if (found === null && request.cookies[SESSION_COOKIE] !== undefined) void reply.clearCookie(SESSION_COOKIE, cookieOptions(request));
+        if (found === null) return sendSignedOut(reply);
+        return presentSession(found.session);
       },
     );
 
@@ -106,12 +106,12 @@ export function registerSessionRoutes(app: App, deps: AppDeps): void {
         },
       },
       async (request, reply) => {
-      const found = await findSession(sessions, request);
-      if (found === null) return sendSignedOut(reply);
-      const refused = checkCsrf(request, reply, found.session);
-      if (refused !== undefined) return refused;
-      await sessions.signOut(found.cookie);
-      return reply.clearCookie(SESSION_COOKIE, cookieOptions(request)).code(204).send();
+        const found = await findSession(sessions, request);
+        if (found === null) return sendSignedOut(reply);
+        const refused = checkCsrf(request, reply, found.session);
+        if (refused !== undefined) return refused;
+        await sessions.signOut(found.cookie);
+        return reply.clearCookie(SESSION_COOKIE, cookieOptions(request)).code(204).send();
       },
     );
   });

@@ -32,6 +32,11 @@ export function nullable<Schema extends TSchema>(schema: Schema) {
 /** An ISO 8601 time in UTC, as the API writes every time; null when it has not happened. */
 export const IsoTime = nullable(Type.String({ format: 'date-time' }));
 
+/** A time the database keeps as epoch milliseconds, as IsoTime writes it. */
+export function toIsoTime(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
 /** A body the server never sends: 204, 304. */
 export const NoBody = (description: string) => Type.Unsafe<void>({ type: 'null', description });
 
@@ -41,10 +46,12 @@ export function mediaBody(description: string, mediaType: string, schema: TSchem
 }
 
 /**
- * Answers every route may give: the database out of reach (503, with Retry-After) or a fault
- * of ours (500, details in the log only).
+ * Answers every route may give: the database out of reach (503, with Retry-After), the service
+ * shutting down (503), or a fault of ours (500, details in the log only).
  */
-export const SERVER_ERRORS = { '5xx': errorBody('The service failed (500) or cannot reach its database for now (503, with Retry-After)') } as const;
+export const SERVER_ERRORS = {
+  '5xx': errorBody('The service failed (500), cannot reach its database for now (503, with Retry-After), or is shutting down (503)'),
+} as const;
 
 /** A request with a body Fastify parses: refused when it is not JSON, too large, or too deep. */
 export const BODY_ERRORS = {

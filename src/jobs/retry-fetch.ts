@@ -7,13 +7,6 @@ import { hurryFetchJobs, scheduleFetchJob } from '../db/fetch-jobs-repository.ts
 import type { CallChanges } from '../live/call-changes.ts';
 import type { Logger } from '../log/logger.ts';
 
-/**
- * An operator's "try again now", whoever asks (the API, and through it the CLI and the
- * dashboard): a failed call goes back to pending for another full wait; a pending one has its
- * next attempt brought forward to now (after fixing DNS, a firewall or the allow-list, nobody
- * should wait half an hour for it). The whole of it is here: the change, the log line saying
- * what was done, the scheduler woken and the live list told; a caller only answers.
- */
 interface FetchRetryDeps {
   db: Db;
   clock: Clock;
@@ -31,6 +24,13 @@ type RetryOutcome =
   | { result: 'refused'; state: AttachmentState }
   | { result: 'retrying'; was: 'failed' | 'pending' };
 
+/**
+ * An operator's "try again now", whoever asks (the API, and through it the CLI and the
+ * dashboard): a failed call goes back to pending for another full wait; a pending one has its
+ * next attempt brought forward to now (after fixing DNS, a firewall or the allow-list, nobody
+ * should wait half an hour for it). The whole of it is here: the change, the log line saying
+ * what was done, the scheduler woken and the live list told; a caller only answers.
+ */
 export async function retryFetch(deps: FetchRetryDeps, callId: string): Promise<RetryOutcome> {
   const now = deps.clock.now();
   const outcome = await deps.db.transaction().execute(async (trx): Promise<RetryOutcome> => {

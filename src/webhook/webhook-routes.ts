@@ -44,9 +44,9 @@ export function registerWebhookRoutes(app: App, deps: AppDeps): void {
       },
     },
     async (_request, reply) =>
-    reply
-      .type('text/plain; charset=utf-8')
-      .send('wavoip-recordings is reachable: point the WaVoIP webhook here (POST, JSON; CALL and RECORD events).\n'),
+      reply
+        .type('text/plain; charset=utf-8')
+        .send('wavoip-recordings is reachable: point the WaVoIP webhook here (POST, JSON; CALL and RECORD events).\n'),
   );
 
   app.post(

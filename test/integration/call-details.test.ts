@@ -157,6 +157,8 @@ describe('GET /api/calls filters', () => {
     ['until=2024-05-01T25:00:00Z', 'until'],
     ['device=', 'device'],
     ['device=%00', 'device'],
+    ['cursor=not-a-cursor', 'cursor'],
+    [`cursor=${Buffer.from(JSON.stringify([1, 'C1\u0000'])).toString('base64url')}`, 'cursor'],
   ])('refuses %s with a 400 naming %s', async (query, field) => {
     const response = await service.api(`/api/calls?${query}`);
     expect(response.status).toBe(400);

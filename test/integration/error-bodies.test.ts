@@ -91,19 +91,28 @@ describe('refused by Fastify before a route runs', () => {
     const stalled = net.connect(ownPort, '127.0.0.1');
     stalled.on('error', () => {});
     stalled.write(`POST ${webhook} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`);
-    // A request whose headers are not finished yet: its connection is not idle, so it stays open.
-    const late = net.connect(ownPort, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    late.on('data', (chunk: Buffer) => chunks.push(chunk));
-    const lateClosed = new Promise((resolve) => late.on('close', resolve));
-    await new Promise((resolve) => late.write('GET /healthz HTTP/1.1\r\nHost: x\r\n', resolve));
-    // Once the service answers on another connection, it has read what these two sent.
+    // Requests whose headers are not finished yet: their connections are not idle, so they stay open.
+    // /readyz too: load balancers poll it while a replica drains, and its own 503 has another shape.
+    const late = ['/healthz', '/readyz'].map((path) => {
+      const socket = net.connect(ownPort, '127.0.0.1');
+      const chunks: Buffer[] = [];
+      socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+      const closed = new Promise((resolve) => socket.on('close', resolve));
+      const started = new Promise((resolve) => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n`, resolve));
+      return { path, socket, chunks, closed, started };
+    });
+    await Promise.all(late.map((each) => each.started));
+    // Once the service answers on another connection, it has read what these sent.
     expect((await fetch(`${own.url}/healthz`)).status).toBe(200);
     const stopped = own.stop();
     await waitFor(() => !own.service.app.server.listening, 'the service to stop listening');
-    late.write('\r\n');
-    await lateClosed;
-    expectErrorShape(parseAnswer(Buffer.concat(chunks).toString('latin1')), 503);
+    for (const each of late) {
+      each.socket.write('\r\n');
+      await each.closed;
+      const answer = parseAnswer(Buffer.concat(each.chunks).toString('latin1'));
+      expect(answer.status, `${each.path}: ${answer.body}`).toBe(503);
+      expectErrorShape(answer, 503);
+    }
     stalled.destroy();
     await stopped;
   });
