@@ -60,6 +60,9 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): App {
     bodyLimit: WEBHOOK_BODY_LIMIT,
     requestTimeout: requestTimeoutMs,
     http: {
+      // Node would answer a missing Host itself, with an empty 400; the onRequest hook below
+      // answers it in the one error shape.
+      requireHostHeader: false,
       // Node swaps the two timeouts when headersTimeout (60 s by default) is the longer one, and
       // a stalled body would then be given 60 s.
       headersTimeout: requestTimeoutMs,
@@ -133,8 +136,12 @@ export function buildApp(deps: AppDeps, options: AppOptions = {}): App {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (_request, reply) => {
+  app.addHook('onRequest', async (request, reply) => {
     if (closing) return reply.code(503).header('connection', 'close').send({ error: 'the service is shutting down; try again' });
+    // HTTP/1.1 requires it (RFC 9112 §3.2); HTTP/1.0 clients may leave it out.
+    if (request.headers.host === undefined && request.raw.httpVersion !== '1.0') {
+      return reply.code(400).header('connection', 'close').send({ error: 'the Host header is required', field: 'host' });
+    }
   });
 
   // Node answers an Expect header other than 100-continue by itself, with an empty 417.

@@ -76,6 +76,7 @@ describe('refused by Fastify before a route runs', () => {
     ['a body of another type', `POST ${webhook} HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\nContent-Length: 3\r\nConnection: close\r\n\r\na,b`, 415],
     ['a body over the limit', `POST ${webhook} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 70000\r\nConnection: close\r\n\r\n{}`, 413],
     ['an unknown method', `PROPFIND /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 404],
+    ['an HTTP/1.1 request without Host', `GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n`, 400],
     ['an Expect header other than 100-continue', `POST ${webhook} HTTP/1.1\r\nHost: x\r\nExpect: later\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}`, 417],
   ])('%s', async (_what, request, status) => {
     // The 417 is written as a chunked body by Node; its one chunk is the JSON.
