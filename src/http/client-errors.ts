@@ -11,7 +11,10 @@ export function answerClientError(error: Error & { code?: string }, socket: Dupl
   if (error.code === 'ECONNRESET' || socket.destroyed) return;
   const { status, message } = describeParseError(error.code);
   const body = JSON.stringify({ error: message });
-  if (socket.writable) {
+  // As Node's own handler does: never write into an answer already under way on this socket (a
+  // recording being streamed, say), which the client would read as part of it.
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
     socket.write(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
