@@ -328,6 +328,9 @@ function logDestinations(config: Config, logger: Logger, names: string[], secret
 function logStartup(config: Config, logger: Logger, url: string, tokens: { api: ResolvedToken; webhook: ResolvedToken | null }): void {
   const database = config.database.dialect === 'sqlite' ? config.database.filename : config.database.redactedUrl;
   logger.info({ url, data_dir: config.dataDir, database }, `wavoip-recordings listening on ${url}`);
+  if (config.dashboard.enabled) {
+    logger.info(`Dashboard: ${url}/ (sign in with the API token${config.dashboard.password === undefined ? '' : ' or DASHBOARD_PASSWORD'})`);
+  }
   // Tokens themselves stay out of the log, which is often shipped elsewhere: only where they are.
   if (tokens.api.generated) {
     logger.info(`API token generated and saved to ${tokens.api.file}`);

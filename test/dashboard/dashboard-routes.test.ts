@@ -72,6 +72,10 @@ describe('the dashboard pages', () => {
   it('the API stays closed: a page loads without a token, the data behind it does not', async () => {
     expect((await fetch(`${service.url}/api/calls`)).status).toBe(401);
   });
+
+  it('the start-up log says where the dashboard is and how to sign in', () => {
+    expect(service.logs().map((line) => line.msg)).toContain(`Dashboard: ${service.url}/ (sign in with the API token)`);
+  });
 });
 
 describe('DASHBOARD=false', () => {
@@ -81,6 +85,7 @@ describe('DASHBOARD=false', () => {
       const { hash } = loadDashboardAssets();
       for (const path of [...PAGES, `/assets/${hash}/app.js`]) expect((await fetch(`${off.url}${path}`)).status, path).toBe(404);
       expect((await off.api('/api/calls')).status).toBe(200);
+      expect(off.logs().some((line) => line.msg.startsWith('Dashboard:'))).toBe(false);
     } finally {
       await off.stop();
     }
