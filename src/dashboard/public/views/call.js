@@ -98,6 +98,8 @@ export function renderCall(main, { params: [callId], announce }) {
 
   function drawService(attachment) {
     const action = attachment.state === 'pending' ? 'fetchNow' : attachment.state === 'failed' ? 'retry' : null;
+    // A live redraw moves the outcome line too; whoever was reading it keeps their place.
+    const hadFocus = document.activeElement === actionStatus;
     fill(
       service,
       h('h2', { id: 'service-title' }, t('call.service')),
@@ -112,14 +114,20 @@ export function renderCall(main, { params: [callId], announce }) {
       action ? h('button', { type: 'button', class: 'primary', onclick: (event) => retry(event.currentTarget) }, t(`call.${action}`)) : null,
       actionStatus,
     );
+    if (hadFocus) actionStatus.focus();
   }
 
   async function retry(button) {
     button.disabled = true;
+    // Reads already under way are older than this answer; one started after it (a live event:
+    // the fetch may be done by then) is newer, and this answer is then not drawn over it.
+    const thisAction = ++latestLoad;
     try {
       const call = await post(`${path}/retry`);
-      detail = { ...detail, ...call };
-      draw();
+      if (thisAction === latestLoad) {
+        detail = { ...detail, ...call };
+        draw();
+      }
       actionStatus.textContent = t('call.retried');
       actionStatus.focus();
       announce(t('call.retried'));
