@@ -4,22 +4,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeChatwoot, type FakeChatwoot, type FakeMessage } from '../support/fake-chatwoot.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
 import { S3RVER_CREDENTIALS, startS3rver } from '../support/s3rver.ts';
-import { makeDataDir, NO_POLLING, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
+import { makeDataDir, NO_POLLING, startInProcessService, testEnvironment, waitFor, type InProcessService, type DeliveryView } from '../support/service-harness.ts';
 import { sha256 } from '../support/sha256.ts';
 
 const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', import.meta.url));
 const oggSha256 = sha256(ogg);
 const FAST_RETRIES = { deliveryRetry: { initialDelayMs: 50, maxDelayMs: 200, probeIntervalMs: 200 } };
 const PEER = '+5511987654321';
-
-interface DeliveryView {
-  destination: string;
-  kind: string;
-  state: string;
-  attempts: number;
-  last_error: string | null;
-  external_ids: Record<string, unknown> | null;
-}
 
 let storage: FakeWavoipStorage;
 const services: InProcessService[] = [];

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRecordingLinks } from '../../src/delivery/recording-link.ts';
 import { startFakeWavoipStorage, type FakeWavoipStorage } from '../support/fake-wavoip-storage.ts';
-import { makeDataDir, NO_POLLING, startInProcessService, testEnvironment, waitFor, type InProcessService } from '../support/service-harness.ts';
+import { makeDataDir, NO_POLLING, startInProcessService, testEnvironment, waitFor, type InProcessService, type DeliveryView } from '../support/service-harness.ts';
 import { openTestDatabase } from '../support/test-database.ts';
 
 /** How a receiver's URL is shown: its origin, and the start of the whole URL's sha256 (the path may hold a key). */
@@ -15,19 +15,6 @@ const ogg = fs.readFileSync(new URL('../fixtures/audio/call-pt-br-9s.ogg', impor
 const oggSha256 = sha256(ogg);
 /** Retries within a test's patience; the schedule's shape is the pure scheduleRetry's, tested on its own. */
 const FAST_RETRIES = { deliveryRetry: { initialDelayMs: 50, maxDelayMs: 200, probeIntervalMs: 200 } };
-
-interface DeliveryView {
-  id: string;
-  destination: string;
-  kind: string;
-  state: string;
-  attempts: number;
-  last_error: string | null;
-  next_attempt_at: string | null;
-  delivered_at: string | null;
-  reason: string | null;
-  external_ids: Record<string, unknown> | null;
-}
 
 let storage: FakeWavoipStorage;
 const services: InProcessService[] = [];

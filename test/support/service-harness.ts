@@ -158,6 +158,20 @@ export class ServiceClient {
   }
 }
 
+/** A delivery as GET /api/calls/:id lists it. */
+export interface DeliveryView {
+  id: string;
+  destination: string;
+  kind: string;
+  state: string;
+  attempts: number;
+  last_error: string | null;
+  next_attempt_at: string | null;
+  delivered_at: string | null;
+  reason: string | null;
+  external_ids: Record<string, unknown> | null;
+}
+
 export interface CallView {
   whatsapp_call_id: string;
   status: string | null;

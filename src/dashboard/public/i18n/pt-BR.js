@@ -44,7 +44,7 @@ export default {
   'calls.direction': 'Sentido',
   'calls.since': 'De',
   'calls.until': 'Até',
-  'calls.any': 'Todos',
+  'calls.any': 'Qualquer',
   'calls.apply': 'Aplicar',
   'calls.clear': 'Limpar',
   'calls.empty': 'Nenhuma chamada encontrada.',
